@@ -1,0 +1,107 @@
+//! The supervisor: connects to Docker, then runs one task per concern (events,
+//! inventory, stats, disk usage) feeding one bounded record queue that the output drains.
+//!
+//! Shutdown: every task watches one `CancellationToken`. When it fires, the tasks stop,
+//! their queue senders drop, and the output writes what is still queued before `run`
+//! returns. A full queue makes producers wait (nothing is dropped here); the events
+//! stream then waits in Docker's socket buffer, not in our memory.
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::backoff::{Backoff, sleep_unless_cancelled};
+use crate::config::{Config, DockerConfig, OutputKind};
+use crate::docker::{self, ConnectError, Docker};
+use crate::inventory::{Inventory, RunningSet};
+use crate::{events, output, stats, usage};
+
+/// Records waiting for the output.
+const RECORD_QUEUE: usize = 4096;
+/// Inventory hints waiting for the inventory task.
+const HINT_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "{0}; set --docker-host or DOCKER_HOST to where Docker listens, or pass --wait-for-docker to keep retrying"
+    )]
+    Docker(ConnectError),
+    #[error("cannot write records")]
+    Output(#[source] std::io::Error),
+}
+
+/// Runs the agent until `cancel` fires.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunError> {
+    let Some(docker) = connect(&config.docker, &cancel).await? else {
+        return Ok(());
+    };
+    info!(endpoint = %docker.endpoint, api_version = %docker.api_version, "connected to docker");
+
+    let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
+    let (hints_tx, hints_rx) = mpsc::channel(HINT_QUEUE);
+    let (running_tx, running_rx) = watch::channel(RunningSet::default());
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(events::run(
+        docker.clone(),
+        records_tx.clone(),
+        hints_tx,
+        cancel.clone(),
+    ));
+    tracker.spawn(
+        Inventory::new(docker.clone(), records_tx.clone(), running_tx)
+            .run(hints_rx, cancel.clone()),
+    );
+    tracker.spawn(stats::run(
+        docker.clone(),
+        config.collect.clone(),
+        records_tx.clone(),
+        running_rx,
+        cancel.clone(),
+    ));
+    if let Some(interval) = config.collect.usage_interval {
+        tracker.spawn(usage::run(
+            docker.clone(),
+            interval,
+            config.collect.usage_timeout,
+            records_tx.clone(),
+            cancel.clone(),
+        ));
+    }
+    drop(records_tx);
+    tracker.close();
+
+    let written = match config.output {
+        OutputKind::Stdout => output::write_json_lines(records_rx, tokio::io::stdout()).await,
+    };
+    // The output only ends early when its reader is gone; stop the producers then too.
+    cancel.cancel();
+    tracker.wait().await;
+    written.map_err(RunError::Output)
+}
+
+/// Connects to Docker, retrying if configured to wait. `Ok(None)` when cancelled while
+/// waiting.
+async fn connect(
+    config: &DockerConfig,
+    cancel: &CancellationToken,
+) -> Result<Option<Docker>, RunError> {
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        match docker::connect(&config.endpoint).await {
+            Ok(docker) => return Ok(Some(docker)),
+            Err(error) if config.wait => {
+                warn!(%error, "waiting for docker");
+                if !sleep_unless_cancelled(backoff.next_delay(), cancel).await {
+                    return Ok(None);
+                }
+            }
+            Err(error) => return Err(RunError::Docker(error)),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Agent configuration: flags, `DOCKERMON_*` environment variables and an optional YAML
+//! file, resolved once at start into a validated [`Config`].
+//!
+//! Precedence, highest first: a flag, its environment variable, the YAML file, then the
+//! built-in default. The Docker endpoint additionally falls back to the standard
+//! `DOCKER_HOST` variable before the default socket. Everything is validated before
+//! anything starts; a bad value is reported with its key and what would be accepted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+use crate::docker::Endpoint;
+
+/// Watches one Docker engine and reports its events, inventory, container stats and
+/// disk usage.
+#[derive(Debug, Parser)]
+#[command(name = "dockermon-agent", version)]
+pub struct Cli {
+    /// YAML configuration file (keys as the flags, with underscores). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "DOCKERMON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Docker endpoint: unix:///path/to/docker.sock or tcp://host:port.
+    /// [default: $DOCKER_HOST, else unix:///var/run/docker.sock]
+    #[arg(long, env = "DOCKERMON_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// Keep retrying when Docker cannot be reached at start, instead of exiting.
+    #[arg(long, env = "DOCKERMON_WAIT_FOR_DOCKER", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub wait_for_docker: Option<bool>,
+
+    /// Where records go. `stdout`: one JSON object per line.
+    #[arg(long, env = "DOCKERMON_OUTPUT", value_enum)]
+    pub output: Option<OutputKind>,
+
+    /// How often container stats are swept (e.g. 30s, 1m). [default: 30s]
+    #[arg(long, env = "DOCKERMON_STATS_INTERVAL", value_name = "DURATION")]
+    pub stats_interval: Option<String>,
+
+    /// How many stats requests may be in flight to Docker at once. Docker answers all
+    /// concurrent requests from one tick of its 1-second stats collector, so this should
+    /// cover a host's running containers. [default: 64]
+    #[arg(long, env = "DOCKERMON_STATS_CONCURRENCY", value_name = "N")]
+    pub stats_concurrency: Option<usize>,
+
+    /// How often disk usage (`docker system df`) is measured, or `off`. [default: 2m]
+    #[arg(long, env = "DOCKERMON_USAGE_INTERVAL", value_name = "DURATION|off")]
+    pub usage_interval: Option<String>,
+
+    /// How long one disk-usage measurement may take before it is abandoned. [default: 60s]
+    #[arg(long, env = "DOCKERMON_USAGE_TIMEOUT", value_name = "DURATION")]
+    pub usage_timeout: Option<String>,
+
+    /// Log filter (tracing's env-filter syntax), written to stderr.
+    #[arg(long, env = "DOCKERMON_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "DOCKERMON_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    Stdout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The YAML configuration file. Unknown keys are an error: a misspelt key silently
+/// ignored is a setting silently not applied.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Docker endpoint, as `--docker-host`.
+    pub docker_host: Option<String>,
+    /// Keep retrying when Docker is unreachable at start.
+    pub wait_for_docker: Option<bool>,
+    /// Where records go.
+    pub output: Option<OutputKind>,
+    /// Stats sweep interval, e.g. `30s`.
+    pub stats_interval: Option<String>,
+    /// Concurrent stats requests.
+    pub stats_concurrency: Option<usize>,
+    /// Disk usage interval, e.g. `2m`, or `off`.
+    pub usage_interval: Option<String>,
+    /// Disk usage timeout, e.g. `60s`.
+    pub usage_timeout: Option<String>,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub docker: DockerConfig,
+    pub collect: CollectConfig,
+    pub output: OutputKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerConfig {
+    pub endpoint: Endpoint,
+    pub wait: bool,
+}
+
+/// What is collected and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectConfig {
+    pub stats_interval: Duration,
+    pub stats_concurrency: usize,
+    /// `None`: disk usage is not measured.
+    pub usage_interval: Option<Duration>,
+    pub usage_timeout: Duration,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            stats_interval: Duration::from_secs(30),
+            stats_concurrency: 64,
+            usage_interval: Some(Duration::from_secs(120)),
+            usage_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Cli {
+    /// Reads the config file (if any) and resolves everything into a [`Config`].
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        #[allow(clippy::disallowed_methods)] // the one standard variable clap does not read
+        let docker_host_env = std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty());
+        self.resolve_with(file, docker_host_env)
+    }
+
+    fn resolve_with(
+        &self,
+        file: FileConfig,
+        docker_host_env: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let defaults = CollectConfig::default();
+        let docker_host = self
+            .docker_host
+            .clone()
+            .or(file.docker_host)
+            .or(docker_host_env)
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+        let endpoint = Endpoint::parse(&docker_host).map_err(|e| invalid("docker_host", e))?;
+
+        let stats_interval = match self
+            .stats_interval
+            .as_ref()
+            .or(file.stats_interval.as_ref())
+        {
+            Some(s) => duration("stats_interval", s)?,
+            None => defaults.stats_interval,
+        };
+        in_range(
+            "stats_interval",
+            stats_interval,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+
+        let stats_concurrency = self
+            .stats_concurrency
+            .or(file.stats_concurrency)
+            .unwrap_or(defaults.stats_concurrency);
+        if !(1..=1024).contains(&stats_concurrency) {
+            return Err(invalid(
+                "stats_concurrency",
+                format!("{stats_concurrency} is out of range: use 1 to 1024"),
+            ));
+        }
+
+        let usage_interval = match self
+            .usage_interval
+            .as_ref()
+            .or(file.usage_interval.as_ref())
+        {
+            Some(s) if s.trim() == "off" => None,
+            Some(s) => Some(duration("usage_interval", s)?),
+            None => defaults.usage_interval,
+        };
+        if let Some(interval) = usage_interval {
+            in_range(
+                "usage_interval",
+                interval,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?;
+        }
+
+        let usage_timeout = match self.usage_timeout.as_ref().or(file.usage_timeout.as_ref()) {
+            Some(s) => duration("usage_timeout", s)?,
+            None => defaults.usage_timeout,
+        };
+        in_range(
+            "usage_timeout",
+            usage_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+        )?;
+
+        Ok(Config {
+            docker: DockerConfig {
+                endpoint,
+                wait: self
+                    .wait_for_docker
+                    .or(file.wait_for_docker)
+                    .unwrap_or(false),
+            },
+            collect: CollectConfig {
+                stats_interval,
+                stats_concurrency,
+                usage_interval,
+                usage_timeout,
+            },
+            output: self.output.or(file.output).unwrap_or(OutputKind::Stdout),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    // An empty file is a valid, empty configuration (serde_yaml would call it null).
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 1h"),
+        )
+    })
+}
+
+fn in_range(
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!(
+                "{} is out of range: use {} to {}",
+                humantime::format_duration(value),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["dockermon-agent"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    fn file(yaml: &str) -> FileConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = cli(&[]).resolve_with(FileConfig::default(), None).unwrap();
+        assert_eq!(config.collect, CollectConfig::default());
+        assert_eq!(
+            config.docker.endpoint,
+            Endpoint::parse(DEFAULT_DOCKER_HOST).unwrap()
+        );
+        assert!(!config.docker.wait);
+        assert_eq!(config.output, OutputKind::Stdout);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let from_file = file("stats_interval: 10s\nstats_concurrency: 3\nusage_interval: 'off'\n");
+        let config = cli(&["--stats-interval", "5s"])
+            .resolve_with(from_file, None)
+            .unwrap();
+        assert_eq!(config.collect.stats_interval, Duration::from_secs(5));
+        assert_eq!(config.collect.stats_concurrency, 3);
+        assert_eq!(config.collect.usage_interval, None);
+    }
+
+    #[test]
+    fn docker_host_precedence() {
+        let env = Some("unix:///env.sock".to_owned());
+        let resolved = |args: &[&str], yaml: &str| {
+            cli(args)
+                .resolve_with(file(yaml), env.clone())
+                .unwrap()
+                .docker
+                .endpoint
+        };
+        assert_eq!(
+            resolved(
+                &["--docker-host", "unix:///flag.sock"],
+                "docker_host: unix:///file.sock"
+            ),
+            Endpoint::parse("unix:///flag.sock").unwrap()
+        );
+        assert_eq!(
+            resolved(&[], "docker_host: unix:///file.sock"),
+            Endpoint::parse("unix:///file.sock").unwrap()
+        );
+        assert_eq!(
+            resolved(&[], "{}"),
+            Endpoint::parse("unix:///env.sock").unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = serde_yaml::from_str::<FileConfig>("stats_intervall: 10s").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `stats_intervall`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = cli(&["--stats-interval", "soon"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("stats_interval: \"soon\" is not a duration"),
+            "{err}"
+        );
+
+        let err = cli(&["--stats-interval", "100ms"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+
+        let err = cli(&["--stats-concurrency", "0"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("stats_concurrency:"), "{err}");
+
+        let err = cli(&["--docker-host", "ftp://nope"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("docker_host:"), "{err}");
+    }
+
+    #[test]
+    fn wait_for_docker_is_a_flag_or_a_boolean() {
+        let on = cli(&["--wait-for-docker"]).resolve_with(FileConfig::default(), None);
+        assert!(on.unwrap().docker.wait);
+        let off =
+            cli(&["--wait-for-docker=false"]).resolve_with(file("wait_for_docker: true"), None);
+        assert!(!off.unwrap().docker.wait);
+    }
+}

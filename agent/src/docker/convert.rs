@@ -1,0 +1,348 @@
+//! bollard's models → the wire model. Everything a container controls (names, labels,
+//! attributes, actions) passes through `dockermon_proto::limits` here, so nothing
+//! unbounded leaves the agent.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerInspectResponse, EventMessage, ImageInspect, ImageSummary, Network as DockerNetwork,
+    NetworkInspect, Volume as DockerVolume,
+};
+use dockermon_proto::limits::{MAX_NAME_BYTES, MAX_TEXT_BYTES, bound_labels, bound_list, truncate};
+use dockermon_proto::{
+    Compose, Container, ContainerId, ContainerMount, ContainerNetwork, ContainerState, DockerEvent,
+    EventKind, Health, Image, Network, Port, Volume,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// An RFC 3339 time from Docker as Unix nanoseconds. Docker writes its "never" as
+/// `0001-01-01T00:00:00Z`; that, an empty string and anything unparsable are `None`.
+pub fn parse_time_ns(text: &str) -> Option<i64> {
+    let time = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let ns = time.unix_timestamp_nanos();
+    (ns > 0).then(|| i64::try_from(ns).ok()).flatten()
+}
+
+fn labels(map: Option<HashMap<String, String>>) -> std::collections::BTreeMap<String, String> {
+    bound_labels(map.unwrap_or_default())
+}
+
+fn name(s: impl Into<String>) -> String {
+    truncate(s.into(), MAX_NAME_BYTES)
+}
+
+/// A container as `docker inspect` describes it. `None` when the answer lacks an id.
+pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> {
+    let id = ContainerId(c.id?);
+    let state = c.state.unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    let raw_labels = config.labels.unwrap_or_default();
+    let compose = compose_of(&raw_labels);
+    let network_settings = c.network_settings.unwrap_or_default();
+
+    let mut ports: Vec<Port> = network_settings
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|(spec, bindings)| {
+            let (private, protocol) = spec.split_once('/').unwrap_or((&spec, "tcp"));
+            let private_port = private.parse().unwrap_or(0);
+            let protocol = truncate(protocol.to_owned(), 16);
+            match bindings.filter(|b| !b.is_empty()) {
+                None => vec![Port {
+                    private_port,
+                    public_port: None,
+                    protocol,
+                    host_ip: None,
+                }],
+                Some(bindings) => bindings
+                    .into_iter()
+                    .map(|b| Port {
+                        private_port,
+                        public_port: b.host_port.and_then(|p| p.parse().ok()),
+                        protocol: protocol.clone(),
+                        host_ip: b.host_ip.filter(|ip| !ip.is_empty()),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    ports.sort_by(|a, b| {
+        (a.private_port, &a.protocol, a.public_port).cmp(&(
+            b.private_port,
+            &b.protocol,
+            b.public_port,
+        ))
+    });
+
+    let mounts = c
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| ContainerMount {
+            kind: m.typ.unwrap_or_default(),
+            name: m.name.filter(|n| !n.is_empty()).map(name),
+            source: truncate(m.source.unwrap_or_default(), MAX_TEXT_BYTES),
+            destination: truncate(m.destination.unwrap_or_default(), MAX_TEXT_BYTES),
+            read_write: m.rw.unwrap_or(true),
+        })
+        .collect();
+
+    let mut networks: Vec<ContainerNetwork> = network_settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(net_name, endpoint)| ContainerNetwork {
+            name: name(net_name),
+            network_id: endpoint.network_id.unwrap_or_default(),
+            ip_address: endpoint.ip_address.filter(|ip| !ip.is_empty()),
+            mac_address: endpoint.mac_address.filter(|mac| !mac.is_empty()),
+        })
+        .collect();
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+
+    Some(Container {
+        id,
+        name: name(c.name.unwrap_or_default().trim_start_matches('/')),
+        image: name(config.image.unwrap_or_default()),
+        image_id: c.image.unwrap_or_default(),
+        created_ns: c.created.as_deref().and_then(parse_time_ns).unwrap_or(0),
+        state: state
+            .status
+            .map(|s| ContainerState::parse(s.as_ref()))
+            .unwrap_or(ContainerState::Unknown),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .and_then(|s| match s.to_string().as_str() {
+                "starting" => Some(Health::Starting),
+                "healthy" => Some(Health::Healthy),
+                "unhealthy" => Some(Health::Unhealthy),
+                _ => None,
+            }),
+        restart_count: c.restart_count.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        // Docker reports 0 before the first exit; only a finished run has a real code.
+        exit_code: state
+            .finished_at
+            .as_deref()
+            .and_then(parse_time_ns)
+            .and(state.exit_code),
+        started_at_ns: state.started_at.as_deref().and_then(parse_time_ns),
+        finished_at_ns: state.finished_at.as_deref().and_then(parse_time_ns),
+        compose,
+        labels: bound_labels(raw_labels),
+        ports: bound_list(ports),
+        mounts: bound_list(mounts),
+        networks: bound_list(networks),
+    })
+}
+
+fn compose_of(labels: &HashMap<String, String>) -> Option<Compose> {
+    let project = labels.get("com.docker.compose.project")?;
+    let service = labels.get("com.docker.compose.service")?;
+    Some(Compose {
+        project: name(project.clone()),
+        service: name(service.clone()),
+        number: labels
+            .get("com.docker.compose.container-number")
+            .and_then(|n| n.parse().ok()),
+    })
+}
+
+pub fn image_from_summary(i: ImageSummary) -> Image {
+    Image {
+        id: i.id,
+        tags: bound_list(
+            i.repo_tags
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .map(name)
+                .collect(),
+        ),
+        size_bytes: u64::try_from(i.size).unwrap_or(0),
+        created_ns: i.created.saturating_mul(1_000_000_000),
+        labels: bound_labels(i.labels),
+    }
+}
+
+pub fn image_from_inspect(i: ImageInspect) -> Option<Image> {
+    Some(Image {
+        id: i.id?,
+        tags: bound_list(
+            i.repo_tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .map(name)
+                .collect(),
+        ),
+        size_bytes: i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        created_ns: i.created.as_deref().and_then(parse_time_ns).unwrap_or(0),
+        labels: labels(i.config.and_then(|c| c.labels)),
+    })
+}
+
+pub fn volume_from(v: DockerVolume) -> Volume {
+    Volume {
+        name: name(v.name),
+        driver: name(v.driver),
+        mountpoint: truncate(v.mountpoint, MAX_TEXT_BYTES),
+        scope: v.scope.map(|s| s.to_string()).unwrap_or_default(),
+        created_ns: v.created_at.as_deref().and_then(parse_time_ns),
+        labels: bound_labels(v.labels),
+    }
+}
+
+/// Networks come in two bollard types with the same fields (list and inspect answers).
+macro_rules! network_from {
+    ($n:expr) => {{
+        let n = $n;
+        Some(Network {
+            id: n.id?,
+            name: name(n.name.unwrap_or_default()),
+            driver: name(n.driver.unwrap_or_default()),
+            scope: n.scope.unwrap_or_default(),
+            internal: n.internal.unwrap_or(false),
+            created_ns: n.created.as_deref().and_then(parse_time_ns),
+            labels: labels(n.labels),
+        })
+    }};
+}
+
+pub fn network_from_summary(n: DockerNetwork) -> Option<Network> {
+    network_from!(n)
+}
+
+pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
+    network_from!(n)
+}
+
+/// A Docker event. `None` for a message without a time (never sent by a real engine).
+pub fn event_from_message(message: EventMessage) -> Option<DockerEvent> {
+    let time_ns = message
+        .time_nano
+        .or_else(|| message.time.map(|s| s.saturating_mul(1_000_000_000)))?;
+    let actor = message.actor.unwrap_or_default();
+    let attributes = actor.attributes.unwrap_or_default();
+    let actor_name = attributes.get("name").cloned().map(name);
+    Some(DockerEvent {
+        time_ns,
+        kind: message
+            .typ
+            .map(|t| EventKind::parse(t.as_ref()))
+            .unwrap_or(EventKind::Unknown),
+        action: truncate(message.action.unwrap_or_default(), MAX_TEXT_BYTES),
+        actor_id: truncate(actor.id.unwrap_or_default(), MAX_NAME_BYTES),
+        actor_name,
+        attributes: bound_labels(attributes),
+        scope: message
+            .scope
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_times_parse_to_nanoseconds() {
+        assert_eq!(
+            parse_time_ns("2024-05-01T12:00:00.123456789Z"),
+            Some(1_714_564_800_123_456_789)
+        );
+        assert_eq!(parse_time_ns("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time_ns(""), None);
+        assert_eq!(parse_time_ns("yesterday"), None);
+    }
+
+    #[test]
+    fn events_keep_nanoseconds_and_bound_attributes() {
+        let message: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": "container",
+            "Action": "die",
+            "Actor": {"ID": "abc", "Attributes": {"name": "web", "exitCode": "137", "x": "y".repeat(5000)}},
+            "scope": "local",
+            "time": 1_700_000_000,
+            "timeNano": 1_700_000_000_123_456_789i64
+        }))
+        .unwrap();
+        let event = event_from_message(message).unwrap();
+        assert_eq!(event.time_ns, 1_700_000_000_123_456_789);
+        assert_eq!(event.kind, EventKind::Container);
+        assert_eq!(event.actor_name.as_deref(), Some("web"));
+        assert_eq!(
+            event.attributes["x"].len(),
+            dockermon_proto::limits::MAX_LABEL_VALUE_BYTES
+        );
+        assert_eq!(event.scope.as_deref(), Some("local"));
+    }
+
+    #[test]
+    fn container_inspect_converts() {
+        // Trimmed from a real `docker inspect` of an engine speaking API 1.41.
+        let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "c0ffee",
+            "Created": "2024-05-01T12:00:00.5Z",
+            "Name": "/shop-web-1",
+            "Image": "sha256:feed",
+            "RestartCount": 3,
+            "State": {"Status": "exited", "ExitCode": 137,
+                      "StartedAt": "2024-05-01T12:00:01Z", "FinishedAt": "2024-05-01T12:05:00Z",
+                      "Health": {"Status": "unhealthy", "FailingStreak": 3, "Log": []}},
+            "Config": {"Image": "nginx:1.27", "ExposedPorts": {"80/tcp": {}},
+                       "Labels": {"com.docker.compose.project": "shop",
+                                  "com.docker.compose.service": "web",
+                                  "com.docker.compose.container-number": "1"}},
+            "Mounts": [{"Type": "volume", "Name": "data", "Source": "/v/data", "Destination": "/data", "RW": false}],
+            "NetworkSettings": {
+                "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "443/tcp": null},
+                "Networks": {"shop_default": {"NetworkID": "n1", "IPAddress": "172.18.0.2", "MacAddress": ""}}
+            }
+        }))
+        .unwrap();
+        let c = container_from_inspect(inspect).unwrap();
+        assert_eq!(c.name, "shop-web-1");
+        assert_eq!(c.image, "nginx:1.27");
+        assert_eq!(c.state, ContainerState::Exited);
+        assert_eq!(c.health, Some(Health::Unhealthy));
+        assert_eq!(c.exit_code, Some(137));
+        assert_eq!(c.restart_count, 3);
+        assert_eq!(c.created_ns, 1_714_564_800_500_000_000);
+        assert_eq!(
+            c.compose,
+            Some(Compose {
+                project: "shop".into(),
+                service: "web".into(),
+                number: Some(1)
+            })
+        );
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].public_port, Some(8080));
+        assert_eq!(
+            c.ports[1],
+            Port {
+                private_port: 443,
+                public_port: None,
+                protocol: "tcp".into(),
+                host_ip: None
+            }
+        );
+        assert_eq!(c.mounts[0].name.as_deref(), Some("data"));
+        assert!(!c.mounts[0].read_write);
+        assert_eq!(c.networks[0].ip_address.as_deref(), Some("172.18.0.2"));
+        assert_eq!(c.networks[0].mac_address, None);
+    }
+
+    #[test]
+    fn a_container_that_never_exited_has_no_exit_code() {
+        let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "c0ffee", "Name": "/fresh",
+            "State": {"Status": "created", "ExitCode": 0, "FinishedAt": "0001-01-01T00:00:00Z"}
+        }))
+        .unwrap();
+        assert_eq!(container_from_inspect(inspect).unwrap().exit_code, None);
+    }
+}

@@ -1,0 +1,17 @@
+//! The Dockermon agent: watches one Docker engine and reports its events, inventory,
+//! container stats and disk usage as [`dockermon_proto::Record`]s.
+//!
+//! Module map: [`config`] resolves flags/env/file; [`docker`] connects and converts
+//! bollard's models; [`events`], [`inventory`], [`stats`] and [`usage`] are one task each;
+//! [`agent`] wires them to an output.
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod docker;
+pub mod events;
+pub mod host;
+pub mod inventory;
+pub mod output;
+pub mod stats;
+pub mod usage;

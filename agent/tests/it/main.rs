@@ -1,0 +1,8 @@
+//! The agent against the real Docker engine on this machine, through its binary and its
+//! `--output stdout` sink. One test binary (modules below) so it links once.
+
+mod cli;
+mod events;
+mod inventory;
+mod stats;
+mod support;
