@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test against real parts: the local Docker engine (with the locally built test
-# image) and, for the collector, real databases. Usage: scripts/test.sh [nextest args…]
+# image) and, for the collector, real MariaDB (a private server, scripts/mariadb.sh) and SQLite. Usage: scripts/test.sh [nextest args…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/test-image.sh
+if [[ -z "${DOCKERMON_TEST_MYSQL_URL:-}" ]]; then
+  DOCKERMON_TEST_MYSQL_URL=$(scripts/mariadb.sh start)
+  export DOCKERMON_TEST_MYSQL_URL
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace "$@"

@@ -13,6 +13,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::docker::Endpoint;
+use crate::process::LogFormat;
 
 /// Watches one Docker engine and reports its events, inventory, container stats and
 /// disk usage.
@@ -69,12 +70,6 @@ pub struct Cli {
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
     Stdout,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The YAML configuration file. Unknown keys are an error: a misspelt key silently

@@ -3,7 +3,7 @@
 //!
 //! Module map: [`config`] resolves flags/env/file; [`docker`] connects and converts
 //! bollard's models; [`events`], [`inventory`], [`stats`] and [`usage`] are one task each;
-//! [`agent`] wires them to an output.
+//! [`agent`] wires them to an output; [`process`] is the plumbing both binaries share.
 
 pub mod agent;
 pub mod backoff;
@@ -13,5 +13,6 @@ pub mod events;
 pub mod host;
 pub mod inventory;
 pub mod output;
+pub mod process;
 pub mod stats;
 pub mod usage;

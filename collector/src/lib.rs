@@ -1,3 +1,11 @@
 //! The Dockermon collector: stores what agents report and serves it.
 //!
-//! Storage, transport and the APIs arrive with their issues; see docs/ARCHITECTURE.md.
+//! Module map: [`config`] resolves flags/env/file; [`store`] is the database (MySQL or
+//! SQLite behind one API); [`serve`] runs the service: [`health`] endpoints and the
+//! [`scheduler`]'s rollups and retention.
+
+pub mod config;
+pub mod health;
+pub mod scheduler;
+pub mod serve;
+pub mod store;

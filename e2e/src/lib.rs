@@ -1,9 +1,10 @@
 //! Shared support for Dockermon's tests against real parts: the local test image and
 //! Docker CLI helpers ([`docker`]), a Docker socket proxy that can cut connections
-//! ([`proxy`]), processes whose JSON-lines output is recorded ([`process`]) and
+//! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), processes whose JSON-lines output is recorded ([`process`]) and
 //! deadline-bounded waiting ([`wait`]). The end-to-end suites live in `tests/`.
 
 pub mod docker;
 pub mod process;
 pub mod proxy;
+pub mod tcp;
 pub mod wait;

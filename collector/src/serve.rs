@@ -1,0 +1,131 @@
+//! `dockermon-collector serve`: the service.
+//!
+//! Start-up order: the health listener first (so `/readyz` can say why the collector is not
+//! ready), then the database, retried with backoff while it is down, then migrations (a
+//! failure stops start-up), then the scheduled jobs. Everything stops from one
+//! `CancellationToken`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use dockermon_agent::process::error_chain;
+
+use crate::config::ServeConfig;
+use crate::health::{self, Readiness};
+use crate::scheduler;
+use crate::store::{DatabaseUrl, Store};
+
+/// How often the database is checked once running.
+const DATABASE_CHECK: Duration = Duration::from_secs(5);
+
+pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let readiness = Readiness::default();
+    let tracker = TaskTracker::new();
+
+    let listener = TcpListener::bind(config.health_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (health_listen)", config.health_listen))?;
+    info!(address = %config.health_listen, "health endpoints listening");
+    let router = health::router(readiness.clone());
+    let stop = cancel.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            warn!(%error, "health listener failed");
+        }
+    });
+
+    let Some(store) = connect(&config.database.url, &readiness, &cancel).await else {
+        tracker.close();
+        tracker.wait().await;
+        return Ok(());
+    };
+    store.migrate().await.context("cannot start")?;
+    readiness.ready();
+    info!(database = %config.database.url, "database ready");
+
+    tracker.spawn(watch_database(
+        store.clone(),
+        readiness.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(scheduler::run(
+        store.clone(),
+        config.retention.clone(),
+        holder_id(),
+        cancel.clone(),
+    ));
+
+    cancel.cancelled().await;
+    tracker.close();
+    tracker.wait().await;
+    store.close().await;
+    Ok(())
+}
+
+/// Connects, retrying with backoff while the database is unavailable. `None` if cancelled.
+async fn connect(
+    url: &DatabaseUrl,
+    readiness: &Readiness,
+    cancel: &CancellationToken,
+) -> Option<Store> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match Store::connect(url).await {
+            Ok(store) => return Some(store),
+            Err(error) => {
+                let reason = error_chain(&error);
+                warn!(database = %url, error = %reason, retry_in_ms = delay.as_millis() as u64, "database unavailable");
+                readiness.not_ready(reason);
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Keeps `/readyz` honest while running.
+async fn watch_database(store: Store, readiness: Readiness, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(DATABASE_CHECK) => {}
+        }
+        match store.ping().await {
+            Ok(()) => {
+                if !readiness.is_ready() {
+                    info!("database reachable again");
+                }
+                readiness.ready();
+            }
+            Err(error) => {
+                let reason = error_chain(&error);
+                if readiness.is_ready() {
+                    warn!(error = %reason, "database unavailable");
+                }
+                readiness.not_ready(reason);
+            }
+        }
+    }
+}
+
+/// Names this replica in leases.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{}-{}-{:08x}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}

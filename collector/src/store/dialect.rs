@@ -1,0 +1,97 @@
+//! The few places where MySQL and SQLite SQL differ, as statement tails.
+
+use super::Backend;
+
+/// Appended to an `INSERT … VALUES …`: skip rows whose key already exists.
+/// MySQL's `INSERT IGNORE` would also swallow data errors, so it is not used.
+pub(super) fn ignore_duplicates(backend: Backend, first_key_column: &str) -> String {
+    match backend {
+        Backend::MySql => {
+            format!(" ON DUPLICATE KEY UPDATE {first_key_column} = {first_key_column}")
+        }
+        Backend::Sqlite => " ON CONFLICT DO NOTHING".to_owned(),
+    }
+}
+
+/// Appended to an `INSERT`: on a key conflict, overwrite `columns` with the new values.
+pub(super) fn upsert(backend: Backend, key: &[&str], columns: &[&str]) -> String {
+    match backend {
+        Backend::MySql => {
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect();
+            format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+        }
+        Backend::Sqlite => {
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!(
+                " ON CONFLICT({}) DO UPDATE SET {}",
+                key.join(", "),
+                sets.join(", ")
+            )
+        }
+    }
+}
+
+/// Appended to an `INSERT`: on a key conflict, overwrite `columns` only when the new row's
+/// `newer_column` is greater (out-of-order delivery never moves a value back in time).
+pub(super) fn upsert_if_newer(
+    backend: Backend,
+    key: &[&str],
+    columns: &[&str],
+    newer_column: &str,
+) -> String {
+    match backend {
+        Backend::MySql => {
+            // Assignments run left to right and see earlier ones, so the guard column is
+            // assigned last.
+            let mut sets: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    format!("{c} = IF(VALUES({newer_column}) > {newer_column}, VALUES({c}), {c})")
+                })
+                .collect();
+            sets.push(format!(
+                "{newer_column} = GREATEST({newer_column}, VALUES({newer_column}))"
+            ));
+            format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+        }
+        Backend::Sqlite => {
+            let mut sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            sets.push(format!("{newer_column} = excluded.{newer_column}"));
+            format!(
+                " ON CONFLICT({}) DO UPDATE SET {} WHERE excluded.{newer_column} > {newer_column}",
+                key.join(", "),
+                sets.join(", ")
+            )
+        }
+    }
+}
+
+/// `DELETE` of at most `limit` rows of `table` matching `condition` (which may bind values).
+/// Neither dialect can do it the other's way: SQLite is built without `DELETE … LIMIT`, and
+/// MySQL cannot select from the table it deletes from. `key` is the table's primary key.
+pub(super) fn delete_limited(
+    backend: Backend,
+    table: &str,
+    key: &[&str],
+    condition: &str,
+    limit: u32,
+) -> String {
+    match backend {
+        Backend::MySql => format!("DELETE FROM {table} WHERE {condition} LIMIT {limit}"),
+        Backend::Sqlite => {
+            let key = key.join(", ");
+            format!(
+                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {limit})"
+            )
+        }
+    }
+}

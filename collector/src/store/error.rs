@@ -1,0 +1,92 @@
+//! Store errors, sorted by what a caller does about them.
+
+use std::path::PathBuf;
+
+use sqlx::migrate::{MigrateError, Migrator};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one the store can use; the message says what to change.
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error("cannot create the data directory {dir}")]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database cannot be reached (down, refused, timed out): retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("migration {name} failed: {message}")]
+    Migration { name: String, message: String },
+    /// A row that must be unique already exists.
+    #[error("already exists")]
+    Conflict(#[source] sqlx::Error),
+    #[error("not found")]
+    NotFound,
+    /// Anything else the database said: a bug or an unexpected schema.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is not valid JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(error),
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    pub(super) fn migration(migrator: &Migrator, error: MigrateError) -> StoreError {
+        let name_of = |version: i64| {
+            migrator
+                .iter()
+                .find(|m| m.version == version)
+                .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+                .unwrap_or_else(|| version.to_string())
+        };
+        match error {
+            MigrateError::ExecuteMigration(source, version) => StoreError::Migration {
+                name: name_of(version),
+                message: database_message(&source),
+            },
+            MigrateError::Execute(source) => match StoreError::from(source) {
+                StoreError::Unavailable(source) => StoreError::Unavailable(source),
+                other => StoreError::Migration {
+                    name: "(bookkeeping)".to_owned(),
+                    message: other.to_string(),
+                },
+            },
+            other => StoreError::Migration {
+                name: "(bookkeeping)".to_owned(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What the database itself said, without sqlx's wrapping.
+fn database_message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,316 @@
+//! Writing what agents report. [`Store::ingest`] takes records from any number of hosts and
+//! writes them in one transaction, so a caller acknowledges exactly what was committed.
+//!
+//! Events and stats are written with multi-row inserts; re-delivered ones are skipped by key
+//! (an event's hash, a sample's (container, time)). Inventory updates are applied in the
+//! order they arrived, before the samples of the same batch, so samples land on the
+//! containers the batch describes.
+
+use std::collections::HashMap;
+
+use dockermon_proto::{
+    DiskUsage, DockerEvent, EventKind, HostInfo, HostName, Record, StatsSample, now_ns,
+};
+use sha2::{Digest, Sha256};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, QueryBuilder, Row};
+
+use super::containers::{Learned, fit, saturating_i64};
+use super::dialect::{ignore_duplicates, upsert_if_newer};
+use super::{Backend, ContainerKey, HostId, Result, Store};
+
+/// Rows per multi-row insert: well under MySQL's 65,535 placeholders and SQLite's 32,766
+/// at 17 columns, and a fixed size keeps prepared statements reusable.
+const ROWS_PER_INSERT: usize = 500;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub records: usize,
+    pub events: usize,
+    pub samples: usize,
+}
+
+const STATS_COLUMNS: &[&str] = &[
+    "cpu_percent",
+    "cpu_total_ns",
+    "memory_usage_bytes",
+    "memory_working_set_bytes",
+    "memory_limit_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+    "net_rx_bytes_per_s",
+    "net_tx_bytes_per_s",
+    "block_read_bytes",
+    "block_write_bytes",
+    "block_read_bytes_per_s",
+    "block_write_bytes_per_s",
+    "pids",
+];
+
+impl Store {
+    /// The id of the host with this name, registering it on first sight.
+    pub async fn register_host(&self, name: &HostName) -> Result<HostId> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO hosts (name, created_ns) VALUES (?, ?){}",
+            ignore_duplicates(self.backend, "name")
+        )))
+        .bind(name.as_str())
+        .bind(now_ns())
+        .execute(&mut *conn)
+        .await?;
+        let row = sqlx::query("SELECT id FROM hosts WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(HostId(row.get::<i64, _>(0)))
+    }
+
+    /// Writes `batches` (records per host, in the order they were reported) in one
+    /// transaction.
+    pub async fn ingest(&self, batches: &[(HostId, &[Record])]) -> Result<IngestReport> {
+        let mut tx = self.pool.begin().await?;
+        let mut writer = Writer {
+            store: self,
+            conn: &mut tx,
+            now: now_ns(),
+            learned: Learned::new(),
+        };
+        let mut events: Vec<(HostId, &DockerEvent)> = Vec::new();
+        let mut samples: Vec<(HostId, &StatsSample)> = Vec::new();
+        let mut report = IngestReport::default();
+        for (host, records) in batches {
+            report.records += records.len();
+            for record in records.iter() {
+                match record {
+                    Record::Host(info) => writer.update_host(*host, info).await?,
+                    Record::Inventory(update) => writer.apply_inventory(*host, update).await?,
+                    Record::Event(event) => events.push((*host, event)),
+                    Record::Stats(sample) => samples.push((*host, sample)),
+                    Record::Usage(usage) => writer.insert_usage(*host, usage).await?,
+                }
+            }
+        }
+        report.events = events.len();
+        report.samples = samples.len();
+        writer.insert_events(&events).await?;
+        writer.insert_stats(&samples).await?;
+        if let Some(oldest) = samples.iter().map(|(_, s)| s.time_ns).min() {
+            // Last in the transaction: this hot row stays locked only until the commit.
+            writer.mark_rollups_dirty(oldest).await?;
+        }
+        let learned = writer.learned;
+        tx.commit().await?;
+        self.remember_instances(learned);
+        Ok(report)
+    }
+}
+
+/// One ingest transaction: its connection, the time it writes, and the Docker ids it
+/// learned (remembered in the store's cache only after the commit).
+pub(super) struct Writer<'a> {
+    pub(super) store: &'a Store,
+    pub(super) conn: &'a mut AnyConnection,
+    pub(super) now: i64,
+    pub(super) learned: Learned,
+}
+
+impl Writer<'_> {
+    async fn insert_events(&mut self, events: &[(HostId, &DockerEvent)]) -> Result<()> {
+        let mut rows = Vec::with_capacity(events.len());
+        for (host, event) in events {
+            let container = match event.kind {
+                EventKind::Container => self.known_container(*host, &event.actor_id).await?,
+                _ => None,
+            };
+            rows.push((
+                *host,
+                *event,
+                container,
+                serde_json::to_string(&event.attributes)?,
+            ));
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert: QueryBuilder<Any> = QueryBuilder::new(
+                "INSERT INTO activity (entry_key, host_id, time_ns, kind, action, action_name, \
+                 actor_id, actor_name, container_id, attributes) ",
+            );
+            insert.push_values(chunk, |mut row, (host, event, container, attributes)| {
+                let action_name = event.action.split(':').next().unwrap_or_default();
+                row.push_bind(event_key(*host, event))
+                    .push_bind(host.0)
+                    .push_bind(event.time_ns)
+                    .push_bind(event.kind.as_str())
+                    .push_bind(fit(&event.action, 1024))
+                    .push_bind(fit(action_name, 64))
+                    .push_bind(fit(&event.actor_id, 256))
+                    .push_bind(event.actor_name.as_deref().map(|n| fit(n, 256)))
+                    .push_bind(container.map(|c| c.0))
+                    .push_bind(attributes.clone());
+            });
+            insert.push(ignore_duplicates(self.store.backend, "entry_key"));
+            insert.build().execute(&mut *self.conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_stats(&mut self, samples: &[(HostId, &StatsSample)]) -> Result<()> {
+        let mut rows: Vec<(HostId, ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
+        for (host, sample) in samples {
+            let key = self
+                .resolve_container(*host, sample.container_id.as_str(), &sample.name, None)
+                .await?;
+            rows.push((*host, key, *sample));
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert: QueryBuilder<Any> =
+                QueryBuilder::new("INSERT INTO container_stats (container_id, time_ns, ");
+            insert.push(STATS_COLUMNS.join(", ")).push(") ");
+            insert.push_values(chunk, |mut row, (_, key, sample)| {
+                row.push_bind(key.0).push_bind(sample.time_ns);
+                bind_stats(&mut row, sample);
+            });
+            insert.push(ignore_duplicates(self.store.backend, "container_id"));
+            insert.build().execute(&mut *self.conn).await?;
+        }
+
+        // The newest sample per container feeds the "latest" table.
+        let mut newest: HashMap<ContainerKey, (HostId, &StatsSample)> = HashMap::new();
+        for (host, key, sample) in &rows {
+            let entry = newest.entry(*key).or_insert((*host, sample));
+            if sample.time_ns > entry.1.time_ns {
+                *entry = (*host, sample);
+            }
+        }
+        let newest: Vec<_> = newest.into_iter().collect();
+        for chunk in newest.chunks(ROWS_PER_INSERT) {
+            let mut upsert: QueryBuilder<Any> = QueryBuilder::new(
+                "INSERT INTO container_stats_latest (container_id, host_id, time_ns, ",
+            );
+            upsert.push(STATS_COLUMNS.join(", ")).push(") ");
+            upsert.push_values(chunk, |mut row, (key, (host, sample))| {
+                row.push_bind(key.0)
+                    .push_bind(host.0)
+                    .push_bind(sample.time_ns);
+                bind_stats(&mut row, sample);
+            });
+            upsert.push(upsert_if_newer(
+                self.store.backend,
+                &["container_id"],
+                STATS_COLUMNS,
+                "time_ns",
+            ));
+            upsert.build().execute(&mut *self.conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_host(&mut self, host: HostId, info: &HostInfo) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET engine_id = ?, docker_version = ?, agent_version = ?, info = ?, \
+             last_seen_ns = ? WHERE id = ?",
+        )
+        .bind(fit(&info.engine_id, 255))
+        .bind(fit(&info.docker_version, 64))
+        .bind(fit(&info.agent_version, 64))
+        .bind(serde_json::to_string(info)?)
+        .bind(self.now)
+        .bind(host.0)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_usage(&mut self, host: HostId, usage: &DiskUsage) -> Result<()> {
+        let detail = serde_json::json!({
+            "per_container": usage.per_container,
+            "per_volume": usage.per_volume,
+        });
+        let mut insert: QueryBuilder<Any> = QueryBuilder::new(
+            "INSERT INTO host_usage (host_id, time_ns, layers_bytes, \
+             images_count, images_active, images_bytes, images_reclaimable_bytes, \
+             containers_count, containers_active, containers_bytes, containers_reclaimable_bytes, \
+             volumes_count, volumes_active, volumes_bytes, volumes_reclaimable_bytes, \
+             build_cache_count, build_cache_active, build_cache_bytes, build_cache_reclaimable_bytes, \
+             detail) VALUES (",
+        );
+        let mut values = insert.separated(", ");
+        values
+            .push_bind(host.0)
+            .push_bind(usage.time_ns)
+            .push_bind(saturating_i64(usage.layers_bytes));
+        for summary in [
+            &usage.images,
+            &usage.containers,
+            &usage.volumes,
+            &usage.build_cache,
+        ] {
+            values
+                .push_bind(saturating_i64(summary.count))
+                .push_bind(saturating_i64(summary.active))
+                .push_bind(saturating_i64(summary.size_bytes))
+                .push_bind(saturating_i64(summary.reclaimable_bytes));
+        }
+        values.push_bind(detail.to_string());
+        insert.push(")");
+        insert.push(ignore_duplicates(self.store.backend, "host_id"));
+        insert.build().execute(&mut *self.conn).await?;
+        Ok(())
+    }
+
+    async fn mark_rollups_dirty(&mut self, oldest_ns: i64) -> Result<()> {
+        let sql = match self.store.backend {
+            Backend::MySql => {
+                "INSERT INTO rollup_state (name, dirty_from_ns, version) VALUES ('5m', ?, 1), ('1h', ?, 1) \
+                 ON DUPLICATE KEY UPDATE dirty_from_ns = LEAST(dirty_from_ns, VALUES(dirty_from_ns)), \
+                 version = version + 1"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO rollup_state (name, dirty_from_ns, version) VALUES ('5m', ?, 1), ('1h', ?, 1) \
+                 ON CONFLICT(name) DO UPDATE SET dirty_from_ns = MIN(dirty_from_ns, excluded.dirty_from_ns), \
+                 version = version + 1"
+            }
+        };
+        sqlx::query(sql)
+            .bind(oldest_ns)
+            .bind(oldest_ns)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Binds a sample's values in [`STATS_COLUMNS`] order.
+fn bind_stats(
+    row: &mut sqlx::query_builder::Separated<'_, Any, &'static str>,
+    sample: &StatsSample,
+) {
+    let c = &sample.counters;
+    let rates = sample.rates.as_ref();
+    row.push_bind(rates.map(|r| r.cpu_percent))
+        .push_bind(saturating_i64(c.cpu_total_ns))
+        .push_bind(saturating_i64(c.memory_usage_bytes))
+        .push_bind(saturating_i64(c.memory_working_set_bytes))
+        .push_bind(saturating_i64(c.memory_limit_bytes))
+        .push_bind(saturating_i64(c.network.rx_bytes))
+        .push_bind(saturating_i64(c.network.tx_bytes))
+        .push_bind(rates.map(|r| r.net_rx_bytes_per_s))
+        .push_bind(rates.map(|r| r.net_tx_bytes_per_s))
+        .push_bind(saturating_i64(c.block_io.read_bytes))
+        .push_bind(saturating_i64(c.block_io.write_bytes))
+        .push_bind(rates.map(|r| r.block_read_bytes_per_s))
+        .push_bind(rates.map(|r| r.block_write_bytes_per_s))
+        .push_bind(saturating_i64(c.pids));
+}
+
+/// A stable key for an event on a host: equal for re-deliveries, different for different
+/// events (see `DockerEvent::key`).
+pub(super) fn event_key(host: HostId, event: &DockerEvent) -> String {
+    hex_sha256(&format!("{}/{}", host.0, event.key()))
+}
+
+pub(super) fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! The store: one API over MySQL/MariaDB (production) and SQLite (the embedded default).
+//!
+//! Both backends run through sqlx's `Any` driver, so every query is written once; where the
+//! two SQL dialects differ (upserts, chunked deletes) the statement is chosen by
+//! [`Backend`]. Only `i64`, `f64`, `String` and their `Option`s cross the boundary, which
+//! both backends and `Any` map exactly. Times are `i64` Unix nanoseconds.
+//!
+//! Invariants:
+//! - Every write that an agent's acknowledgement depends on happens in one transaction
+//!   ([`Store::ingest`]); nothing is acknowledged that is not committed.
+//! - Re-delivered events, samples and usage records are recognised by their keys and
+//!   stored once.
+//! - A Docker container id maps to one logical container for ever (`container_instances`),
+//!   which is what lets this mapping be cached in memory, shared by every replica's view.
+
+mod containers;
+mod dialect;
+mod error;
+mod ingest;
+mod lease;
+mod queries;
+mod rollup;
+mod url;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub use error::{Result, StoreError};
+pub use ingest::IngestReport;
+pub use queries::{
+    ActivityEntry, ActivityFilter, Agg, ContainerFilter, ContainerRow, ContainerSelector, HostRow,
+    ImageRow, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery, StatsSeries, UsageRow,
+    VolumeRow,
+};
+pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
+pub use url::DatabaseUrl;
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    MySql,
+    Sqlite,
+}
+
+/// A host's row id.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct HostId(pub i64);
+
+/// A logical container's row id: stable across re-creations of the container.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ContainerKey(pub i64);
+
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/mysql");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Connections kept open to MySQL. SQLite has one writer at a time, so its pool is small.
+const MYSQL_POOL_SIZE: u32 = 16;
+const SQLITE_POOL_SIZE: u32 = 4;
+/// How long a request waits for a free connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// (host, Docker container id) → logical container. Filled only after a commit.
+    instances: Arc<Mutex<HashMap<(HostId, String), ContainerKey>>>,
+}
+
+impl Store {
+    /// Connects (without migrating). Fails if the database cannot be reached now; the
+    /// caller decides whether to retry.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = url.backend();
+        if let Some(dir) = url.sqlite_dir() {
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir { dir, source })?;
+        }
+        let options: AnyConnectOptions = url.as_str().parse().map_err(StoreError::Unavailable)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::MySql => MYSQL_POOL_SIZE,
+                Backend::Sqlite => SQLITE_POOL_SIZE,
+            })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    match backend {
+                        // WAL: readers never block the writer; NORMAL sync is durable across
+                        // process crashes (not power loss of the last transactions), the usual
+                        // trade for an embedded monitoring store. Waiting on a lock beats failing.
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        // Strict mode: a value that does not fit is an error, never truncated.
+                        Backend::MySql => {
+                            conn.execute(
+                                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                            )
+                            .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Store {
+            pool,
+            backend,
+            instances: Arc::default(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::MySql => &MYSQL_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        }
+    }
+
+    /// Applies the migrations not yet applied. A failure names the migration and carries the
+    /// database's message.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = self.migrator();
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|error| StoreError::migration(migrator, error))
+    }
+
+    /// Whether the database answers now.
+    pub async fn ping(&self) -> Result<()> {
+        self.pool
+            .execute("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn cached_instance(&self, host: HostId, docker_id: &str) -> Option<ContainerKey> {
+        self.instances
+            .lock()
+            .expect("instance cache lock")
+            .get(&(host, docker_id.to_owned()))
+            .copied()
+    }
+
+    fn remember_instances(
+        &self,
+        learned: impl IntoIterator<Item = ((HostId, String), ContainerKey)>,
+    ) {
+        let mut cache = self.instances.lock().expect("instance cache lock");
+        cache.extend(learned);
+    }
+}

@@ -1,0 +1,805 @@
+//! Reading: inventory lists, activity, stats series and latest stats.
+//!
+//! Every filter value is bound as a parameter, never spliced into SQL; only fixed column
+//! names and keywords are. Lists are paginated with a total, and pages are bounded.
+
+use std::collections::BTreeMap;
+
+use dockermon_proto::{Container, HostInfo};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
+
+use super::rollup::{Resolution, Retention};
+use super::{Backend, ContainerKey, HostId, Result, Store, StoreError};
+
+/// A page of a list: `limit` items after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u32,
+}
+
+impl Page {
+    pub const MAX_LIMIT: u32 = 1000;
+    /// Deeper offsets are refused: walking that far is a scan, and no person pages there.
+    pub const MAX_OFFSET: u64 = 1_000_000;
+
+    pub fn new(offset: u64, limit: u32) -> Result<Page, String> {
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(format!("limit must be between 1 and {}", Self::MAX_LIMIT));
+        }
+        if offset > Self::MAX_OFFSET {
+            return Err(format!("offset must be at most {}", Self::MAX_OFFSET));
+        }
+        Ok(Page { offset, limit })
+    }
+
+    pub fn first(limit: u32) -> Page {
+        Page {
+            offset: 0,
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paged<T> {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u32,
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostRow {
+    pub id: HostId,
+    pub name: String,
+    pub engine_id: String,
+    pub docker_version: String,
+    pub agent_version: String,
+    pub info: Option<HostInfo>,
+    pub created_ns: i64,
+    pub last_seen_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerRow {
+    pub id: ContainerKey,
+    pub host_id: HostId,
+    pub docker_id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub health: Option<String>,
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+    pub compose_number: Option<i64>,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub removed_ns: Option<i64>,
+    /// The container as the agent last described it (`None` for a container known only
+    /// from its samples).
+    pub detail: Option<Container>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    pub host: Option<HostId>,
+    pub state: Option<String>,
+    pub name: Option<String>,
+    /// A label key, and optionally the value it must have.
+    pub label: Option<(String, Option<String>)>,
+    pub compose_project: Option<String>,
+    pub include_removed: bool,
+}
+
+/// How people name a container on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerSelector {
+    Name(String),
+    Compose {
+        project: String,
+        service: String,
+        /// The replica; the first when not given.
+        number: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    pub host: Option<HostId>,
+    pub kind: Option<String>,
+    /// The action's name (`start`, `exec_start`), without its arguments.
+    pub action: Option<String>,
+    pub container: Option<ContainerKey>,
+    pub user: Option<i64>,
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityEntry {
+    pub id: i64,
+    pub host_id: Option<HostId>,
+    pub time_ns: i64,
+    pub kind: String,
+    pub action: String,
+    pub actor_id: String,
+    pub actor_name: Option<String>,
+    pub container_id: Option<ContainerKey>,
+    pub user_id: Option<i64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub container: ContainerKey,
+    pub from_ns: i64,
+    pub to_ns: i64,
+    /// `None`: the finest resolution that keeps the series within `max_points`.
+    pub resolution: Option<Resolution>,
+    pub max_points: u32,
+}
+
+/// Average and maximum over a point's samples (equal for raw points).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Agg {
+    pub avg: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsPoint {
+    pub time_ns: i64,
+    pub samples: i64,
+    pub cpu_percent: Option<Agg>,
+    pub memory_usage_bytes: Agg,
+    pub memory_working_set_bytes: Agg,
+    pub memory_limit_bytes: f64,
+    pub net_rx_bytes_per_s: Option<Agg>,
+    pub net_tx_bytes_per_s: Option<Agg>,
+    pub block_read_bytes_per_s: Option<Agg>,
+    pub block_write_bytes_per_s: Option<Agg>,
+    pub pids: Agg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsSeries {
+    pub resolution: Resolution,
+    pub points: Vec<StatsPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestStats {
+    pub container_id: ContainerKey,
+    pub name: String,
+    pub docker_id: String,
+    pub time_ns: i64,
+    pub cpu_percent: Option<f64>,
+    pub memory_usage_bytes: i64,
+    pub memory_working_set_bytes: i64,
+    pub memory_limit_bytes: i64,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub block_read_bytes_per_s: Option<f64>,
+    pub block_write_bytes_per_s: Option<f64>,
+    pub pids: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageRow {
+    pub host_id: HostId,
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size_bytes: i64,
+    pub created_ns: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeRow {
+    pub host_id: HostId,
+    pub name: String,
+    pub driver: String,
+    pub mountpoint: String,
+    pub scope: String,
+    pub created_ns: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkRow {
+    pub host_id: HostId,
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub scope: String,
+    pub internal: bool,
+    pub created_ns: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    pub host_id: HostId,
+    pub time_ns: i64,
+    pub layers_bytes: i64,
+    pub images: [i64; 4],
+    pub containers: [i64; 4],
+    pub volumes: [i64; 4],
+    pub build_cache: [i64; 4],
+    pub detail: serde_json::Value,
+}
+
+const CONTAINER_COLUMNS: &str = "id, host_id, docker_id, name, image, state, health, compose_project, \
+     compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns, detail";
+
+fn container_row(row: &AnyRow) -> Result<ContainerRow> {
+    let detail: String = row.try_get("detail")?;
+    Ok(ContainerRow {
+        id: ContainerKey(row.try_get("id")?),
+        host_id: HostId(row.try_get("host_id")?),
+        docker_id: row.try_get("docker_id")?,
+        name: row.try_get("name")?,
+        image: row.try_get("image")?,
+        state: row.try_get("state")?,
+        health: row.try_get("health")?,
+        compose_project: row.try_get("compose_project")?,
+        compose_service: row.try_get("compose_service")?,
+        compose_number: row.try_get("compose_number")?,
+        first_seen_ns: row.try_get("first_seen_ns")?,
+        last_seen_ns: row.try_get("last_seen_ns")?,
+        removed_ns: row.try_get("removed_ns")?,
+        detail: serde_json::from_str(&detail).ok(),
+    })
+}
+
+fn json_map(text: &str) -> Result<BTreeMap<String, String>> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// A JSON path to one label, with the key quoted so any key is just a key.
+fn label_path(key: &str) -> String {
+    format!(
+        "$.labels.\"{}\"",
+        key.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+impl Store {
+    pub async fn hosts(&self) -> Result<Vec<HostRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, engine_id, docker_version, agent_version, info, created_ns, last_seen_ns FROM hosts ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(host_row).collect()
+    }
+
+    pub async fn host(&self, id: HostId) -> Result<HostRow> {
+        let row = sqlx::query(
+            "SELECT id, name, engine_id, docker_version, agent_version, info, created_ns, last_seen_ns FROM hosts WHERE id = ?",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        host_row(&row)
+    }
+
+    pub async fn container(&self, key: ContainerKey) -> Result<ContainerRow> {
+        let mut query: QueryBuilder<Any> = QueryBuilder::new(format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE id = "
+        ));
+        query.push_bind(key.0);
+        let row = query
+            .build()
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        container_row(&row)
+    }
+
+    /// The logical container a person names on a host.
+    pub async fn find_container(
+        &self,
+        host: HostId,
+        selector: &ContainerSelector,
+    ) -> Result<ContainerRow> {
+        let mut query: QueryBuilder<Any> = QueryBuilder::new(format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE host_id = "
+        ));
+        query.push_bind(host.0);
+        match selector {
+            ContainerSelector::Name(name) => {
+                // The current holder of the name first, then the most recently seen.
+                query.push(" AND name = ").push_bind(name.clone());
+                query.push(" ORDER BY removed_ns IS NULL DESC, last_seen_ns DESC LIMIT 1");
+            }
+            ContainerSelector::Compose {
+                project,
+                service,
+                number,
+            } => {
+                query
+                    .push(" AND identity = ")
+                    .push_bind(super::containers::identity_of(
+                        "",
+                        Some(&dockermon_proto::Compose {
+                            project: project.clone(),
+                            service: service.clone(),
+                            number: Some(number.unwrap_or(1)),
+                        }),
+                    ));
+            }
+        }
+        let row = query
+            .build()
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        container_row(&row)
+    }
+
+    pub async fn containers(
+        &self,
+        filter: &ContainerFilter,
+        page: Page,
+    ) -> Result<Paged<ContainerRow>> {
+        let backend = self.backend;
+        let push_where = |query: &mut QueryBuilder<Any>| {
+            query.push(" WHERE 1 = 1");
+            if let Some(host) = filter.host {
+                query.push(" AND host_id = ").push_bind(host.0);
+            }
+            if let Some(state) = &filter.state {
+                query.push(" AND state = ").push_bind(state.clone());
+            }
+            if let Some(name) = &filter.name {
+                query.push(" AND name = ").push_bind(name.clone());
+            }
+            if let Some(project) = &filter.compose_project {
+                query
+                    .push(" AND compose_project = ")
+                    .push_bind(project.clone());
+            }
+            if !filter.include_removed {
+                query.push(" AND removed_ns IS NULL");
+            }
+            if let Some((key, value)) = &filter.label {
+                let path = label_path(key);
+                match (value, backend) {
+                    (None, _) => {
+                        query
+                            .push(" AND json_extract(detail, ")
+                            .push_bind(path)
+                            .push(") IS NOT NULL");
+                    }
+                    (Some(value), Backend::MySql) => {
+                        query
+                            .push(" AND JSON_UNQUOTE(JSON_EXTRACT(detail, ")
+                            .push_bind(path)
+                            .push(")) = ")
+                            .push_bind(value.clone());
+                    }
+                    (Some(value), Backend::Sqlite) => {
+                        query
+                            .push(" AND json_extract(detail, ")
+                            .push_bind(path)
+                            .push(") = ")
+                            .push_bind(value.clone());
+                    }
+                }
+            }
+        };
+        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM containers");
+        push_where(&mut count);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+
+        let mut select: QueryBuilder<Any> =
+            QueryBuilder::new(format!("SELECT {CONTAINER_COLUMNS} FROM containers"));
+        push_where(&mut select);
+        push_page(&mut select, " ORDER BY name, id", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Paged {
+            total: total as u64,
+            offset: page.offset,
+            limit: page.limit,
+            items: rows.iter().map(container_row).collect::<Result<_>>()?,
+        })
+    }
+
+    pub async fn images(&self, host: HostId, page: Page) -> Result<Paged<ImageRow>> {
+        let total = self.count_for_host("images", host).await?;
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT image_id, tags, size_bytes, created_ns, labels FROM images WHERE host_id = ",
+        );
+        select.push_bind(host.0);
+        push_page(&mut select, " ORDER BY image_id", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(ImageRow {
+                    host_id: host,
+                    id: row.try_get("image_id")?,
+                    tags: serde_json::from_str(&row.try_get::<String, _>("tags")?)?,
+                    size_bytes: row.try_get("size_bytes")?,
+                    created_ns: row.try_get("created_ns")?,
+                    labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            total,
+            offset: page.offset,
+            limit: page.limit,
+            items,
+        })
+    }
+
+    pub async fn volumes(&self, host: HostId, page: Page) -> Result<Paged<VolumeRow>> {
+        let total = self.count_for_host("volumes", host).await?;
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT name, driver, mountpoint, scope, created_ns, labels FROM volumes WHERE host_id = ",
+        );
+        select.push_bind(host.0);
+        push_page(&mut select, " ORDER BY name", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(VolumeRow {
+                    host_id: host,
+                    name: row.try_get("name")?,
+                    driver: row.try_get("driver")?,
+                    mountpoint: row.try_get("mountpoint")?,
+                    scope: row.try_get("scope")?,
+                    created_ns: row.try_get("created_ns")?,
+                    labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            total,
+            offset: page.offset,
+            limit: page.limit,
+            items,
+        })
+    }
+
+    pub async fn networks(&self, host: HostId, page: Page) -> Result<Paged<NetworkRow>> {
+        let total = self.count_for_host("networks", host).await?;
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT network_id, name, driver, scope, internal, created_ns, labels FROM networks WHERE host_id = ",
+        );
+        select.push_bind(host.0);
+        push_page(&mut select, " ORDER BY name, network_id", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(NetworkRow {
+                    host_id: host,
+                    id: row.try_get("network_id")?,
+                    name: row.try_get("name")?,
+                    driver: row.try_get("driver")?,
+                    scope: row.try_get("scope")?,
+                    internal: row.try_get::<i64, _>("internal")? != 0,
+                    created_ns: row.try_get("created_ns")?,
+                    labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            total,
+            offset: page.offset,
+            limit: page.limit,
+            items,
+        })
+    }
+
+    async fn count_for_host(&self, table: &'static str, host: HostId) -> Result<u64> {
+        let mut count: QueryBuilder<Any> =
+            QueryBuilder::new(format!("SELECT COUNT(*) FROM {table} WHERE host_id = "));
+        count.push_bind(host.0);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(total as u64)
+    }
+
+    /// Disk usage of a host over a time range, oldest first, at most `limit` records.
+    pub async fn usage(
+        &self,
+        host: HostId,
+        from_ns: i64,
+        to_ns: i64,
+        limit: u32,
+    ) -> Result<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM host_usage WHERE host_id = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns LIMIT ?",
+        )
+        .bind(host.0)
+        .bind(from_ns)
+        .bind(to_ns)
+        .bind(i64::from(limit.min(Page::MAX_LIMIT)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let four = |prefix: &str| -> Result<[i64; 4]> {
+                    Ok([
+                        row.try_get(format!("{prefix}_count").as_str())?,
+                        row.try_get(format!("{prefix}_active").as_str())?,
+                        row.try_get(format!("{prefix}_bytes").as_str())?,
+                        row.try_get(format!("{prefix}_reclaimable_bytes").as_str())?,
+                    ])
+                };
+                Ok(UsageRow {
+                    host_id: host,
+                    time_ns: row.try_get("time_ns")?,
+                    layers_bytes: row.try_get("layers_bytes")?,
+                    images: four("images")?,
+                    containers: four("containers")?,
+                    volumes: four("volumes")?,
+                    build_cache: four("build_cache")?,
+                    detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The activity log, newest first.
+    pub async fn activity(
+        &self,
+        filter: &ActivityFilter,
+        page: Page,
+    ) -> Result<Paged<ActivityEntry>> {
+        let push_where = |query: &mut QueryBuilder<Any>| {
+            query.push(" WHERE 1 = 1");
+            if let Some(host) = filter.host {
+                query.push(" AND host_id = ").push_bind(host.0);
+            }
+            if let Some(kind) = &filter.kind {
+                query.push(" AND kind = ").push_bind(kind.clone());
+            }
+            if let Some(action) = &filter.action {
+                query.push(" AND action_name = ").push_bind(action.clone());
+            }
+            if let Some(container) = filter.container {
+                query.push(" AND container_id = ").push_bind(container.0);
+            }
+            if let Some(user) = filter.user {
+                query.push(" AND user_id = ").push_bind(user);
+            }
+            if let Some(from) = filter.from_ns {
+                query.push(" AND time_ns >= ").push_bind(from);
+            }
+            if let Some(to) = filter.to_ns {
+                query.push(" AND time_ns < ").push_bind(to);
+            }
+        };
+        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM activity");
+        push_where(&mut count);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT id, host_id, time_ns, kind, action, actor_id, actor_name, container_id, user_id, attributes FROM activity",
+        );
+        push_where(&mut select);
+        push_page(&mut select, " ORDER BY time_ns DESC, id DESC", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(ActivityEntry {
+                    id: row.try_get("id")?,
+                    host_id: row.try_get::<Option<i64>, _>("host_id")?.map(HostId),
+                    time_ns: row.try_get("time_ns")?,
+                    kind: row.try_get("kind")?,
+                    action: row.try_get("action")?,
+                    actor_id: row.try_get("actor_id")?,
+                    actor_name: row.try_get("actor_name")?,
+                    container_id: row
+                        .try_get::<Option<i64>, _>("container_id")?
+                        .map(ContainerKey),
+                    user_id: row.try_get("user_id")?,
+                    attributes: json_map(&row.try_get::<String, _>("attributes")?)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            total: total as u64,
+            offset: page.offset,
+            limit: page.limit,
+            items,
+        })
+    }
+
+    /// The newest sample of every current container on a host, by name.
+    pub async fn latest_stats(&self, host: HostId) -> Result<Vec<LatestStats>> {
+        let rows = sqlx::query(
+            "SELECT c.id AS container_id, c.name, c.docker_id, l.time_ns, l.cpu_percent, l.memory_usage_bytes, \
+             l.memory_working_set_bytes, l.memory_limit_bytes, l.net_rx_bytes_per_s, l.net_tx_bytes_per_s, \
+             l.block_read_bytes_per_s, l.block_write_bytes_per_s, l.pids \
+             FROM container_stats_latest l JOIN containers c ON c.id = l.container_id \
+             WHERE l.host_id = ? AND c.removed_ns IS NULL ORDER BY c.name, c.id",
+        )
+        .bind(host.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LatestStats {
+                    container_id: ContainerKey(row.try_get("container_id")?),
+                    name: row.try_get("name")?,
+                    docker_id: row.try_get("docker_id")?,
+                    time_ns: row.try_get("time_ns")?,
+                    cpu_percent: row.try_get("cpu_percent")?,
+                    memory_usage_bytes: row.try_get("memory_usage_bytes")?,
+                    memory_working_set_bytes: row.try_get("memory_working_set_bytes")?,
+                    memory_limit_bytes: row.try_get("memory_limit_bytes")?,
+                    net_rx_bytes_per_s: row.try_get("net_rx_bytes_per_s")?,
+                    net_tx_bytes_per_s: row.try_get("net_tx_bytes_per_s")?,
+                    block_read_bytes_per_s: row.try_get("block_read_bytes_per_s")?,
+                    block_write_bytes_per_s: row.try_get("block_write_bytes_per_s")?,
+                    pids: row.try_get("pids")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A container's stats over a range, at the requested resolution or the finest one
+    /// that keeps the series within `max_points` and within that resolution's retention.
+    pub async fn container_stats(
+        &self,
+        query: &StatsQuery,
+        now_ns: i64,
+        retention: &Retention,
+    ) -> Result<StatsSeries> {
+        let max_points = query.max_points.clamp(1, Page::MAX_LIMIT * 10);
+        let mut resolution = query.resolution.unwrap_or_else(|| {
+            Resolution::choose(query.from_ns, query.to_ns, now_ns, max_points, retention)
+        });
+        loop {
+            let points = match resolution {
+                Resolution::Raw => self.raw_points(query, max_points).await?,
+                rolled => self.rollup_points(query, rolled, max_points).await?,
+            };
+            // Agents sampling faster than the nominal 30 s can overflow a raw series:
+            // an automatic choice then steps up to the next resolution.
+            if points.len() as u64 > u64::from(max_points) {
+                match (query.resolution, resolution.coarser()) {
+                    (None, Some(coarser)) => {
+                        resolution = coarser;
+                        continue;
+                    }
+                    _ => {
+                        let mut points = points;
+                        points.truncate(max_points as usize);
+                        return Ok(StatsSeries { resolution, points });
+                    }
+                }
+            }
+            return Ok(StatsSeries { resolution, points });
+        }
+    }
+
+    async fn raw_points(&self, query: &StatsQuery, max_points: u32) -> Result<Vec<StatsPoint>> {
+        let rows = sqlx::query(
+            "SELECT time_ns, cpu_percent, memory_usage_bytes, memory_working_set_bytes, memory_limit_bytes, \
+             net_rx_bytes_per_s, net_tx_bytes_per_s, block_read_bytes_per_s, block_write_bytes_per_s, pids \
+             FROM container_stats WHERE container_id = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns LIMIT ?",
+        )
+        .bind(query.container.0)
+        .bind(query.from_ns)
+        .bind(query.to_ns)
+        .bind(i64::from(max_points) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let same = |v: f64| Agg { avg: v, max: v };
+        let opt = |row: &AnyRow, column: &str| -> Result<Option<Agg>> {
+            Ok(row.try_get::<Option<f64>, _>(column)?.map(same))
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(StatsPoint {
+                    time_ns: row.try_get("time_ns")?,
+                    samples: 1,
+                    cpu_percent: opt(row, "cpu_percent")?,
+                    memory_usage_bytes: same(row.try_get::<i64, _>("memory_usage_bytes")? as f64),
+                    memory_working_set_bytes: same(
+                        row.try_get::<i64, _>("memory_working_set_bytes")? as f64,
+                    ),
+                    memory_limit_bytes: row.try_get::<i64, _>("memory_limit_bytes")? as f64,
+                    net_rx_bytes_per_s: opt(row, "net_rx_bytes_per_s")?,
+                    net_tx_bytes_per_s: opt(row, "net_tx_bytes_per_s")?,
+                    block_read_bytes_per_s: opt(row, "block_read_bytes_per_s")?,
+                    block_write_bytes_per_s: opt(row, "block_write_bytes_per_s")?,
+                    pids: same(row.try_get::<i64, _>("pids")? as f64),
+                })
+            })
+            .collect()
+    }
+
+    async fn rollup_points(
+        &self,
+        query: &StatsQuery,
+        resolution: Resolution,
+        max_points: u32,
+    ) -> Result<Vec<StatsPoint>> {
+        let width = resolution.step_ns();
+        let from_bucket = query.from_ns - query.from_ns.rem_euclid(width);
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT bucket_ns, samples, cpu_percent_avg, cpu_percent_max, memory_usage_avg, memory_usage_max, \
+             memory_working_set_avg, memory_working_set_max, memory_limit_max, net_rx_bytes_per_s_avg, \
+             net_rx_bytes_per_s_max, net_tx_bytes_per_s_avg, net_tx_bytes_per_s_max, block_read_bytes_per_s_avg, \
+             block_read_bytes_per_s_max, block_write_bytes_per_s_avg, block_write_bytes_per_s_max, pids_avg, pids_max FROM ",
+        );
+        select.push(resolution.table());
+        select
+            .push(" WHERE container_id = ")
+            .push_bind(query.container.0)
+            .push(" AND bucket_ns >= ")
+            .push_bind(from_bucket)
+            .push(" AND bucket_ns < ")
+            .push_bind(query.to_ns)
+            .push(" ORDER BY bucket_ns LIMIT ")
+            .push_bind(i64::from(max_points) + 1);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let agg = |row: &AnyRow, prefix: &str| -> Result<Option<Agg>> {
+            let avg: Option<f64> = row.try_get(format!("{prefix}_avg").as_str())?;
+            let max: Option<f64> = row.try_get(format!("{prefix}_max").as_str())?;
+            Ok(avg.zip(max).map(|(avg, max)| Agg { avg, max }))
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(StatsPoint {
+                    time_ns: row.try_get("bucket_ns")?,
+                    samples: row.try_get("samples")?,
+                    cpu_percent: agg(row, "cpu_percent")?,
+                    memory_usage_bytes: Agg {
+                        avg: row.try_get("memory_usage_avg")?,
+                        max: row.try_get::<i64, _>("memory_usage_max")? as f64,
+                    },
+                    memory_working_set_bytes: Agg {
+                        avg: row.try_get("memory_working_set_avg")?,
+                        max: row.try_get::<i64, _>("memory_working_set_max")? as f64,
+                    },
+                    memory_limit_bytes: row.try_get::<i64, _>("memory_limit_max")? as f64,
+                    net_rx_bytes_per_s: agg(row, "net_rx_bytes_per_s")?,
+                    net_tx_bytes_per_s: agg(row, "net_tx_bytes_per_s")?,
+                    block_read_bytes_per_s: agg(row, "block_read_bytes_per_s")?,
+                    block_write_bytes_per_s: agg(row, "block_write_bytes_per_s")?,
+                    pids: Agg {
+                        avg: row.try_get("pids_avg")?,
+                        max: row.try_get::<i64, _>("pids_max")? as f64,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn host_row(row: &AnyRow) -> Result<HostRow> {
+    let info: Option<String> = row.try_get("info")?;
+    Ok(HostRow {
+        id: HostId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        engine_id: row.try_get("engine_id")?,
+        docker_version: row.try_get("docker_version")?,
+        agent_version: row.try_get("agent_version")?,
+        info: info.as_deref().map(serde_json::from_str).transpose()?,
+        created_ns: row.try_get("created_ns")?,
+        last_seen_ns: row.try_get("last_seen_ns")?,
+    })
+}
+
+fn push_page(query: &mut QueryBuilder<Any>, order_by: &str, page: Page) {
+    query
+        .push(order_by)
+        .push(" LIMIT ")
+        .push_bind(i64::from(page.limit))
+        .push(" OFFSET ")
+        .push_bind(page.offset as i64);
+}

@@ -1,0 +1,339 @@
+//! Rollups (5-minute and 1-hour averages and maxima of the raw samples) and retention.
+//!
+//! Rollups are recomputed from the raw rows, never accumulated: recomputing a bucket is
+//! idempotent, so late or re-delivered samples only make the job redo some buckets. Ingest
+//! marks the oldest time it wrote (`rollup_state.dirty_from_ns`, with a version bump); the
+//! job recomputes every bucket from there to now, in chunks, and clears the mark only if
+//! no ingest bumped the version meanwhile.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::dialect::delete_limited;
+use super::{Backend, Result, Store};
+
+const NS_PER_S: i64 = 1_000_000_000;
+/// Buckets recomputed per statement: a day of 5-minute buckets, a week of hourly ones.
+const CHUNK_BUCKETS: i64 = 288;
+/// Rows deleted per statement by retention, so no statement holds locks for long.
+const DELETE_CHUNK: u32 = 10_000;
+
+/// The resolution of a stats series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Every sample (30 s apart by default).
+    Raw,
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl Resolution {
+    /// The spacing of points; for raw data, the default sweep interval.
+    pub fn step_ns(self) -> i64 {
+        match self {
+            Resolution::Raw => 30 * NS_PER_S,
+            Resolution::FiveMinutes => 300 * NS_PER_S,
+            Resolution::OneHour => 3600 * NS_PER_S,
+        }
+    }
+
+    pub(super) fn table(self) -> &'static str {
+        match self {
+            Resolution::Raw => "container_stats",
+            Resolution::FiveMinutes => "container_stats_5m",
+            Resolution::OneHour => "container_stats_1h",
+        }
+    }
+
+    fn state_name(self) -> &'static str {
+        match self {
+            Resolution::Raw => "raw",
+            Resolution::FiveMinutes => "5m",
+            Resolution::OneHour => "1h",
+        }
+    }
+
+    pub fn coarser(self) -> Option<Resolution> {
+        match self {
+            Resolution::Raw => Some(Resolution::FiveMinutes),
+            Resolution::FiveMinutes => Some(Resolution::OneHour),
+            Resolution::OneHour => None,
+        }
+    }
+
+    /// The finest resolution whose data still covers `from` and that keeps the range within
+    /// `max_points`; hourly when none does.
+    pub fn choose(
+        from_ns: i64,
+        to_ns: i64,
+        now_ns: i64,
+        max_points: u32,
+        retention: &Retention,
+    ) -> Resolution {
+        let span = (to_ns - from_ns).max(0);
+        [Resolution::Raw, Resolution::FiveMinutes]
+            .into_iter()
+            .find(|r| {
+                let kept_since = now_ns.saturating_sub(retention.of(*r).as_nanos() as i64);
+                from_ns >= kept_since && span / r.step_ns() <= i64::from(max_points)
+            })
+            .unwrap_or(Resolution::OneHour)
+    }
+}
+
+/// How long each kind of data is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub five_minutes: Duration,
+    pub one_hour: Duration,
+    pub activity: Duration,
+    pub usage: Duration,
+    pub profiles: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Retention {
+            raw: Duration::from_secs(7 * DAY),
+            five_minutes: Duration::from_secs(90 * DAY),
+            one_hour: Duration::from_secs(400 * DAY),
+            activity: Duration::from_secs(90 * DAY),
+            usage: Duration::from_secs(90 * DAY),
+            profiles: Duration::from_secs(30 * DAY),
+        }
+    }
+}
+
+impl Retention {
+    pub fn of(&self, resolution: Resolution) -> Duration {
+        match resolution {
+            Resolution::Raw => self.raw,
+            Resolution::FiveMinutes => self.five_minutes,
+            Resolution::OneHour => self.one_hour,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RollupReport {
+    /// Buckets (per container) written, per resolution: 5 m, 1 h.
+    pub buckets: [u64; 2],
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub deleted: u64,
+}
+
+/// Gauges and rates rolled up, with the column names they have in the raw table.
+const ROLLED: &[(&str, &str)] = &[
+    ("cpu_percent", "cpu_percent"),
+    ("memory_usage", "memory_usage_bytes"),
+    ("memory_working_set", "memory_working_set_bytes"),
+    ("net_rx_bytes_per_s", "net_rx_bytes_per_s"),
+    ("net_tx_bytes_per_s", "net_tx_bytes_per_s"),
+    ("block_read_bytes_per_s", "block_read_bytes_per_s"),
+    ("block_write_bytes_per_s", "block_write_bytes_per_s"),
+    ("pids", "pids"),
+];
+
+impl Store {
+    /// Recomputes every bucket that has new raw data since the last run, up to `now_ns`.
+    pub async fn run_rollups(&self, now_ns: i64) -> Result<RollupReport> {
+        let mut report = RollupReport::default();
+        for (i, resolution) in [Resolution::FiveMinutes, Resolution::OneHour]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(row) =
+                sqlx::query("SELECT dirty_from_ns, version FROM rollup_state WHERE name = ?")
+                    .bind(resolution.state_name())
+                    .fetch_optional(&self.pool)
+                    .await?
+            else {
+                continue;
+            };
+            let dirty_from: i64 = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            if dirty_from == i64::MAX {
+                continue;
+            }
+            let width = resolution.step_ns();
+            let mut start = dirty_from - dirty_from.rem_euclid(width);
+            while start <= now_ns {
+                let end = start + CHUNK_BUCKETS * width;
+                report.buckets[i] += self.recompute(resolution, start, end).await?;
+                start = end;
+            }
+            sqlx::query("UPDATE rollup_state SET dirty_from_ns = ? WHERE name = ? AND version = ?")
+                .bind(i64::MAX)
+                .bind(resolution.state_name())
+                .bind(version)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Recomputes the buckets of `resolution` in [start, end) from the raw rows.
+    async fn recompute(&self, resolution: Resolution, start: i64, end: i64) -> Result<u64> {
+        let width = resolution.step_ns();
+        let mut columns = vec!["container_id", "bucket_ns", "samples"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        let mut selects = vec![
+            "container_id".to_owned(),
+            format!(
+                "time_ns - {modulo} AS bucket",
+                modulo = self.modulo("time_ns", width)
+            ),
+            "COUNT(*)".to_owned(),
+        ];
+        for (name, raw) in ROLLED {
+            columns.push(format!("{name}_avg"));
+            columns.push(format!("{name}_max"));
+            selects.push(format!("AVG({raw})"));
+            selects.push(format!("MAX({raw})"));
+        }
+        columns.push("memory_limit_max".to_owned());
+        selects.push("MAX(memory_limit_bytes)".to_owned());
+        let updated: Vec<&str> = columns[2..].iter().map(String::as_str).collect();
+        let sql = format!(
+            "INSERT INTO {table} ({columns}) SELECT {selects} FROM container_stats \
+             WHERE time_ns >= ? AND time_ns < ? GROUP BY container_id, bucket{upsert}",
+            table = resolution.table(),
+            columns = columns.join(", "),
+            selects = selects.join(", "),
+            upsert = super::dialect::upsert(self.backend, &["container_id", "bucket_ns"], &updated),
+        );
+        let result = sqlx::query(AssertSqlSafe(sql))
+            .bind(start)
+            .bind(end)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    fn modulo(&self, column: &str, width: i64) -> String {
+        match self.backend {
+            Backend::MySql => format!("MOD({column}, {width})"),
+            Backend::Sqlite => format!("({column} % {width})"),
+        }
+    }
+
+    /// Deletes what is older than its retention, in chunks.
+    pub async fn apply_retention(
+        &self,
+        now_ns: i64,
+        retention: &Retention,
+    ) -> Result<RetentionReport> {
+        let cutoff =
+            |keep: Duration| now_ns.saturating_sub(keep.as_nanos().min(i64::MAX as u128) as i64);
+        let targets: [(&str, &[&str], &str, Duration); 6] = [
+            (
+                "container_stats",
+                &["container_id", "time_ns"],
+                "time_ns",
+                retention.raw,
+            ),
+            (
+                "container_stats_5m",
+                &["container_id", "bucket_ns"],
+                "bucket_ns",
+                retention.five_minutes,
+            ),
+            (
+                "container_stats_1h",
+                &["container_id", "bucket_ns"],
+                "bucket_ns",
+                retention.one_hour,
+            ),
+            ("activity", &["id"], "time_ns", retention.activity),
+            (
+                "host_usage",
+                &["host_id", "time_ns"],
+                "time_ns",
+                retention.usage,
+            ),
+            (
+                "profile_sessions",
+                &["id"],
+                "started_ns",
+                retention.profiles,
+            ),
+        ];
+        let mut report = RetentionReport::default();
+        for (table, key, time_column, keep) in targets {
+            let sql = delete_limited(
+                self.backend,
+                table,
+                key,
+                &format!("{time_column} < ?"),
+                DELETE_CHUNK,
+            );
+            loop {
+                let deleted = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(cutoff(keep))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                report.deleted += deleted;
+                if deleted < u64::from(DELETE_CHUNK) {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600 * NS_PER_S;
+
+    #[test]
+    fn the_finest_resolution_that_fits_is_chosen() {
+        let retention = Retention::default();
+        let now = 1_000_000 * HOUR;
+        let choose = |hours: i64, ago: i64| {
+            Resolution::choose(
+                now - ago * HOUR,
+                now - ago * HOUR + hours * HOUR,
+                now,
+                1000,
+                &retention,
+            )
+        };
+        assert_eq!(choose(1, 1), Resolution::Raw, "1 h at 30 s is 120 points");
+        assert_eq!(
+            choose(24, 24),
+            Resolution::FiveMinutes,
+            "a day at 30 s is 2,880 points"
+        );
+        assert_eq!(
+            choose(24 * 30, 24 * 30),
+            Resolution::OneHour,
+            "30 days at 5 min is 8,640 points"
+        );
+        assert_eq!(
+            choose(1, 24 * 8),
+            Resolution::FiveMinutes,
+            "raw data is gone after 7 days"
+        );
+        assert_eq!(
+            choose(1, 24 * 100),
+            Resolution::OneHour,
+            "5-minute data is gone after 90 days"
+        );
+    }
+}

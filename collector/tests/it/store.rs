@@ -1,0 +1,1262 @@
+//! The store's contract, on both backends.
+
+use std::collections::BTreeMap;
+
+use dockermon_collector::store::{
+    ActivityFilter, ContainerFilter, ContainerSelector, HostId, Page, Resolution, Retention,
+    StatsQuery, Store,
+};
+use dockermon_proto::{
+    Compose, Container, ContainerId, ContainerState, DiskUsage, DockerEvent, EventKind, HostInfo,
+    HostName, Image, InventoryUpdate, Network, ObjectKind, ObjectRef, PROTOCOL_VERSION, Record,
+    StatsCounters, StatsRates, StatsSample, UsageSummary, Volume,
+};
+
+use crate::support::{TestDb, on_both_backends};
+
+const S: i64 = 1_000_000_000;
+/// A fixed, recent "now" so buckets and retention are exact: 2026-11-01T00:00:00Z.
+const NOW: i64 = 1_793_491_200 * S;
+
+on_both_backends!(
+    every_record_type_round_trips,
+    duplicate_delivery_is_stored_once,
+    rollups_equal_aggregates_of_the_raw_rows,
+    late_samples_are_rolled_up_again,
+    retention_deletes_exactly_what_is_older_than_the_window,
+    history_follows_a_container_across_re_creation,
+    compose_services_keep_their_history_under_a_new_name,
+    removed_containers_keep_their_history,
+    lists_paginate_with_totals,
+    filter_values_are_values_not_sql,
+    activity_filters_combine,
+    the_newest_sample_wins_whatever_the_delivery_order,
+    stats_resolution_follows_the_range,
+    one_replica_holds_a_lease_at_a_time,
+);
+
+fn host_info() -> HostInfo {
+    HostInfo {
+        time_ns: NOW,
+        agent_version: "0.1.0".into(),
+        protocol_version: PROTOCOL_VERSION,
+        engine_id: "ENGINE:1".into(),
+        hostname: "docker-1".into(),
+        docker_version: "20.10.24".into(),
+        api_version: "1.41".into(),
+        os: "Debian GNU/Linux 12".into(),
+        os_type: "linux".into(),
+        kernel_version: "6.1".into(),
+        architecture: "x86_64".into(),
+        cpus: 2,
+        memory_bytes: 24 << 30,
+        cgroup_version: 1,
+        cgroup_driver: "cgroupfs".into(),
+        storage_driver: "overlay2".into(),
+        containers: 1,
+        containers_running: 1,
+        containers_paused: 0,
+        containers_stopped: 0,
+        images: 1,
+    }
+}
+
+fn container(docker_id: &str, name: &str, created_ns: i64) -> Container {
+    Container {
+        id: ContainerId::from(docker_id),
+        name: name.into(),
+        image: "nginx:1.27".into(),
+        image_id: "sha256:img".into(),
+        created_ns,
+        state: ContainerState::Running,
+        health: None,
+        restart_count: 0,
+        exit_code: None,
+        started_at_ns: Some(created_ns + S),
+        finished_at_ns: None,
+        compose: None,
+        labels: BTreeMap::from([("tier".into(), "front".into())]),
+        ports: vec![],
+        mounts: vec![],
+        networks: vec![],
+    }
+}
+
+fn sample(docker_id: &str, name: &str, time_ns: i64, cpu: Option<f64>, memory: u64) -> StatsSample {
+    StatsSample {
+        time_ns,
+        container_id: ContainerId::from(docker_id),
+        name: name.into(),
+        counters: StatsCounters {
+            cpu_total_ns: (time_ns / 1000) as u64,
+            cpu_system_ns: 1,
+            online_cpus: 2,
+            memory_usage_bytes: memory,
+            memory_working_set_bytes: memory / 2,
+            memory_limit_bytes: 1 << 30,
+            pids: memory % 7,
+            ..Default::default()
+        },
+        rates: cpu.map(|cpu_percent| StatsRates {
+            interval_ns: 30 * S,
+            cpu_percent,
+            net_rx_bytes_per_s: cpu_percent * 10.0,
+            net_tx_bytes_per_s: 1.0,
+            block_read_bytes_per_s: 0.0,
+            block_write_bytes_per_s: cpu_percent / 3.0,
+        }),
+    }
+}
+
+fn event(time_ns: i64, action: &str, actor: &str) -> DockerEvent {
+    DockerEvent {
+        time_ns,
+        kind: EventKind::Container,
+        action: action.into(),
+        actor_id: actor.into(),
+        actor_name: Some("web".into()),
+        attributes: BTreeMap::from([("image".into(), "nginx:1.27".into())]),
+        scope: Some("local".into()),
+    }
+}
+
+fn inventory(full: bool, containers: Vec<Container>) -> Record {
+    Record::Inventory(InventoryUpdate {
+        time_ns: NOW,
+        full,
+        containers,
+        ..Default::default()
+    })
+}
+
+async fn host(store: &Store, name: &str) -> HostId {
+    store
+        .register_host(&HostName::new(name).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn ingest(store: &Store, host: HostId, records: &[Record]) {
+    store.ingest(&[(host, records)]).await.unwrap();
+}
+
+async fn raw_series(
+    store: &Store,
+    key: dockermon_collector::store::ContainerKey,
+) -> Vec<(i64, f64)> {
+    let query = StatsQuery {
+        container: key,
+        from_ns: 0,
+        to_ns: i64::MAX,
+        resolution: Some(Resolution::Raw),
+        max_points: 10_000,
+    };
+    let series = store
+        .container_stats(&query, NOW, &Retention::default())
+        .await
+        .unwrap();
+    series
+        .points
+        .iter()
+        .map(|p| (p.time_ns, p.memory_usage_bytes.avg))
+        .collect()
+}
+
+async fn every_record_type_round_trips(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let mut web = container("c1", "shop-web-1", NOW - 100 * S);
+    web.compose = Some(Compose {
+        project: "shop".into(),
+        service: "web".into(),
+        number: Some(1),
+    });
+    let image = Image {
+        id: "sha256:img".into(),
+        tags: vec!["nginx:1.27".into()],
+        size_bytes: 190_000_000,
+        created_ns: NOW - 1000 * S,
+        labels: BTreeMap::from([("maintainer".into(), "x".into())]),
+    };
+    let volume = Volume {
+        name: "data".into(),
+        driver: "local".into(),
+        mountpoint: "/var/lib/docker/volumes/data/_data".into(),
+        scope: "local".into(),
+        created_ns: Some(NOW - 500 * S),
+        labels: BTreeMap::new(),
+    };
+    let network = Network {
+        id: "net1".into(),
+        name: "shop_default".into(),
+        driver: "bridge".into(),
+        scope: "local".into(),
+        internal: true,
+        created_ns: None,
+        labels: BTreeMap::new(),
+    };
+    let usage = DiskUsage {
+        time_ns: NOW,
+        layers_bytes: 1000,
+        images: UsageSummary {
+            count: 1,
+            active: 1,
+            size_bytes: 1000,
+            reclaimable_bytes: 0,
+        },
+        containers: UsageSummary {
+            count: 1,
+            active: 1,
+            size_bytes: 20,
+            reclaimable_bytes: 0,
+        },
+        ..Default::default()
+    };
+    let first = sample("c1", "shop-web-1", NOW - 30 * S, None, 1000);
+    let second = sample("c1", "shop-web-1", NOW, Some(12.5), 2000);
+    let records = vec![
+        Record::Host(host_info()),
+        Record::Inventory(InventoryUpdate {
+            time_ns: NOW,
+            full: true,
+            containers: vec![web.clone()],
+            images: vec![image.clone()],
+            volumes: vec![volume.clone()],
+            networks: vec![network.clone()],
+            removed: vec![],
+        }),
+        Record::Event(event(NOW - 5 * S, "start", "c1")),
+        Record::Stats(first),
+        Record::Stats(second.clone()),
+        Record::Usage(usage.clone()),
+    ];
+    let report = store.ingest(&[(h, &records)]).await.unwrap();
+    assert_eq!((report.records, report.events, report.samples), (6, 1, 2));
+
+    let hosts = store.hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].name, "docker-1");
+    assert_eq!(hosts[0].info.as_ref(), Some(&host_info()));
+    assert_eq!(hosts[0].docker_version, "20.10.24");
+
+    let containers = store
+        .containers(
+            &ContainerFilter {
+                host: Some(h),
+                ..Default::default()
+            },
+            Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(containers.total, 1);
+    let row = &containers.items[0];
+    assert_eq!(row.detail.as_ref(), Some(&web));
+    assert_eq!(
+        (
+            row.name.as_str(),
+            row.state.as_str(),
+            row.docker_id.as_str()
+        ),
+        ("shop-web-1", "running", "c1")
+    );
+    assert_eq!(row.compose_service.as_deref(), Some("web"));
+
+    let images = store.images(h, Page::first(10)).await.unwrap();
+    assert_eq!(
+        (
+            images.items[0].id.as_str(),
+            &images.items[0].tags,
+            &images.items[0].labels
+        ),
+        (image.id.as_str(), &image.tags, &image.labels)
+    );
+    assert_eq!(images.items[0].size_bytes, 190_000_000);
+    let volumes = store.volumes(h, Page::first(10)).await.unwrap();
+    assert_eq!(
+        (
+            volumes.items[0].name.as_str(),
+            volumes.items[0].mountpoint.as_str()
+        ),
+        ("data", volume.mountpoint.as_str())
+    );
+    assert_eq!(volumes.items[0].created_ns, volume.created_ns);
+    let networks = store.networks(h, Page::first(10)).await.unwrap();
+    assert_eq!(
+        (networks.items[0].name.as_str(), networks.items[0].internal),
+        ("shop_default", true)
+    );
+
+    let activity = store
+        .activity(&ActivityFilter::default(), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(activity.total, 1);
+    let entry = &activity.items[0];
+    assert_eq!(
+        (entry.time_ns, entry.kind.as_str(), entry.action.as_str()),
+        (NOW - 5 * S, "container", "start")
+    );
+    assert_eq!(
+        entry.container_id,
+        Some(row.id),
+        "the event is linked to its container"
+    );
+    assert_eq!(entry.attributes["image"], "nginx:1.27");
+
+    let latest = store.latest_stats(h).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(
+        (
+            latest[0].time_ns,
+            latest[0].cpu_percent,
+            latest[0].memory_usage_bytes
+        ),
+        (NOW, Some(12.5), 2000)
+    );
+    assert_eq!(latest[0].net_rx_bytes_per_s, Some(125.0));
+
+    let query = StatsQuery {
+        container: row.id,
+        from_ns: NOW - 3600 * S,
+        to_ns: NOW + S,
+        resolution: None,
+        max_points: 1000,
+    };
+    let series = store
+        .container_stats(&query, NOW, &Retention::default())
+        .await
+        .unwrap();
+    assert_eq!(series.resolution, Resolution::Raw);
+    assert_eq!(series.points.len(), 2);
+    assert_eq!(
+        series.points[0].cpu_percent, None,
+        "a first sample has no rates"
+    );
+    assert_eq!(series.points[1].cpu_percent.unwrap().avg, 12.5);
+    assert_eq!(series.points[1].memory_working_set_bytes.avg, 1000.0);
+
+    let usages = store.usage(h, 0, i64::MAX, 10).await.unwrap();
+    assert_eq!(usages.len(), 1);
+    assert_eq!(
+        (
+            usages[0].layers_bytes,
+            usages[0].images,
+            usages[0].containers[2]
+        ),
+        (1000, [1, 1, 1000, 0], 20)
+    );
+}
+
+async fn duplicate_delivery_is_stored_once(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let records = vec![
+        inventory(true, vec![container("c1", "web", NOW - 100 * S)]),
+        Record::Event(event(NOW - 2 * S, "create", "c1")),
+        Record::Event(event(NOW - S, "start", "c1")),
+        Record::Stats(sample("c1", "web", NOW - 30 * S, Some(1.0), 10)),
+        Record::Stats(sample("c1", "web", NOW, Some(2.0), 20)),
+        Record::Usage(DiskUsage {
+            time_ns: NOW,
+            ..Default::default()
+        }),
+    ];
+    ingest(store, h, &records).await;
+    ingest(store, h, &records).await;
+    // And once more inside a single batch.
+    let doubled: Vec<Record> = records.iter().chain(records.iter()).cloned().collect();
+    ingest(store, h, &doubled).await;
+
+    assert_eq!(
+        store
+            .activity(&ActivityFilter::default(), Page::first(100))
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        raw_series(store, key).await,
+        vec![(NOW - 30 * S, 10.0), (NOW, 20.0)]
+    );
+    assert_eq!(store.usage(h, 0, i64::MAX, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .containers(&ContainerFilter::default(), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+
+    // The same event on another host is another event.
+    let other = host(store, "docker-2").await;
+    ingest(
+        store,
+        other,
+        &[Record::Event(event(NOW - S, "start", "c1"))],
+    )
+    .await;
+    assert_eq!(
+        store
+            .activity(&ActivityFilter::default(), Page::first(100))
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+}
+
+/// Raw samples spread over several 5-minute and hourly buckets, some without rates.
+fn spread_samples() -> Vec<StatsSample> {
+    (0..400)
+        .map(|i| {
+            let time = NOW - 3 * 3600 * S + i * 23 * S + (i % 5) * 1_000_000;
+            let cpu = (i % 4 != 0).then(|| ((i * 37) % 200) as f64 / 3.0);
+            sample(
+                "c1",
+                "web",
+                time,
+                cpu,
+                1_000_000 + ((i * 7919) % 5000) as u64,
+            )
+        })
+        .collect()
+}
+
+/// What a bucket must hold: sample count, CPU (avg, max) if any sample had rates, memory
+/// avg and max.
+struct Expected {
+    count: i64,
+    cpu: Option<(f64, f64)>,
+    mem_avg: f64,
+    mem_max: f64,
+}
+
+fn expected_buckets(samples: &[StatsSample], width: i64) -> BTreeMap<i64, Expected> {
+    let mut buckets: BTreeMap<i64, Vec<&StatsSample>> = BTreeMap::new();
+    for s in samples {
+        buckets
+            .entry(s.time_ns - s.time_ns.rem_euclid(width))
+            .or_default()
+            .push(s);
+    }
+    buckets
+        .into_iter()
+        .map(|(bucket, items)| {
+            let cpus: Vec<f64> = items
+                .iter()
+                .filter_map(|s| s.rates.as_ref().map(|r| r.cpu_percent))
+                .collect();
+            let cpu = (!cpus.is_empty()).then(|| {
+                (
+                    cpus.iter().sum::<f64>() / cpus.len() as f64,
+                    cpus.iter().cloned().fold(f64::MIN, f64::max),
+                )
+            });
+            let mems: Vec<f64> = items
+                .iter()
+                .map(|s| s.counters.memory_usage_bytes as f64)
+                .collect();
+            let mem_avg = mems.iter().sum::<f64>() / mems.len() as f64;
+            let mem_max = mems.iter().cloned().fold(f64::MIN, f64::max);
+            (
+                bucket,
+                Expected {
+                    count: items.len() as i64,
+                    cpu,
+                    mem_avg,
+                    mem_max,
+                },
+            )
+        })
+        .collect()
+}
+
+fn assert_close(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= 1e-6 * expected.abs().max(1.0),
+        "{what}: {actual} != {expected}"
+    );
+}
+
+async fn assert_rollups_match(
+    store: &Store,
+    key: dockermon_collector::store::ContainerKey,
+    samples: &[StatsSample],
+) {
+    for resolution in [Resolution::FiveMinutes, Resolution::OneHour] {
+        let query = StatsQuery {
+            container: key,
+            from_ns: 0,
+            to_ns: i64::MAX,
+            resolution: Some(resolution),
+            max_points: 10_000,
+        };
+        let series = store
+            .container_stats(&query, NOW, &Retention::default())
+            .await
+            .unwrap();
+        let expected = expected_buckets(samples, resolution.step_ns());
+        assert_eq!(
+            series.points.len(),
+            expected.len(),
+            "{resolution:?} bucket count"
+        );
+        for (
+            point,
+            (
+                bucket,
+                Expected {
+                    count,
+                    cpu,
+                    mem_avg,
+                    mem_max,
+                },
+            ),
+        ) in series.points.iter().zip(expected)
+        {
+            assert_eq!(point.time_ns, bucket);
+            assert_eq!(point.samples, count, "{resolution:?} samples in {bucket}");
+            match (point.cpu_percent, cpu) {
+                (Some(actual), Some((avg, max))) => {
+                    assert_close(actual.avg, avg, "cpu avg");
+                    assert_close(actual.max, max, "cpu max");
+                }
+                (None, None) => {}
+                other => panic!("cpu presence differs in {bucket}: {other:?}"),
+            }
+            assert_close(point.memory_usage_bytes.avg, mem_avg, "memory avg");
+            assert_close(point.memory_usage_bytes.max, mem_max, "memory max");
+        }
+    }
+}
+
+async fn rollups_equal_aggregates_of_the_raw_rows(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let samples = spread_samples();
+    let records: Vec<Record> = samples.iter().cloned().map(Record::Stats).collect();
+    ingest(store, h, &records).await;
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+
+    store.run_rollups(NOW).await.unwrap();
+    assert_rollups_match(store, key, &samples).await;
+}
+
+async fn late_samples_are_rolled_up_again(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let mut samples: Vec<StatsSample> = spread_samples().into_iter().step_by(2).collect();
+    ingest(
+        store,
+        h,
+        &samples
+            .iter()
+            .cloned()
+            .map(Record::Stats)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    store.run_rollups(NOW).await.unwrap();
+
+    // The other half arrives late (an agent replaying its spool), into old buckets.
+    let late: Vec<StatsSample> = spread_samples().into_iter().skip(1).step_by(2).collect();
+    ingest(
+        store,
+        h,
+        &late.iter().cloned().map(Record::Stats).collect::<Vec<_>>(),
+    )
+    .await;
+    store.run_rollups(NOW).await.unwrap();
+    samples.extend(late);
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+    assert_rollups_match(store, key, &samples).await;
+
+    // With nothing new, a run recomputes nothing.
+    assert_eq!(store.run_rollups(NOW).await.unwrap().buckets, [0, 0]);
+}
+
+async fn retention_deletes_exactly_what_is_older_than_the_window(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let retention = Retention::default();
+    let raw_cutoff = NOW - retention.raw.as_nanos() as i64;
+    let activity_cutoff = NOW - retention.activity.as_nanos() as i64;
+    let times = [
+        raw_cutoff - 3600 * S,
+        raw_cutoff - 1,
+        raw_cutoff,
+        raw_cutoff + 1,
+        NOW,
+    ];
+    let mut records: Vec<Record> = times
+        .iter()
+        .map(|t| Record::Stats(sample("c1", "web", *t, Some(1.0), 5)))
+        .collect();
+    for (i, t) in [activity_cutoff - 1, activity_cutoff, NOW]
+        .iter()
+        .enumerate()
+    {
+        records.push(Record::Event(event(*t, &format!("action{i}"), "c1")));
+        records.push(Record::Usage(DiskUsage {
+            time_ns: *t,
+            ..Default::default()
+        }));
+    }
+    ingest(store, h, &records).await;
+    store.run_rollups(NOW).await.unwrap();
+
+    let report = store.apply_retention(NOW, &retention).await.unwrap();
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+    let kept: Vec<i64> = raw_series(store, key)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![raw_cutoff, raw_cutoff + 1, NOW],
+        "raw rows at or after the cutoff stay"
+    );
+    let activity: Vec<i64> = store
+        .activity(&ActivityFilter::default(), Page::first(10))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.time_ns)
+        .collect();
+    assert_eq!(activity, vec![NOW, activity_cutoff]);
+    let usage: Vec<i64> = store
+        .usage(h, 0, i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.time_ns)
+        .collect();
+    assert_eq!(usage, vec![activity_cutoff, NOW]);
+    assert_eq!(
+        report.deleted,
+        2 + 1 + 1,
+        "two raw samples, one event, one usage record"
+    );
+
+    // Rollups outlive the raw rows they came from.
+    let query = StatsQuery {
+        container: key,
+        from_ns: 0,
+        to_ns: i64::MAX,
+        resolution: Some(Resolution::OneHour),
+        max_points: 100,
+    };
+    let hourly = store
+        .container_stats(&query, NOW, &retention)
+        .await
+        .unwrap();
+    assert_eq!(hourly.points.iter().map(|p| p.samples).sum::<i64>(), 5);
+}
+
+async fn history_follows_a_container_across_re_creation(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    ingest(
+        store,
+        h,
+        &[
+            inventory(true, vec![container("old", "web", NOW - 1000 * S)]),
+            Record::Stats(sample("old", "web", NOW - 600 * S, Some(1.0), 100)),
+        ],
+    )
+    .await;
+    // `docker rm -f web && docker run --name web …`: a new id, the same name. The old
+    // instance's removal arrives after the new one exists and must not remove "web".
+    ingest(
+        store,
+        h,
+        &[
+            inventory(false, vec![container("new", "web", NOW - 300 * S)]),
+            Record::Inventory(InventoryUpdate {
+                time_ns: NOW,
+                removed: vec![ObjectRef {
+                    kind: ObjectKind::Container,
+                    id: "old".into(),
+                }],
+                ..Default::default()
+            }),
+            Record::Stats(sample("new", "web", NOW - 200 * S, Some(2.0), 200)),
+            // A late sample of the old instance still lands in the same history.
+            Record::Stats(sample("old", "web", NOW - 500 * S, Some(1.5), 150)),
+        ],
+    )
+    .await;
+    // A late update about the old instance does not overwrite the new one.
+    ingest(
+        store,
+        h,
+        &[inventory(
+            false,
+            vec![container("old", "web", NOW - 1000 * S)],
+        )],
+    )
+    .await;
+
+    let web = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap();
+    assert_eq!(web.docker_id, "new");
+    assert_eq!(web.removed_ns, None);
+    assert_eq!(
+        raw_series(store, web.id).await,
+        vec![
+            (NOW - 600 * S, 100.0),
+            (NOW - 500 * S, 150.0),
+            (NOW - 200 * S, 200.0)
+        ],
+        "one continuous series across both Docker ids"
+    );
+    assert_eq!(
+        store
+            .containers(&ContainerFilter::default(), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+async fn compose_services_keep_their_history_under_a_new_name(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let compose = Compose {
+        project: "shop".into(),
+        service: "api".into(),
+        number: Some(1),
+    };
+    let mut first = container("a1", "shop_api_1", NOW - 1000 * S);
+    first.compose = Some(compose.clone());
+    // Compose v2 names the re-created container differently.
+    let mut second = container("a2", "shop-api-1", NOW - 100 * S);
+    second.compose = Some(compose.clone());
+    ingest(
+        store,
+        h,
+        &[
+            inventory(true, vec![first]),
+            Record::Stats(sample("a1", "shop_api_1", NOW - 500 * S, None, 1)),
+        ],
+    )
+    .await;
+    ingest(
+        store,
+        h,
+        &[
+            inventory(true, vec![second]),
+            Record::Stats(sample("a2", "shop-api-1", NOW - 50 * S, None, 2)),
+        ],
+    )
+    .await;
+
+    let selector = ContainerSelector::Compose {
+        project: "shop".into(),
+        service: "api".into(),
+        number: None,
+    };
+    let api = store.find_container(h, &selector).await.unwrap();
+    assert_eq!(
+        (api.name.as_str(), api.docker_id.as_str(), api.removed_ns),
+        ("shop-api-1", "a2", None)
+    );
+    assert_eq!(raw_series(store, api.id).await.len(), 2);
+    assert_eq!(
+        store
+            .find_container(h, &ContainerSelector::Name("shop-api-1".into()))
+            .await
+            .unwrap()
+            .id,
+        api.id
+    );
+}
+
+async fn removed_containers_keep_their_history(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    ingest(
+        store,
+        h,
+        &[
+            inventory(
+                true,
+                vec![
+                    container("c1", "batch", NOW - 100 * S),
+                    container("c2", "web", NOW - 100 * S),
+                ],
+            ),
+            Record::Stats(sample("c1", "batch", NOW - 50 * S, None, 7)),
+        ],
+    )
+    .await;
+    // The next full snapshot no longer has "batch".
+    ingest(
+        store,
+        h,
+        &[inventory(true, vec![container("c2", "web", NOW - 100 * S)])],
+    )
+    .await;
+
+    let current = store
+        .containers(&ContainerFilter::default(), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        current
+            .items
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["web"]
+    );
+    let all = store
+        .containers(
+            &ContainerFilter {
+                include_removed: true,
+                ..Default::default()
+            },
+            Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.total, 2);
+    let batch = store
+        .find_container(h, &ContainerSelector::Name("batch".into()))
+        .await
+        .unwrap();
+    assert!(batch.removed_ns.is_some());
+    assert_eq!(raw_series(store, batch.id).await, vec![(NOW - 50 * S, 7.0)]);
+    assert!(
+        store.latest_stats(h).await.unwrap().is_empty(),
+        "latest stats list current containers only"
+    );
+}
+
+async fn lists_paginate_with_totals(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let containers: Vec<Container> = (0..25)
+        .map(|i| container(&format!("c{i:02}"), &format!("svc-{i:02}"), NOW))
+        .collect();
+    let events: Vec<Record> = (0..30)
+        .map(|i| Record::Event(event(NOW - i * S, "start", &format!("c{:02}", i % 25))))
+        .collect();
+    let mut records = vec![inventory(true, containers)];
+    records.extend(events);
+    ingest(store, h, &records).await;
+
+    let filter = ContainerFilter {
+        host: Some(h),
+        ..Default::default()
+    };
+    let first = store
+        .containers(&filter, Page::new(0, 10).unwrap())
+        .await
+        .unwrap();
+    let last = store
+        .containers(&filter, Page::new(20, 10).unwrap())
+        .await
+        .unwrap();
+    let beyond = store
+        .containers(&filter, Page::new(100, 10).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.total, first.items.len(), last.total, last.items.len()),
+        (25, 10, 25, 5)
+    );
+    assert_eq!(first.items[0].name, "svc-00");
+    assert_eq!(last.items[4].name, "svc-24");
+    assert_eq!((beyond.total, beyond.items.len()), (25, 0));
+
+    let page = store
+        .activity(
+            &ActivityFilter {
+                host: Some(h),
+                ..Default::default()
+            },
+            Page::new(10, 15).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (30, 15));
+    assert_eq!(
+        page.items[0].time_ns,
+        NOW - 10 * S,
+        "newest first, offset 10"
+    );
+
+    assert!(Page::new(0, 0).is_err());
+    assert!(Page::new(0, Page::MAX_LIMIT + 1).is_err());
+    assert!(Page::new(Page::MAX_OFFSET + 1, 10).is_err());
+}
+
+async fn filter_values_are_values_not_sql(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let mut tricky = container("c1", "x' OR '1'='1", NOW);
+    tricky.labels = BTreeMap::from([("a\"b".into(), "'); DROP TABLE containers; --".into())]);
+    ingest(
+        store,
+        h,
+        &[
+            inventory(true, vec![tricky.clone(), container("c2", "plain", NOW)]),
+            Record::Event(event(NOW, "start", "c1")),
+        ],
+    )
+    .await;
+
+    let by_name = |name: &str| ContainerFilter {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .containers(&by_name("x' OR '1'='1"), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1,
+        "matched literally"
+    );
+    assert_eq!(
+        store
+            .containers(&by_name("' OR 1=1 --"), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let by_label = ContainerFilter {
+        label: Some(("a\"b".into(), Some("'); DROP TABLE containers; --".into()))),
+        ..Default::default()
+    };
+    let found = store.containers(&by_label, Page::first(10)).await.unwrap();
+    assert_eq!(
+        found
+            .items
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec![tricky.name.as_str()]
+    );
+    let label_exists = ContainerFilter {
+        label: Some(("tier".into(), None)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .containers(&label_exists, Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1,
+        "only c2 kept the default label"
+    );
+
+    let hostile = ActivityFilter {
+        action: Some("start' OR '1'='1".into()),
+        kind: Some("container; DROP TABLE activity".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .activity(&hostile, Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    // Everything is still there.
+    assert_eq!(
+        store
+            .activity(&ActivityFilter::default(), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    assert_eq!(
+        store
+            .containers(&ContainerFilter::default(), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+}
+
+async fn activity_filters_combine(db: TestDb) {
+    let store = &db.store;
+    let (a, b) = (host(store, "docker-a").await, host(store, "docker-b").await);
+    ingest(
+        store,
+        a,
+        &[
+            inventory(true, vec![container("c1", "web", NOW)]),
+            Record::Event(event(NOW - 30 * S, "create", "c1")),
+            Record::Event(event(NOW - 20 * S, "start", "c1")),
+            Record::Event(event(NOW - 10 * S, "exec_start: sh -c date", "c1")),
+            Record::Event(DockerEvent {
+                kind: EventKind::Image,
+                ..event(NOW - 5 * S, "pull", "nginx:1.27")
+            }),
+        ],
+    )
+    .await;
+    ingest(
+        store,
+        b,
+        &[Record::Event(event(NOW - 20 * S, "start", "zz"))],
+    )
+    .await;
+    let web = store
+        .find_container(a, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+
+    let count = |filter: ActivityFilter| async move {
+        store
+            .activity(&filter, Page::first(100))
+            .await
+            .unwrap()
+            .total
+    };
+    assert_eq!(
+        count(ActivityFilter {
+            host: Some(a),
+            ..Default::default()
+        })
+        .await,
+        4
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            action: Some("start".into()),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            action: Some("exec_start".into()),
+            ..Default::default()
+        })
+        .await,
+        1,
+        "by action name"
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            kind: Some("image".into()),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            container: Some(web),
+            ..Default::default()
+        })
+        .await,
+        3
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            host: Some(a),
+            from_ns: Some(NOW - 20 * S),
+            to_ns: Some(NOW - 5 * S),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(ActivityFilter {
+            host: Some(b),
+            action: Some("start".into()),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+}
+
+async fn the_newest_sample_wins_whatever_the_delivery_order(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    ingest(
+        store,
+        h,
+        &[
+            inventory(true, vec![container("c1", "web", NOW - 100 * S)]),
+            Record::Stats(sample("c1", "web", NOW, Some(9.0), 900)),
+        ],
+    )
+    .await;
+    // An older sample arrives afterwards (replayed from a spool).
+    ingest(
+        store,
+        h,
+        &[Record::Stats(sample(
+            "c1",
+            "web",
+            NOW - 60 * S,
+            Some(1.0),
+            100,
+        ))],
+    )
+    .await;
+    let latest = store.latest_stats(h).await.unwrap();
+    assert_eq!(
+        (
+            latest[0].time_ns,
+            latest[0].memory_usage_bytes,
+            latest[0].cpu_percent
+        ),
+        (NOW, 900, Some(9.0))
+    );
+    ingest(
+        store,
+        h,
+        &[Record::Stats(sample("c1", "web", NOW + 30 * S, None, 50))],
+    )
+    .await;
+    let latest = store.latest_stats(h).await.unwrap();
+    assert_eq!(
+        (
+            latest[0].time_ns,
+            latest[0].memory_usage_bytes,
+            latest[0].cpu_percent
+        ),
+        (NOW + 30 * S, 50, None)
+    );
+}
+
+async fn stats_resolution_follows_the_range(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    // Two days at 30 s, the last sample at NOW.
+    let samples: Vec<Record> = (0..5760)
+        .rev()
+        .map(|i| Record::Stats(sample("c1", "web", NOW - i * 30 * S, Some(5.0), 10)))
+        .collect();
+    for chunk in samples.chunks(2000) {
+        ingest(store, h, chunk).await;
+    }
+    store.run_rollups(NOW).await.unwrap();
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+    let series = |hours: i64| {
+        let query = StatsQuery {
+            container: key,
+            from_ns: NOW - hours * 3600 * S,
+            to_ns: NOW + S,
+            resolution: None,
+            max_points: 500,
+        };
+        async move {
+            store
+                .container_stats(&query, NOW, &Retention::default())
+                .await
+                .unwrap()
+        }
+    };
+    let hour = series(1).await;
+    assert_eq!((hour.resolution, hour.points.len()), (Resolution::Raw, 121));
+    let day = series(24).await;
+    assert_eq!(day.resolution, Resolution::FiveMinutes);
+    assert!(
+        (288..=289).contains(&day.points.len()),
+        "{}",
+        day.points.len()
+    );
+    assert!(day.points.iter().all(|p| p.cpu_percent.unwrap().avg == 5.0));
+    let two_days = series(48).await;
+    assert_eq!(two_days.resolution, Resolution::OneHour);
+    assert_eq!(two_days.points.iter().map(|p| p.samples).sum::<i64>(), 5760);
+}
+
+async fn one_replica_holds_a_lease_at_a_time(db: TestDb) {
+    let store = &db.store;
+    let ttl = 60 * S;
+    assert!(
+        store
+            .acquire_lease("rollups", "replica-a", NOW, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("rollups", "replica-b", NOW + S, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("rollups", "replica-a", NOW + 2 * S, ttl)
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(
+        store
+            .acquire_lease("retention", "replica-b", NOW, ttl)
+            .await
+            .unwrap(),
+        "leases are independent"
+    );
+    // Replica a stops renewing; after expiry b takes over.
+    assert!(
+        !store
+            .acquire_lease("rollups", "replica-b", NOW + 61 * S, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("rollups", "replica-b", NOW + 63 * S, ttl)
+            .await
+            .unwrap()
+    );
+    store.release_lease("rollups", "replica-b").await.unwrap();
+    assert!(
+        store
+            .acquire_lease("rollups", "replica-a", NOW + 64 * S, ttl)
+            .await
+            .unwrap(),
+        "released leases are free"
+    );
+}

@@ -1,0 +1,14 @@
+CREATE TABLE networks (
+    host_id BIGINT NOT NULL,
+    network_id VARCHAR(128) NOT NULL,
+    name VARCHAR(256) NOT NULL,
+    driver VARCHAR(256) NOT NULL,
+    scope VARCHAR(16) NOT NULL,
+    internal BIGINT NOT NULL,
+    created_ns BIGINT NULL,
+    labels TEXT NOT NULL,
+    last_seen_ns BIGINT NOT NULL,
+    PRIMARY KEY (host_id, network_id),
+    KEY networks_host_name (host_id, name),
+    CONSTRAINT networks_host FOREIGN KEY (host_id) REFERENCES hosts (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
