@@ -1,0 +1,437 @@
+//! Store benchmark: ingest throughput (batched, as the collector writes, against
+//! row-at-a-time as the baseline) and query latency on a loaded database, for MariaDB and
+//! SQLite in the same run.
+//!
+//!   cargo bench -p dockermon-collector --bench store -- \
+//!       --mysql mysql://dockermon:dockermon@127.0.0.1:33306 --sqlite-dir /tmp
+//!
+//! The query phase loads `--containers` containers × `--days` days of 30-second samples plus
+//! their 5-minute and hourly rollups with set-based SQL (MariaDB's SEQUENCE engine, SQLite's
+//! recursive CTE): loading is not what is measured. Prints a Markdown table.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dockermon_collector::store::{
+    ContainerFilter, ContainerKey, DatabaseUrl, HostId, Page, Resolution, Retention, StatsQuery,
+    Store,
+};
+use dockermon_proto::{
+    Container, ContainerId, ContainerState, HostName, InventoryUpdate, Record, StatsCounters,
+    StatsRates, StatsSample,
+};
+use sqlx::{AssertSqlSafe, Connection};
+
+#[derive(Parser)]
+struct Args {
+    /// MariaDB server URL without a database; a scratch database is created and dropped.
+    #[arg(long)]
+    mysql: Option<String>,
+    /// Directory for the SQLite scratch file.
+    #[arg(long)]
+    sqlite_dir: Option<std::path::PathBuf>,
+    /// Containers loaded for the query phase (50 per host).
+    #[arg(long, default_value_t = 1000)]
+    containers: i64,
+    /// Days of 30-second samples loaded for the query phase.
+    #[arg(long, default_value_t = 30)]
+    days: i64,
+    /// Samples written by the batched ingest phase.
+    #[arg(long, default_value_t = 300_000)]
+    ingest_samples: usize,
+    /// Samples per ingest transaction in the batched phase.
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+    /// Samples written one per transaction in the baseline phase.
+    #[arg(long, default_value_t = 3_000)]
+    row_samples: usize,
+    /// Queries timed per kind.
+    #[arg(long, default_value_t = 300)]
+    queries: usize,
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const S: i64 = 1_000_000_000;
+const PER_HOST: i64 = 50;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        println!("| backend | measurement | result |");
+        println!("|---|---|---|");
+        if let Some(server) = &args.mysql {
+            let name = format!("dmbench_{:08x}", rand::random::<u32>());
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await?;
+            let result = bench("MariaDB", &format!("{server}/{name}"), &args).await;
+            sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
+                .execute(&mut admin)
+                .await?;
+            result?;
+        }
+        if let Some(dir) = &args.sqlite_dir {
+            let path = dir.join(format!("dmbench-{:08x}.db", rand::random::<u32>()));
+            let result = bench("SQLite", &format!("sqlite://{}", path.display()), &args).await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            result?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn row(backend: &str, what: &str, result: String) {
+    println!("| {backend} | {what} | {result} |");
+}
+
+fn sample(docker_id: &str, name: &str, time_ns: i64, i: u64) -> StatsSample {
+    StatsSample {
+        time_ns,
+        container_id: ContainerId::from(docker_id),
+        name: name.into(),
+        counters: StatsCounters {
+            cpu_total_ns: i * 1_000_000,
+            cpu_system_ns: i * 2_000_000,
+            online_cpus: 2,
+            memory_usage_bytes: 50_000_000 + i % 1000,
+            memory_working_set_bytes: 40_000_000 + i % 1000,
+            memory_limit_bytes: 1 << 30,
+            pids: 3,
+            ..Default::default()
+        },
+        rates: Some(StatsRates {
+            interval_ns: 30 * S,
+            cpu_percent: (i % 100) as f64 / 3.0,
+            net_rx_bytes_per_s: 1000.0,
+            net_tx_bytes_per_s: 2000.0,
+            block_read_bytes_per_s: 0.0,
+            block_write_bytes_per_s: 10.0,
+        }),
+    }
+}
+
+fn container(docker_id: &str, name: &str) -> Container {
+    Container {
+        id: ContainerId::from(docker_id),
+        name: name.into(),
+        image: "nginx:1.27".into(),
+        image_id: "sha256:img".into(),
+        created_ns: 1,
+        state: ContainerState::Running,
+        health: None,
+        restart_count: 0,
+        exit_code: None,
+        started_at_ns: Some(2),
+        finished_at_ns: None,
+        compose: None,
+        labels: Default::default(),
+        ports: vec![],
+        mounts: vec![],
+        networks: vec![],
+    }
+}
+
+/// Registers hosts of 50 containers each; returns (host, docker ids).
+async fn fleet(store: &Store, containers: i64) -> anyhow::Result<Vec<(HostId, Vec<String>)>> {
+    let mut hosts = Vec::new();
+    for h in 0..(containers + PER_HOST - 1) / PER_HOST {
+        let host = store
+            .register_host(&HostName::new(format!("host-{h:04}"))?)
+            .await?;
+        let ids: Vec<String> = (0..PER_HOST.min(containers - h * PER_HOST))
+            .map(|c| format!("{h:04}{c:060}"))
+            .collect();
+        let inventory = Record::Inventory(InventoryUpdate {
+            time_ns: 1,
+            full: true,
+            containers: ids
+                .iter()
+                .map(|id| container(id, &format!("c-{}", &id[60..])))
+                .collect(),
+            ..Default::default()
+        });
+        store
+            .ingest(&[(host, std::slice::from_ref(&inventory))])
+            .await?;
+        hosts.push((host, ids));
+    }
+    Ok(hosts)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn latency(mut timings: Vec<Duration>) -> String {
+    timings.sort();
+    format!(
+        "median {:.2} ms, p99 {:.2} ms ({} queries)",
+        percentile(&timings, 0.5).as_secs_f64() * 1e3,
+        percentile(&timings, 0.99).as_secs_f64() * 1e3,
+        timings.len()
+    )
+}
+
+async fn bench(backend: &str, url: &str, args: &Args) -> anyhow::Result<()> {
+    let store = Store::connect(&DatabaseUrl::parse(url)?).await?;
+    store.migrate().await?;
+    let now = dockermon_proto::now_ns();
+
+    // Ingest, batched: what the collector's writer does (many agents' frames per transaction).
+    let hosts = fleet(&store, 1000).await?;
+    let all: Vec<(HostId, &String)> = hosts
+        .iter()
+        .flat_map(|(h, ids)| ids.iter().map(move |id| (*h, id)))
+        .collect();
+    let start_time = now - 3 * 86_400 * S;
+    let records: Vec<(HostId, Record)> = (0..args.ingest_samples)
+        .map(|i| {
+            let (host, id) = all[i % all.len()];
+            let time = start_time + (i / all.len()) as i64 * 30 * S;
+            (host, Record::Stats(sample(id, "c", time, i as u64)))
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in records.chunks(args.batch) {
+        // Group per host, as frames arrive.
+        let mut per_host: Vec<(HostId, Vec<Record>)> = Vec::new();
+        for (host, record) in chunk {
+            match per_host.iter_mut().find(|(h, _)| h == host) {
+                Some((_, list)) => list.push(record.clone()),
+                None => per_host.push((*host, vec![record.clone()])),
+            }
+        }
+        let batches: Vec<(HostId, &[Record])> =
+            per_host.iter().map(|(h, r)| (*h, r.as_slice())).collect();
+        store.ingest(&batches).await?;
+    }
+    let batched = args.ingest_samples as f64 / started.elapsed().as_secs_f64();
+    row(
+        backend,
+        &format!("ingest, batched ({} samples per transaction)", args.batch),
+        format!("{batched:.0} samples/s ({} samples)", args.ingest_samples),
+    );
+
+    // Baseline: one sample per transaction.
+    let later = start_time + 86_400 * S;
+    let started = Instant::now();
+    for i in 0..args.row_samples {
+        let (host, id) = all[i % all.len()];
+        let record = Record::Stats(sample(
+            id,
+            "c",
+            later + (i / all.len()) as i64 * 30 * S,
+            i as u64,
+        ));
+        store
+            .ingest(&[(host, std::slice::from_ref(&record))])
+            .await?;
+    }
+    let single = args.row_samples as f64 / started.elapsed().as_secs_f64();
+    row(
+        backend,
+        "ingest, row at a time (baseline)",
+        format!("{single:.0} samples/s ({} samples)", args.row_samples),
+    );
+    row(
+        backend,
+        "batched / row at a time",
+        format!("{:.0}×", batched / single),
+    );
+
+    // Query phase: a fresh, fully loaded history.
+    let loaded = Store::connect(&DatabaseUrl::parse(url)?).await?;
+    clear(url).await?;
+    let hosts = fleet(&loaded, args.containers).await?;
+    let started = Instant::now();
+    let rows = load_history(url, args.days, now).await?;
+    row(
+        backend,
+        &format!("loaded {} containers × {} days", args.containers, args.days),
+        format!(
+            "{rows} raw rows + rollups in {:.0} s (set-based SQL, not measured)",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    let keys: Vec<ContainerKey> = loaded
+        .containers(&ContainerFilter::default(), Page::new(0, 1000)?)
+        .await?
+        .items
+        .iter()
+        .map(|c| c.id)
+        .collect();
+
+    let retention = Retention {
+        raw: Duration::from_secs(args.days as u64 * 86_400 + 86_400),
+        ..Retention::default()
+    };
+    for (label, span, resolution) in [
+        (
+            format!(
+                "{}-day range of one container (automatic: hourly)",
+                args.days
+            ),
+            args.days * 86_400 * S,
+            None,
+        ),
+        (
+            format!("{}-day range at 5-minute resolution", args.days),
+            args.days * 86_400 * S,
+            Some(Resolution::FiveMinutes),
+        ),
+        (
+            "24-hour range (automatic: 5-minute)".to_owned(),
+            86_400 * S,
+            None,
+        ),
+        ("1-hour range (automatic: raw)".to_owned(), 3600 * S, None),
+    ] {
+        let mut timings = Vec::with_capacity(args.queries);
+        let mut shape = String::new();
+        for q in 0..args.queries {
+            let query = StatsQuery {
+                container: keys[(q * 7919) % keys.len()],
+                from_ns: now - span,
+                to_ns: now,
+                resolution,
+                max_points: if resolution.is_some() { 10_000 } else { 1000 },
+            };
+            let started = Instant::now();
+            let series = loaded.container_stats(&query, now, &retention).await?;
+            timings.push(started.elapsed());
+            shape = format!("{:?}, {} points", series.resolution, series.points.len());
+        }
+        row(backend, &format!("{label} ({shape})"), latency(timings));
+    }
+    let mut timings = Vec::with_capacity(args.queries);
+    for q in 0..args.queries {
+        let (host, _) = &hosts[q % hosts.len()];
+        let started = Instant::now();
+        let latest = loaded.latest_stats(*host).await?;
+        timings.push(started.elapsed());
+        assert_eq!(latest.len() as i64, PER_HOST.min(args.containers));
+    }
+    row(
+        backend,
+        &format!("latest stats of every container on a host ({PER_HOST})"),
+        latency(timings),
+    );
+    loaded.close().await;
+    store.close().await;
+    Ok(())
+}
+
+async fn clear(url: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    for table in [
+        "container_stats",
+        "container_stats_5m",
+        "container_stats_1h",
+        "container_stats_latest",
+        "activity",
+        "container_instances",
+        "containers",
+        "hosts",
+        "rollup_state",
+    ] {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Loads `days` of 30-second samples for every container, ending at `now`, plus the
+/// matching rollups and latest rows. Returns the raw row count.
+async fn load_history(url: &str, days: i64, now: i64) -> anyhow::Result<i64> {
+    let mysql = url.starts_with("mysql");
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let end = now - now.rem_euclid(3600 * S);
+    let start = end - days * 86_400 * S;
+    // One day (2,880 samples per container) per statement.
+    let values = "c.id, {t}, (c.id * 7 + {n}) % 100 / 3.0, {n} * 1000000, 50000000 + (c.id * 13 + {n}) % 1000000, \
+                  40000000 + (c.id * 13 + {n}) % 1000000, 1073741824, {n} * 1000, {n} * 2000, 1000.0, 2000.0, 0, {n} * 10, 0.0, 10.0, 3";
+    let columns = "container_id, time_ns, cpu_percent, cpu_total_ns, memory_usage_bytes, memory_working_set_bytes, \
+                   memory_limit_bytes, net_rx_bytes, net_tx_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, \
+                   block_read_bytes, block_write_bytes, block_read_bytes_per_s, block_write_bytes_per_s, pids";
+    for day in 0..days {
+        let day_start = start + day * 86_400 * S;
+        let sql = if mysql {
+            let n = "s.seq";
+            let t = format!("{day_start} + s.seq * {}", 30 * S);
+            format!(
+                "INSERT INTO container_stats ({columns}) SELECT {} FROM containers c JOIN seq_0_to_2879 s",
+                values.replace("{t}", &t).replace("{n}", n)
+            )
+        } else {
+            let t = format!("{day_start} + s.n * {}", 30 * S);
+            format!(
+                "INSERT INTO container_stats ({columns}) WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < 2879) \
+                 SELECT {} FROM containers c CROSS JOIN s",
+                values.replace("{t}", &t).replace("{n}", "s.n")
+            )
+        };
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+    }
+    // Rollups, generated the same way (aggregating 86 million rows would only measure the
+    // loader's patience): one row per container per bucket, values in the raw rows' ranges.
+    for (table, width, buckets) in [
+        ("container_stats_5m", 300 * S, days * 288),
+        ("container_stats_1h", 3600 * S, days * 24),
+    ] {
+        let per_statement = 288.min(buckets);
+        let mut first = 0;
+        while first < buckets {
+            let count = per_statement.min(buckets - first);
+            let (source, n) = if mysql {
+                (
+                    format!("containers c JOIN seq_0_to_{} s", count - 1),
+                    "s.seq",
+                )
+            } else {
+                (
+                    format!(
+                        "containers c CROSS JOIN (WITH RECURSIVE r(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n < {}) SELECT n FROM r) s",
+                        count - 1
+                    ),
+                    "s.n",
+                )
+            };
+            let sql = format!(
+                "INSERT INTO {table} (container_id, bucket_ns, samples, cpu_percent_avg, cpu_percent_max, memory_usage_avg, \
+                 memory_usage_max, memory_working_set_avg, memory_working_set_max, memory_limit_max, net_rx_bytes_per_s_avg, \
+                 net_rx_bytes_per_s_max, net_tx_bytes_per_s_avg, net_tx_bytes_per_s_max, block_read_bytes_per_s_avg, \
+                 block_read_bytes_per_s_max, block_write_bytes_per_s_avg, block_write_bytes_per_s_max, pids_avg, pids_max) \
+                 SELECT c.id, {start} + ({first} + {n}) * {width}, {samples}, (c.id + {n}) % 100 / 3.0, (c.id + {n}) % 100 / 2.0, \
+                 50000000.0 + {n}, 51000000 + {n}, 40000000.0, 41000000, 1073741824, 1000.0, 1500.0, 2000.0, 2500.0, \
+                 0.0, 0.0, 10.0, 20.0, 3.0, 3 FROM {source}",
+                samples = width / (30 * S),
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+            first += count;
+        }
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO container_stats_latest (container_id, host_id, {columns_latest}) \
+         SELECT s.container_id, c.host_id, {columns_latest_s} FROM container_stats s JOIN containers c ON c.id = s.container_id \
+         WHERE s.time_ns = {last}",
+        columns_latest = "time_ns, cpu_percent, cpu_total_ns, memory_usage_bytes, memory_working_set_bytes, memory_limit_bytes, net_rx_bytes, net_tx_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, block_read_bytes, block_write_bytes, block_read_bytes_per_s, block_write_bytes_per_s, pids",
+        columns_latest_s = "s.time_ns, s.cpu_percent, s.cpu_total_ns, s.memory_usage_bytes, s.memory_working_set_bytes, s.memory_limit_bytes, s.net_rx_bytes, s.net_tx_bytes, s.net_rx_bytes_per_s, s.net_tx_bytes_per_s, s.block_read_bytes, s.block_write_bytes, s.block_read_bytes_per_s, s.block_write_bytes_per_s, s.pids",
+        last = end - 30 * S,
+    )))
+    .execute(&mut conn)
+    .await?;
+    if !mysql {
+        sqlx::query("ANALYZE").execute(&mut conn).await?;
+    }
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM container_stats")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(rows)
+}
