@@ -12,10 +12,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::backoff::{Backoff, sleep_unless_cancelled};
-use crate::config::{Config, DockerConfig, OutputKind};
+use crate::config::{Config, DockerConfig, Output};
 use crate::docker::{self, ConnectError, Docker};
 use crate::inventory::{Inventory, RunningSet};
-use crate::{events, output, stats, usage};
+use crate::{events, output, stats, uplink, usage};
 
 /// Records waiting for the output.
 const RECORD_QUEUE: usize = 4096;
@@ -30,6 +30,8 @@ pub enum RunError {
     Docker(ConnectError),
     #[error("cannot write records")]
     Output(#[source] std::io::Error),
+    #[error("cannot report to the collector")]
+    Uplink(#[source] uplink::UplinkError),
 }
 
 /// Runs the agent until `cancel` fires.
@@ -42,10 +44,19 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
     let (hints_tx, hints_rx) = mpsc::channel(HINT_QUEUE);
     let (running_tx, running_rx) = watch::channel(RunningSet::default());
+    // Collection settings: the local ones until a collector sends its own.
+    let (collect_tx, collect_rx) = watch::channel(config.collect.clone());
 
     let tracker = TaskTracker::new();
+    // Events resume where a previous run's spool ends, so a crash loses none of them.
+    let events_from = match &config.output {
+        Output::Collector(uplink) => uplink::spool::last_spooled_event(&uplink.spool_dir),
+        Output::Stdout => None,
+    }
+    .unwrap_or_else(dockermon_proto::now_ns);
     tracker.spawn(events::run(
         docker.clone(),
+        events_from,
         records_tx.clone(),
         hints_tx,
         cancel.clone(),
@@ -56,30 +67,32 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
     );
     tracker.spawn(stats::run(
         docker.clone(),
-        config.collect.clone(),
+        collect_rx.clone(),
         records_tx.clone(),
         running_rx,
         cancel.clone(),
     ));
-    if let Some(interval) = config.collect.usage_interval {
-        tracker.spawn(usage::run(
-            docker.clone(),
-            interval,
-            config.collect.usage_timeout,
-            records_tx.clone(),
-            cancel.clone(),
-        ));
-    }
+    tracker.spawn(usage::run(
+        docker.clone(),
+        collect_rx,
+        records_tx.clone(),
+        cancel.clone(),
+    ));
     drop(records_tx);
     tracker.close();
 
-    let written = match config.output {
-        OutputKind::Stdout => output::write_json_lines(records_rx, tokio::io::stdout()).await,
+    let delivered = match config.output {
+        Output::Stdout => output::write_json_lines(records_rx, tokio::io::stdout())
+            .await
+            .map_err(RunError::Output),
+        Output::Collector(uplink) => uplink::run(*uplink, records_rx, collect_tx, cancel.clone())
+            .await
+            .map_err(RunError::Uplink),
     };
-    // The output only ends early when its reader is gone; stop the producers then too.
+    // The output only ends early when it cannot go on; stop the producers then too.
     cancel.cancel();
     tracker.wait().await;
-    written.map_err(RunError::Output)
+    delivered
 }
 
 /// Connects to Docker, retrying if configured to wait. `Ok(None)` when cancelled while

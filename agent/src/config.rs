@@ -12,8 +12,11 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use dockermon_proto::transport::JoinToken;
+
 use crate::docker::Endpoint;
 use crate::process::LogFormat;
+use crate::uplink::{CollectorUrl, Identity, IdentityFiles, UplinkConfig};
 
 /// Watches one Docker engine and reports its events, inventory, container stats and
 /// disk usage.
@@ -35,9 +38,51 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true")]
     pub wait_for_docker: Option<bool>,
 
-    /// Where records go. `stdout`: one JSON object per line.
+    /// Where records go: `collector` (the default when --collector is given) or `stdout`
+    /// (one JSON object per line, for debugging).
     #[arg(long, env = "DOCKERMON_OUTPUT", value_enum)]
     pub output: Option<OutputKind>,
+
+    /// The collector to report to: wss://HOST[:PORT] (port 3812 by default).
+    #[arg(long, env = "DOCKERMON_COLLECTOR", value_name = "URL")]
+    pub collector: Option<String>,
+
+    /// One-time join token from `dockermon-collector token create`, used to enroll when the
+    /// state directory holds no certificate yet.
+    #[arg(
+        long,
+        env = "DOCKERMON_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+
+    /// A file holding the join token (a mounted secret).
+    #[arg(long, env = "DOCKERMON_JOIN_TOKEN_FILE", value_name = "FILE")]
+    pub join_token_file: Option<PathBuf>,
+
+    /// Where the agent keeps its key, certificate and spool.
+    /// [default: /var/lib/dockermon-agent]
+    #[arg(long, env = "DOCKERMON_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Client certificate from elsewhere (cert-manager), instead of enrolling. Needs --key
+    /// and --ca.
+    #[arg(long, env = "DOCKERMON_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert.
+    #[arg(long, env = "DOCKERMON_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// CA that signed the collector's certificate.
+    #[arg(long, env = "DOCKERMON_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Most disk space for records waiting for the collector (e.g. 64MiB).
+    /// [default: 64MiB]
+    #[arg(long, env = "DOCKERMON_SPOOL_SIZE", value_name = "BYTES")]
+    pub spool_size: Option<String>,
 
     /// How often container stats are swept (e.g. 30s, 1m). [default: 30s]
     #[arg(long, env = "DOCKERMON_STATS_INTERVAL", value_name = "DURATION")]
@@ -70,6 +115,7 @@ pub struct Cli {
 #[serde(rename_all = "lowercase")]
 pub enum OutputKind {
     Stdout,
+    Collector,
 }
 
 /// The YAML configuration file. Unknown keys are an error: a misspelt key silently
@@ -91,6 +137,20 @@ pub struct FileConfig {
     pub usage_interval: Option<String>,
     /// Disk usage timeout, e.g. `60s`.
     pub usage_timeout: Option<String>,
+    /// Collector URL, `wss://HOST[:PORT]`.
+    pub collector: Option<String>,
+    /// File holding a join token.
+    pub join_token_file: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Client certificate (bring-your-own).
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// CA of the collector.
+    pub ca: Option<PathBuf>,
+    /// Spool size, e.g. `64MiB`.
+    pub spool_size: Option<String>,
 }
 
 /// The resolved, validated configuration.
@@ -98,7 +158,13 @@ pub struct FileConfig {
 pub struct Config {
     pub docker: DockerConfig,
     pub collect: CollectConfig,
-    pub output: OutputKind,
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Stdout,
+    Collector(Box<UplinkConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +195,8 @@ impl Default for CollectConfig {
 }
 
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockermon-agent";
+const DEFAULT_SPOOL_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -176,7 +244,7 @@ impl Cli {
         let docker_host = self
             .docker_host
             .clone()
-            .or(file.docker_host)
+            .or(file.docker_host.clone())
             .or(docker_host_env)
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
         let endpoint = Endpoint::parse(&docker_host).map_err(|e| invalid("docker_host", e))?;
@@ -236,6 +304,17 @@ impl Cli {
             Duration::from_secs(600),
         )?;
 
+        let collector = self.collector.clone().or_else(|| file.collector.clone());
+        let output = match (self.output.or(file.output), collector) {
+            (Some(OutputKind::Stdout), _) | (None, None) => Output::Stdout,
+            (Some(OutputKind::Collector), None) => {
+                return Err(invalid(
+                    "collector",
+                    "output is collector but no collector is set: pass --collector wss://HOST:3812",
+                ));
+            }
+            (_, Some(url)) => Output::Collector(Box::new(self.uplink(&file, &url)?)),
+        };
         Ok(Config {
             docker: DockerConfig {
                 endpoint,
@@ -250,9 +329,97 @@ impl Cli {
                 usage_interval,
                 usage_timeout,
             },
-            output: self.output.or(file.output).unwrap_or(OutputKind::Stdout),
+            output,
         })
     }
+
+    fn uplink(&self, file: &FileConfig, url: &str) -> Result<UplinkConfig, ConfigError> {
+        let collector = CollectorUrl::parse(url).map_err(|e| invalid("collector", e))?;
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(|| file.state_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let cert = self.cert.clone().or_else(|| file.cert.clone());
+        let key = self.key.clone().or_else(|| file.key.clone());
+        let ca = self.ca.clone().or_else(|| file.ca.clone());
+        let identity = match (cert, key, ca) {
+            (None, None, None) => Identity::Managed {
+                state_dir: state_dir.clone(),
+            },
+            (Some(certificate), Some(key), Some(ca)) => Identity::Files(IdentityFiles {
+                certificate,
+                key,
+                ca,
+            }),
+            _ => {
+                return Err(invalid(
+                    "cert",
+                    "bring-your-own certificates need all of cert, key and ca",
+                ));
+            }
+        };
+        let token_file = self
+            .join_token_file
+            .as_ref()
+            .or(file.join_token_file.as_ref());
+        let token_text = match (&self.join_token, token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(path)) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            (None, None) => None,
+        };
+        let join_token = token_text
+            .map(|text| text.trim().parse::<JoinToken>())
+            .transpose()
+            .map_err(|e| invalid("join_token", e.to_string()))?;
+        let spool_bytes = match self.spool_size.as_ref().or(file.spool_size.as_ref()) {
+            Some(text) => parse_bytes(text).ok_or_else(|| {
+                invalid(
+                    "spool_size",
+                    format!("{text:?} is not a size; write e.g. 64MiB or 1GiB"),
+                )
+            })?,
+            None => DEFAULT_SPOOL_BYTES,
+        };
+        if spool_bytes < (1 << 20) {
+            return Err(invalid("spool_size", "use at least 1MiB"));
+        }
+        Ok(UplinkConfig {
+            collector,
+            identity,
+            join_token,
+            spool_dir: state_dir.join("spool"),
+            spool_bytes,
+        })
+    }
+}
+
+/// `64MiB`, `1GiB`, `500MB`, `1048576`.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -322,7 +489,7 @@ mod tests {
             Endpoint::parse(DEFAULT_DOCKER_HOST).unwrap()
         );
         assert!(!config.docker.wait);
-        assert_eq!(config.output, OutputKind::Stdout);
+        assert_eq!(config.output, Output::Stdout);
     }
 
     #[test]
@@ -397,6 +564,77 @@ mod tests {
             .resolve_with(FileConfig::default(), None)
             .unwrap_err();
         assert!(err.to_string().starts_with("docker_host:"), "{err}");
+    }
+
+    #[test]
+    fn a_collector_url_selects_the_collector_output() {
+        let token = format!("dmj1-{}-{}", "ab".repeat(32), "01".repeat(32));
+        let config = cli(&[
+            "--collector",
+            "wss://collector:3812",
+            "--join-token",
+            &token,
+            "--state-dir",
+            "/tmp/dm",
+        ])
+        .resolve_with(FileConfig::default(), None)
+        .unwrap();
+        let Output::Collector(uplink) = config.output else {
+            panic!("not collector output")
+        };
+        assert_eq!(
+            uplink.identity,
+            Identity::Managed {
+                state_dir: "/tmp/dm".into()
+            }
+        );
+        assert_eq!(uplink.spool_dir, PathBuf::from("/tmp/dm/spool"));
+        assert_eq!(uplink.spool_bytes, 64 << 20);
+        assert!(uplink.join_token.is_some());
+
+        let stdout = cli(&["--collector", "wss://collector", "--output", "stdout"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap();
+        assert_eq!(
+            stdout.output,
+            Output::Stdout,
+            "--output stdout wins for debugging"
+        );
+
+        let err = cli(&["--collector", "ws://plain"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("collector:"), "{err}");
+        let err = cli(&["--collector", "wss://c", "--join-token", "nope"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("join_token: malformed join token"),
+            "{err}"
+        );
+        let err = cli(&["--collector", "wss://c", "--cert", "/a.crt"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("cert:"), "{err}");
+        let err = cli(&["--collector", "wss://c", "--spool-size", "lots"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("spool_size:"), "{err}");
+        let err = cli(&["--output", "collector"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("collector:"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("64MiB"), Some(64 << 20));
+        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
+        assert_eq!(parse_bytes("500MB"), Some(500_000_000));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("12 parsecs"), None);
     }
 
     #[test]

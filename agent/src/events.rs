@@ -10,12 +10,16 @@
 //!   `since` is inclusive and its timestamps can be slightly out of order), and the
 //!   [`EventCursor`] drops the replayed events it already reported.
 //! - A reconnect waits for Docker to answer a ping, retrying with backoff and jitter.
+//! - Across an agent restart (even a crash), reporting to a collector resumes from the
+//!   newest event the previous run wrote to its spool: what was between Docker and the
+//!   spool when the agent died is read again from Docker, and the collector recognises what
+//!   it already has.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use bollard::query_parameters::EventsOptions;
-use dockermon_proto::{DockerEvent, EventKind, ObjectKind, ObjectRef, Record, now_ns};
+use dockermon_proto::{DockerEvent, EventKind, ObjectKind, ObjectRef, Record};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,14 +87,16 @@ impl EventCursor {
     }
 }
 
-/// Watches events until `cancel` fires.
+/// Watches events from `start_ns` (the agent's start, or the newest event a previous run
+/// spooled) until `cancel` fires.
 pub async fn run(
     docker: Docker,
+    start_ns: i64,
     records: mpsc::Sender<Record>,
     hints: mpsc::Sender<Hint>,
     cancel: CancellationToken,
 ) {
-    let mut cursor = EventCursor::starting_at(now_ns());
+    let mut cursor = EventCursor::starting_at(start_ns);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
         let options = EventsOptions {

@@ -3,16 +3,18 @@
 //!
 //! Module map: [`config`] resolves flags/env/file; [`docker`] connects and converts
 //! bollard's models; [`events`], [`inventory`], [`stats`] and [`usage`] are one task each;
-//! [`agent`] wires them to an output; [`process`] is the plumbing both binaries share.
+//! [`agent`] wires them to an output (stdout, or the [`uplink`] to a collector); [`process`] is the plumbing both binaries share.
 
 pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod docker;
 pub mod events;
+pub mod files;
 pub mod host;
 pub mod inventory;
 pub mod output;
 pub mod process;
 pub mod stats;
+pub mod uplink;
 pub mod usage;

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process, before anything uses TLS.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = match cli.resolve() {
         Ok(config) => config,

@@ -6,52 +6,68 @@
 //! of full lists), so it is read through [`crate::docker::get_json`] and both shapes are
 //! understood.
 
-use std::time::Duration;
-
 use dockermon_proto::limits::{MAX_LIST_ENTRIES, MAX_NAME_BYTES, truncate};
 use dockermon_proto::{
     ContainerDisk, ContainerId, DiskUsage, Record, UsageSummary, VolumeDisk, now_ns,
 };
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::config::CollectConfig;
 use crate::docker::{Docker, RawError, get_json};
 
-/// Measures every `interval` until `cancel` fires or the record channel closes.
+/// Measures at the configured interval (or waits while it is off) until `cancel` fires or
+/// the record channel closes.
 pub async fn run(
     docker: Docker,
-    interval: Duration,
-    timeout: Duration,
+    mut settings: watch::Receiver<CollectConfig>,
     records: mpsc::Sender<Record>,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let measured = tokio::select! {
-            () = cancel.cancelled() => return,
-            measured = tokio::time::timeout(timeout, measure(&docker)) => measured,
+        let config = settings.borrow_and_update().clone();
+        let Some(interval) = config.usage_interval else {
+            // Off: wait for the setting to change.
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = settings.changed() => if changed.is_err() { return },
+            }
+            continue;
         };
-        match measured {
-            Ok(Ok(usage)) => {
-                if records.send(Record::Usage(usage)).await.is_err() {
-                    return;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
                 }
+                _ = ticker.tick() => {}
             }
-            Ok(Err(error)) => {
-                warn!(error = %crate::docker::root_cause(&error), "disk usage measurement failed")
+            let measured = tokio::select! {
+                () = cancel.cancelled() => return,
+                measured = tokio::time::timeout(config.usage_timeout, measure(&docker)) => measured,
+            };
+            match measured {
+                Ok(Ok(usage)) => {
+                    if records.send(Record::Usage(usage)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(error)) => {
+                    warn!(error = %crate::docker::root_cause(&error), "disk usage measurement failed")
+                }
+                Err(_) => warn!(
+                    timeout_s = config.usage_timeout.as_secs(),
+                    "disk usage measurement timed out"
+                ),
             }
-            Err(_) => warn!(
-                timeout_s = timeout.as_secs(),
-                "disk usage measurement timed out"
-            ),
         }
     }
 }

@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use dockermon_agent::process::LogFormat;
 use serde::Deserialize;
 
+use dockermon_proto::transport::AgentConfig;
+
+use crate::pki::PkiPaths;
 use crate::store::{DatabaseUrl, Retention};
+use crate::transport::TlsFiles;
 
 /// Stores what Dockermon agents report and serves it.
 #[derive(Debug, Parser)]
@@ -41,11 +45,73 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; its size does not matter
 pub enum Command {
     /// Run the collector service.
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Manage the built-in certificate authority.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Manage join tokens for new agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage monitored hosts.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the CA and the collector's server certificate under <data dir>/pki.
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Where the collector keeps its files. [default: ./data]
+    #[arg(long, env = "DOCKERMON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A DNS name or IP address agents use to reach the collector (repeatable).
+    /// [default: localhost, 127.0.0.1 and this machine's host name]
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// Replace an existing CA (every agent must then enroll again).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a one-time join token for a host; it pins this collector's CA.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The name the host will be known by (its certificate's name).
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// How long the token stays valid.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub ttl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Delete a host: revoke its certificates, close its agent's connection, remove its data.
+    Delete(HostDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostDeleteArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The host's name.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +157,33 @@ pub struct ServeArgs {
     /// How long the activity log is kept. [default: 90d]
     #[arg(long, env = "DOCKERMON_RETENTION_ACTIVITY", value_name = "DURATION")]
     pub retention_activity: Option<String>,
+
+    /// Address agents connect to (TLS). [default: 0.0.0.0:3812]
+    #[arg(long, env = "DOCKERMON_AGENT_LISTEN", value_name = "ADDR")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Server certificate (PEM, with its chain) for the agent listener, instead of the
+    /// built-in CA's. Needs --tls-key and --client-ca.
+    #[arg(long, env = "DOCKERMON_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert.
+    #[arg(long, env = "DOCKERMON_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that signs agent certificates, instead of the built-in CA.
+    #[arg(long, env = "DOCKERMON_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// How long certificates issued to agents are valid. [default: 30d]
+    #[arg(long, env = "DOCKERMON_AGENT_CERT_TTL", value_name = "DURATION")]
+    pub agent_cert_ttl: Option<String>,
+    /// Stats interval agents are told to use. [default: 30s]
+    #[arg(long, env = "DOCKERMON_AGENT_STATS_INTERVAL", value_name = "DURATION")]
+    pub agent_stats_interval: Option<String>,
+    /// Disk-usage interval agents are told to use, or `off`. [default: 2m]
+    #[arg(
+        long,
+        env = "DOCKERMON_AGENT_USAGE_INTERVAL",
+        value_name = "DURATION|off"
+    )]
+    pub agent_usage_interval: Option<String>,
 }
 
 /// The YAML file. Unknown keys are an error: a misspelt key silently ignored is a setting
@@ -109,6 +202,29 @@ pub struct FileConfig {
     /// How long data is kept.
     #[serde(default)]
     pub retention: RetentionFile,
+    /// Address agents connect to.
+    pub agent_listen: Option<SocketAddr>,
+    /// Server certificate for the agent listener (bring-your-own mode).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    pub tls_key: Option<PathBuf>,
+    /// CA that signs agent certificates (bring-your-own mode).
+    pub client_ca: Option<PathBuf>,
+    /// Validity of certificates issued to agents.
+    pub agent_cert_ttl: Option<String>,
+    /// What agents are told to collect.
+    #[serde(default)]
+    pub agents: AgentsFile,
+}
+
+/// Collection settings sent to every agent, e.g. `stats_interval: 30s`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsFile {
+    /// Stats sweep interval.
+    pub stats_interval: Option<String>,
+    /// Disk usage interval, or `off`.
+    pub usage_interval: Option<String>,
 }
 
 /// Retention periods in the YAML file, e.g. `raw: 7d`.
@@ -138,6 +254,19 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     pub health_listen: SocketAddr,
     pub retention: Retention,
+    pub agent_listen: SocketAddr,
+    pub tls: TlsSource,
+    pub agent_cert_ttl: Duration,
+    pub agent_config: AgentConfig,
+}
+
+/// Where the agent listener's certificates come from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// The built-in CA under the data directory.
+    BuiltIn(PkiPaths),
+    /// Files from elsewhere (cert-manager, an organisation's CA).
+    Files(TlsFiles),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,12 +361,7 @@ impl ServeArgs {
                       default: Duration| {
             match flag.as_ref().or(from_file.as_ref()) {
                 Some(text) => {
-                    let value = humantime::parse_duration(text.trim()).map_err(|e| {
-                        invalid(
-                            key,
-                            format!("{text:?} is not a duration ({e}); write e.g. 7d or 12h"),
-                        )
-                    })?;
+                    let value = duration(key, text)?;
                     if value < Duration::from_secs(3600) {
                         return Err(invalid(
                             key,
@@ -276,15 +400,87 @@ impl ServeArgs {
             )?,
             ..defaults
         };
+        let database = self.database.resolve(file)?;
+        let tls_cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let tls_key = self.tls_key.clone().or_else(|| file.tls_key.clone());
+        let client_ca = self.client_ca.clone().or_else(|| file.client_ca.clone());
+        let tls = match (tls_cert, tls_key, client_ca) {
+            (None, None, None) => TlsSource::BuiltIn(PkiPaths::in_data_dir(&database.data_dir)),
+            (Some(certificate), Some(key), Some(client_ca)) => TlsSource::Files(TlsFiles {
+                certificate,
+                key,
+                client_ca,
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls_cert",
+                    "bring-your-own certificates need all of tls_cert, tls_key and client_ca (or none, for the built-in CA)",
+                ));
+            }
+        };
+        let agent_cert_ttl = match self
+            .agent_cert_ttl
+            .as_ref()
+            .or(file.agent_cert_ttl.as_ref())
+        {
+            Some(text) => duration("agent_cert_ttl", text)?,
+            None => Duration::from_secs(30 * 86_400),
+        };
+        if agent_cert_ttl < Duration::from_secs(3600) {
+            return Err(invalid(
+                "agent_cert_ttl",
+                "certificates must be valid for at least 1h",
+            ));
+        }
+        let stats_interval = match self
+            .agent_stats_interval
+            .as_ref()
+            .or(file.agents.stats_interval.as_ref())
+        {
+            Some(text) => duration("agents.stats_interval", text)?,
+            None => Duration::from_secs(30),
+        };
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&stats_interval) {
+            return Err(invalid("agents.stats_interval", "use 1s to 1h"));
+        }
+        let usage_interval = match self
+            .agent_usage_interval
+            .as_ref()
+            .or(file.agents.usage_interval.as_ref())
+        {
+            Some(text) if text.trim() == "off" => None,
+            Some(text) => Some(duration("agents.usage_interval", text)?),
+            None => Some(Duration::from_secs(120)),
+        };
         Ok(ServeConfig {
-            database: self.database.resolve(file)?,
+            database,
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9810))),
             retention,
+            agent_listen: self.agent_listen.or(file.agent_listen).unwrap_or_else(|| {
+                SocketAddr::from(([0, 0, 0, 0], dockermon_proto::transport::DEFAULT_AGENT_PORT))
+            }),
+            tls,
+            agent_cert_ttl,
+            agent_config: AgentConfig {
+                stats_interval_ms: stats_interval.as_millis() as u64,
+                stats_concurrency: 64,
+                usage_interval_ms: usage_interval.map(|d| d.as_millis() as u64),
+                usage_timeout_ms: 60_000,
+            },
         })
     }
+}
+
+pub fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 7d"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -296,7 +492,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(serve) => serve,
-            Command::Migrate(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

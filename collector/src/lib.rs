@@ -1,11 +1,15 @@
 //! The Dockermon collector: stores what agents report and serves it.
 //!
 //! Module map: [`config`] resolves flags/env/file; [`store`] is the database (MySQL or
-//! SQLite behind one API); [`serve`] runs the service: [`health`] endpoints and the
-//! [`scheduler`]'s rollups and retention.
+//! SQLite behind one API); [`serve`] runs the service: [`health`] endpoints, the agent
+//! [`transport`] (mutual TLS with the built-in CA from [`pki`], the ingest pipeline and the
+//! [`live`] fan-out) and the [`scheduler`]'s rollups and retention.
 
 pub mod config;
 pub mod health;
+pub mod live;
+pub mod pki;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod transport;

@@ -1,9 +1,10 @@
 //! `dockermon-collector serve`: the service.
 //!
-//! Start-up order: the health listener first (so `/readyz` can say why the collector is not
-//! ready), then the database, retried with backoff while it is down, then migrations (a
-//! failure stops start-up), then the scheduled jobs. Everything stops from one
-//! `CancellationToken`.
+//! Start-up order: certificates are loaded first (a bad file is reported before anything
+//! starts), then the health listener (so `/readyz` can say why the collector is not ready),
+//! then the database, retried with backoff while it is down, then migrations (a failure
+//! stops start-up), then the agent listener and the scheduled jobs. Everything stops from
+//! one `CancellationToken`.
 
 use std::time::Duration;
 
@@ -15,10 +16,15 @@ use tracing::{info, warn};
 
 use dockermon_agent::process::error_chain;
 
-use crate::config::ServeConfig;
+use std::sync::Arc;
+
+use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
+use crate::live::LiveBus;
+use crate::pki::Authority;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store};
+use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
 
 /// How often the database is checked once running.
 const DATABASE_CHECK: Duration = Duration::from_secs(5);
@@ -27,10 +33,24 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     let readiness = Readiness::default();
     let tracker = TaskTracker::new();
 
+    let (tls_files, authority) = match &config.tls {
+        TlsSource::BuiltIn(paths) => {
+            let authority = Authority::load(paths).context("cannot load the built-in CA")?;
+            let files = TlsFiles {
+                certificate: paths.server_cert(),
+                key: paths.server_key(),
+                client_ca: paths.ca_cert(),
+            };
+            (files, Some(Arc::new(authority)))
+        }
+        TlsSource::Files(files) => (files.clone(), None),
+    };
+    let tls = transport::tls::server_config(&tls_files).context("cannot set up TLS for agents")?;
+
     let listener = TcpListener::bind(config.health_listen)
         .await
         .with_context(|| format!("cannot listen on {} (health_listen)", config.health_listen))?;
-    info!(address = %config.health_listen, "health endpoints listening");
+    info!(address = %listener.local_addr()?, "health endpoints listening");
     let router = health::router(readiness.clone());
     let stop = cancel.clone();
     tracker.spawn(async move {
@@ -48,8 +68,37 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         return Ok(());
     };
     store.migrate().await.context("cannot start")?;
-    readiness.ready();
     info!(database = %config.database.url, "database ready");
+
+    let agent_listener = TcpListener::bind(config.agent_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (agent_listen)", config.agent_listen))?;
+    info!(address = %agent_listener.local_addr()?, "agents listening");
+    let (pipeline, writer) = Pipeline::start(
+        store.clone(),
+        LiveBus::default(),
+        Box::new(|_, _| {}),
+        cancel.clone(),
+    );
+    let service = Arc::new(AgentService {
+        store: store.clone(),
+        pipeline,
+        registry: Registry::default(),
+        authority,
+        agent_config: config.agent_config.clone(),
+        agent_cert_ttl: config.agent_cert_ttl,
+        shutdown: cancel.clone(),
+    });
+    tracker.spawn(transport::serve(
+        agent_listener,
+        tls,
+        service,
+        cancel.clone(),
+    ));
+    tracker.spawn(async move {
+        let _ = writer.await;
+    });
+    readiness.ready();
 
     tracker.spawn(watch_database(
         store.clone(),

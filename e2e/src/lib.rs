@@ -1,10 +1,15 @@
 //! Shared support for Dockermon's tests against real parts: the local test image and
 //! Docker CLI helpers ([`docker`]), a Docker socket proxy that can cut connections
 //! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), processes whose JSON-lines output is recorded ([`process`]) and
-//! deadline-bounded waiting ([`wait`]). The end-to-end suites live in `tests/`.
+//! deadline-bounded waiting ([`wait`]), the project's binaries built fresh ([`binaries`])
+//! and run as a collector with agents ([`fleet`]). The end-to-end suites live in `tests/`.
 
+pub mod binaries;
 pub mod docker;
+pub mod fleet;
+pub mod mysql;
 pub mod process;
 pub mod proxy;
+pub mod raw_agent;
 pub mod tcp;
 pub mod wait;

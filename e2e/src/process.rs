@@ -87,6 +87,11 @@ impl RecordedProcess {
         .with_context(|| format!("stderr so far:\n{}", self.tail_of_stderr()))
     }
 
+    /// `SIGKILL` and wait for the process to be gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     pub fn id(&self) -> Option<u32> {
         self.child.id()
     }

@@ -23,6 +23,7 @@ mod inventory;
 pub mod limits;
 mod record;
 mod stats;
+pub mod transport;
 mod usage;
 
 pub use event::{DockerEvent, EventKind};

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::Record;
+
 /// Longest container, image, volume or network name kept, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Most labels (or event attributes) kept per object.
@@ -16,6 +18,8 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
 pub const MAX_TEXT_BYTES: usize = 1024;
 /// Most list entries kept per container (ports, mounts, networks).
 pub const MAX_LIST_ENTRIES: usize = 128;
+/// Most objects of one kind in one inventory update.
+pub const MAX_INVENTORY_OBJECTS: usize = 100_000;
 
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn truncate(mut s: String, max: usize) -> String {
@@ -55,6 +59,112 @@ pub fn bound_list<T>(mut list: Vec<T>) -> Vec<T> {
     list
 }
 
+/// Applies every bound to a record received from an agent: the collector never trusts
+/// that an agent (or something speaking for one) applied them.
+pub fn enforce(record: &mut Record) {
+    let name = |s: &mut String| *s = truncate(std::mem::take(s), MAX_NAME_BYTES);
+    let text = |s: &mut String| *s = truncate(std::mem::take(s), MAX_TEXT_BYTES);
+    let labels = |map: &mut BTreeMap<String, String>| *map = bound_labels(std::mem::take(map));
+    match record {
+        Record::Host(host) => {
+            for field in [
+                &mut host.agent_version,
+                &mut host.engine_id,
+                &mut host.hostname,
+                &mut host.docker_version,
+                &mut host.api_version,
+                &mut host.os,
+                &mut host.os_type,
+                &mut host.kernel_version,
+                &mut host.architecture,
+                &mut host.cgroup_driver,
+                &mut host.storage_driver,
+            ] {
+                name(field);
+            }
+        }
+        Record::Inventory(update) => {
+            update.containers.truncate(MAX_INVENTORY_OBJECTS);
+            update.images.truncate(MAX_INVENTORY_OBJECTS);
+            update.volumes.truncate(MAX_INVENTORY_OBJECTS);
+            update.networks.truncate(MAX_INVENTORY_OBJECTS);
+            update.removed.truncate(MAX_INVENTORY_OBJECTS);
+            for c in &mut update.containers {
+                name(&mut c.id.0);
+                name(&mut c.name);
+                name(&mut c.image);
+                name(&mut c.image_id);
+                if let Some(compose) = &mut c.compose {
+                    name(&mut compose.project);
+                    name(&mut compose.service);
+                }
+                labels(&mut c.labels);
+                c.ports.truncate(MAX_LIST_ENTRIES);
+                c.mounts.truncate(MAX_LIST_ENTRIES);
+                c.networks.truncate(MAX_LIST_ENTRIES);
+                for port in &mut c.ports {
+                    name(&mut port.protocol);
+                }
+                for mount in &mut c.mounts {
+                    name(&mut mount.kind);
+                    text(&mut mount.source);
+                    text(&mut mount.destination);
+                }
+                for network in &mut c.networks {
+                    name(&mut network.name);
+                    name(&mut network.network_id);
+                }
+            }
+            for i in &mut update.images {
+                name(&mut i.id);
+                i.tags.truncate(MAX_LIST_ENTRIES);
+                i.tags.iter_mut().for_each(name);
+                labels(&mut i.labels);
+            }
+            for v in &mut update.volumes {
+                name(&mut v.name);
+                name(&mut v.driver);
+                text(&mut v.mountpoint);
+                name(&mut v.scope);
+                labels(&mut v.labels);
+            }
+            for n in &mut update.networks {
+                name(&mut n.id);
+                name(&mut n.name);
+                name(&mut n.driver);
+                name(&mut n.scope);
+                labels(&mut n.labels);
+            }
+            for removed in &mut update.removed {
+                name(&mut removed.id);
+            }
+        }
+        Record::Event(event) => {
+            text(&mut event.action);
+            name(&mut event.actor_id);
+            if let Some(actor) = &mut event.actor_name {
+                name(actor);
+            }
+            labels(&mut event.attributes);
+        }
+        Record::Stats(sample) => {
+            name(&mut sample.container_id.0);
+            name(&mut sample.name);
+        }
+        Record::Usage(usage) => {
+            usage.per_container.truncate(MAX_LIST_ENTRIES);
+            usage.per_volume.truncate(MAX_LIST_ENTRIES);
+            for c in &mut usage.per_container {
+                name(&mut c.container_id.0);
+                name(&mut c.name);
+            }
+            for v in &mut usage.per_volume {
+                name(&mut v.name);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +188,34 @@ mod tests {
 
         let long_key = bound_labels([("x".repeat(1000), "v".into())]);
         assert_eq!(long_key.keys().next().unwrap().len(), MAX_LABEL_KEY_BYTES);
+    }
+}
+
+#[cfg(test)]
+mod enforce_tests {
+    use super::*;
+    use crate::{DockerEvent, EventKind};
+
+    #[test]
+    fn received_records_are_bounded_again() {
+        let mut record = Record::Event(DockerEvent {
+            time_ns: 1,
+            kind: EventKind::Container,
+            action: "x".repeat(10_000),
+            actor_id: "y".repeat(10_000),
+            actor_name: Some("z".repeat(10_000)),
+            attributes: (0..1000)
+                .map(|i| (format!("k{i}"), "v".repeat(5000)))
+                .collect(),
+            scope: None,
+        });
+        enforce(&mut record);
+        let Record::Event(event) = record else {
+            unreachable!()
+        };
+        assert_eq!(event.action.len(), MAX_TEXT_BYTES);
+        assert_eq!(event.actor_id.len(), MAX_NAME_BYTES);
+        assert_eq!(event.actor_name.unwrap().len(), MAX_NAME_BYTES);
+        assert_eq!(event.attributes.len(), MAX_LABELS);
     }
 }

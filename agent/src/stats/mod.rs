@@ -33,7 +33,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs sweeps until `cancel` fires or the record channel closes.
 pub async fn run(
     docker: Docker,
-    config: CollectConfig,
+    mut settings: watch::Receiver<CollectConfig>,
     records: mpsc::Sender<Record>,
     mut running: watch::Receiver<RunningSet>,
     cancel: CancellationToken,
@@ -43,6 +43,7 @@ pub async fn run(
         () = cancel.cancelled() => return,
         changed = running.changed() => if changed.is_err() { return },
     }
+    let mut config = settings.borrow_and_update().clone();
     let mut ticker = tokio::time::interval(config.stats_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut previous: HashMap<ContainerId, (Option<i64>, Reading)> = HashMap::new();
@@ -50,6 +51,18 @@ pub async fn run(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = ticker.tick() => {}
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let new = settings.borrow_and_update().clone();
+                if new.stats_interval != config.stats_interval {
+                    ticker = tokio::time::interval_at(tokio::time::Instant::now() + new.stats_interval, new.stats_interval);
+                    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
+                config = new;
+                continue;
+            }
         }
         let targets = running.borrow().clone();
         let started = Instant::now();

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// Anything else the database said: a bug or an unexpected schema.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// Stored data that no longer passes validation (e.g. a host name).
+    #[error("invalid stored data: {0}")]
+    Invalid(String),
     #[error("stored data is not valid JSON")]
     Json(#[from] serde_json::Error),
 }

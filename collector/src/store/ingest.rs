@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use dockermon_proto::transport::Dropped;
 use dockermon_proto::{
     DiskUsage, DockerEvent, EventKind, HostInfo, HostName, Record, StatsSample, now_ns,
 };
@@ -27,6 +28,8 @@ pub struct IngestReport {
     pub records: usize,
     pub events: usize,
     pub samples: usize,
+    /// Records of hosts deleted before they could be written.
+    pub discarded: usize,
 }
 
 const STATS_COLUMNS: &[&str] = &[
@@ -68,7 +71,53 @@ impl Store {
     /// Writes `batches` (records per host, in the order they were reported) in one
     /// transaction.
     pub async fn ingest(&self, batches: &[(HostId, &[Record])]) -> Result<IngestReport> {
+        self.write(batches, &[]).await
+    }
+
+    /// Writes agents' data frames in one transaction, together with each host's newest
+    /// committed sequence number: a frame is stored if and only if its number is.
+    pub async fn ingest_frames(&self, frames: &[Frame<'_>]) -> Result<IngestReport> {
+        let batches: Vec<(HostId, &[Record])> =
+            frames.iter().map(|f| (f.host, f.records)).collect();
+        self.write(&batches, frames).await
+    }
+
+    async fn write(
+        &self,
+        batches: &[(HostId, &[Record])],
+        frames: &[Frame<'_>],
+    ) -> Result<IngestReport> {
         let mut tx = self.pool.begin().await?;
+        // Records of a host deleted meanwhile (its agent not yet disconnected) are
+        // discarded: there is nothing left to attach them to.
+        let mut hosts: Vec<i64> = batches.iter().map(|(host, _)| host.0).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut existing_query: QueryBuilder<Any> =
+            QueryBuilder::new("SELECT id FROM hosts WHERE id IN (");
+        let mut ids = existing_query.separated(", ");
+        for id in &hosts {
+            ids.push_bind(*id);
+        }
+        existing_query.push(")");
+        let existing: std::collections::HashSet<i64> = existing_query
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let discarded: usize = batches
+            .iter()
+            .filter(|(host, _)| !existing.contains(&host.0))
+            .map(|(_, records)| records.len())
+            .sum();
+        let kept_frames: Vec<Frame<'_>> = frames
+            .iter()
+            .filter(|f| existing.contains(&f.host.0))
+            .copied()
+            .collect();
+        let frames = kept_frames.as_slice();
         let mut writer = Writer {
             store: self,
             conn: &mut tx,
@@ -77,8 +126,14 @@ impl Store {
         };
         let mut events: Vec<(HostId, &DockerEvent)> = Vec::new();
         let mut samples: Vec<(HostId, &StatsSample)> = Vec::new();
-        let mut report = IngestReport::default();
-        for (host, records) in batches {
+        let mut report = IngestReport {
+            discarded,
+            ..IngestReport::default()
+        };
+        for (host, records) in batches
+            .iter()
+            .filter(|(host, _)| existing.contains(&host.0))
+        {
             report.records += records.len();
             for record in records.iter() {
                 match record {
@@ -94,6 +149,7 @@ impl Store {
         report.samples = samples.len();
         writer.insert_events(&events).await?;
         writer.insert_stats(&samples).await?;
+        writer.record_streams(frames).await?;
         if let Some(oldest) = samples.iter().map(|(_, s)| s.time_ns).min() {
             // Last in the transaction: this hot row stays locked only until the commit.
             writer.mark_rollups_dirty(oldest).await?;
@@ -103,6 +159,15 @@ impl Store {
         self.remember_instances(learned);
         Ok(report)
     }
+}
+
+/// One data frame of an agent's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub host: HostId,
+    pub seq: u64,
+    pub records: &'a [Record],
+    pub dropped: Dropped,
 }
 
 /// One ingest transaction: its connection, the time it writes, and the Docker ids it
@@ -257,6 +322,48 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// The newest frame per host (frames of one host arrive in order) and its drop counts.
+    async fn record_streams(&mut self, frames: &[Frame<'_>]) -> Result<()> {
+        let mut newest: HashMap<HostId, &Frame<'_>> = HashMap::new();
+        for frame in frames {
+            let entry = newest.entry(frame.host).or_insert(frame);
+            if frame.seq > entry.seq {
+                *entry = frame;
+            }
+        }
+        let tail = match self.store.backend {
+            Backend::MySql => {
+                " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), \
+                 dropped_stats = VALUES(dropped_stats), dropped_usage = VALUES(dropped_usage), \
+                 dropped_events = VALUES(dropped_events), dropped_other = VALUES(dropped_other), \
+                 updated_ns = VALUES(updated_ns)"
+            }
+            Backend::Sqlite => {
+                " ON CONFLICT(host_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), \
+                 dropped_stats = excluded.dropped_stats, dropped_usage = excluded.dropped_usage, \
+                 dropped_events = excluded.dropped_events, dropped_other = excluded.dropped_other, \
+                 updated_ns = excluded.updated_ns"
+            }
+        };
+        for frame in newest.values() {
+            let counts = |n: u64| saturating_i64(n);
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO agent_streams (host_id, last_seq, dropped_stats, dropped_usage, dropped_events, \
+                 dropped_other, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?){tail}"
+            )))
+            .bind(frame.host.0)
+            .bind(saturating_i64(frame.seq))
+            .bind(counts(frame.dropped.stats))
+            .bind(counts(frame.dropped.usage))
+            .bind(counts(frame.dropped.events))
+            .bind(counts(frame.dropped.other))
+            .bind(self.now)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn mark_rollups_dirty(&mut self, oldest_ns: i64) -> Result<()> {
         let sql = match self.store.backend {
             Backend::MySql => {
@@ -309,8 +416,9 @@ pub(super) fn event_key(host: HostId, event: &DockerEvent) -> String {
 }
 
 pub(super) fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex_sha256_bytes(text.as_bytes())
+}
+
+pub(super) fn hex_sha256_bytes(bytes: &[u8]) -> String {
+    dockermon_proto::transport::to_hex(&Sha256::digest(bytes))
 }

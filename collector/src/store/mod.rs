@@ -16,6 +16,7 @@
 mod containers;
 mod dialect;
 mod error;
+mod fleet;
 mod ingest;
 mod lease;
 mod queries;
@@ -31,11 +32,12 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use error::{Result, StoreError};
-pub use ingest::IngestReport;
+pub use fleet::{Admission, IssuedCertificate, TokenRefusal};
+pub use ingest::{Frame, IngestReport};
 pub use queries::{
     ActivityEntry, ActivityFilter, Agg, ContainerFilter, ContainerRow, ContainerSelector, HostRow,
-    ImageRow, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery, StatsSeries, UsageRow,
-    VolumeRow,
+    ImageRow, InvalidPage, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery,
+    StatsSeries, UsageRow, VolumeRow,
 };
 pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
 pub use url::DatabaseUrl;
@@ -168,6 +170,12 @@ impl Store {
             .expect("instance cache lock")
             .get(&(host, docker_id.to_owned()))
             .copied()
+    }
+
+    /// Drops the cached Docker ids of a deleted host.
+    fn forget_host(&self, host: HostId) {
+        let mut cache = self.instances.lock().expect("instance cache lock");
+        cache.retain(|(cached_host, _), _| *cached_host != host);
     }
 
     fn remember_instances(

@@ -25,12 +25,18 @@ impl Page {
     /// Deeper offsets are refused: walking that far is a scan, and no person pages there.
     pub const MAX_OFFSET: u64 = 1_000_000;
 
-    pub fn new(offset: u64, limit: u32) -> Result<Page, String> {
+    pub fn new(offset: u64, limit: u32) -> Result<Page, InvalidPage> {
         if limit == 0 || limit > Self::MAX_LIMIT {
-            return Err(format!("limit must be between 1 and {}", Self::MAX_LIMIT));
+            return Err(InvalidPage(format!(
+                "limit must be between 1 and {}",
+                Self::MAX_LIMIT
+            )));
         }
         if offset > Self::MAX_OFFSET {
-            return Err(format!("offset must be at most {}", Self::MAX_OFFSET));
+            return Err(InvalidPage(format!(
+                "offset must be at most {}",
+                Self::MAX_OFFSET
+            )));
         }
         Ok(Page { offset, limit })
     }
@@ -42,6 +48,11 @@ impl Page {
         }
     }
 }
+
+/// A page that is out of bounds; the message says which bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPage(pub String);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Paged<T> {

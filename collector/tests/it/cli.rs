@@ -142,17 +142,30 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     let url = format!("mysql://{credentials}{}/{database}", proxy.address());
     let health = free_loopback_address().unwrap();
 
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let (code, stderr) =
+        run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", &data_dir]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let agents = free_loopback_address().unwrap();
     let mut collector = RecordedProcess::spawn({
         let mut command = Command::new(COLLECTOR);
-        command.args([
-            "serve",
-            "--database-url",
-            &url,
-            "--health-listen",
-            &health.to_string(),
-            "--log",
-            "info",
-        ]);
+        command
+            .args([
+                "serve",
+                "--database-url",
+                &url,
+                "--health-listen",
+                &health.to_string(),
+                "--log",
+                "info",
+            ])
+            .args([
+                "--agent-listen",
+                &agents.to_string(),
+                "--data-dir",
+                &data_dir,
+            ]);
         command
     })
     .unwrap();

@@ -33,6 +33,7 @@ on_both_backends!(
     the_newest_sample_wins_whatever_the_delivery_order,
     stats_resolution_follows_the_range,
     one_replica_holds_a_lease_at_a_time,
+    records_of_a_deleted_host_are_discarded,
 );
 
 fn host_info() -> HostInfo {
@@ -1258,5 +1259,40 @@ async fn one_replica_holds_a_lease_at_a_time(db: TestDb) {
             .await
             .unwrap(),
         "released leases are free"
+    );
+}
+
+async fn records_of_a_deleted_host_are_discarded(db: TestDb) {
+    let store = &db.store;
+    let gone = host(store, "gone").await;
+    let kept = host(store, "kept").await;
+    store
+        .delete_host(&HostName::new("gone").unwrap(), NOW)
+        .await
+        .unwrap();
+    let records = [
+        inventory(true, vec![container("c1", "web", NOW)]),
+        Record::Stats(sample("c1", "web", NOW, None, 1)),
+    ];
+    let report = store
+        .ingest(&[(gone, &records), (kept, &records)])
+        .await
+        .unwrap();
+    assert_eq!((report.records, report.discarded), (2, 2));
+    let names: Vec<String> = store
+        .hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.name)
+        .collect();
+    assert_eq!(names, vec!["kept"]);
+    assert_eq!(
+        store
+            .containers(&ContainerFilter::default(), Page::first(10))
+            .await
+            .unwrap()
+            .total,
+        1
     );
 }

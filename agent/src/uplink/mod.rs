@@ -1,0 +1,374 @@
+//! The uplink: delivers records to the collector without losing them.
+//!
+//! Records from the agent's tasks are grouped into frames (up to 1,000 records, or what
+//! arrived within 200 ms; periodic and essential records never share a frame, so the spool
+//! can drop the former first), written to the on-disk [`spool`] and only then sent. Frames
+//! leave the spool when the collector acknowledges them, which it does only after storing
+//! them. So a frame survives a collector crash, a network cut and an agent restart, and the
+//! collector recognises re-deliveries by sequence number.
+//!
+//! Connection: reconnect with exponential backoff and jitter; at most [`WINDOW`] frames in
+//! flight; a ping every 15 s, and a connection silent for 45 s is dead. The collector's
+//! welcome carries the collection settings, applied at once; `set_config` commands change
+//! them later. Renewal of the agent's certificate is checked hourly.
+
+mod connection;
+pub mod identity;
+pub mod spool;
+pub mod url;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use dockermon_proto::Record;
+use dockermon_proto::transport::{
+    AgentConfig, AgentMessage, CollectorMessage, CommandAction, CommandOutcome, CommandResult,
+    JoinToken,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::backoff::{Backoff, sleep_unless_cancelled};
+use crate::config::CollectConfig;
+use connection::{Session, SessionEnd};
+pub use identity::{Identity, IdentityError, IdentityFiles};
+use spool::{FrameClass, Spool};
+pub use url::CollectorUrl;
+
+/// Records per frame at most.
+const MAX_RECORDS_PER_FRAME: usize = 1000;
+/// How long the first record of a frame waits for company.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+/// Frames sent but not yet acknowledged, at most.
+pub const WINDOW: u64 = 64;
+const PING_EVERY: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+/// A session that lasts this long resets the reconnection backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkConfig {
+    pub collector: CollectorUrl,
+    pub identity: Identity,
+    pub join_token: Option<JoinToken>,
+    pub spool_dir: PathBuf,
+    pub spool_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("cannot get a certificate")]
+    Identity(#[from] IdentityError),
+    #[error("cannot open the spool")]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// The collection settings an agent config from the collector stands for, if sane.
+pub fn collect_config(config: &AgentConfig) -> Result<CollectConfig, String> {
+    let stats_interval = Duration::from_millis(config.stats_interval_ms);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&stats_interval) {
+        return Err(format!(
+            "stats interval {stats_interval:?} is out of range (1s to 1h)"
+        ));
+    }
+    if !(1..=1024).contains(&config.stats_concurrency) {
+        return Err(format!(
+            "stats concurrency {} is out of range (1 to 1024)",
+            config.stats_concurrency
+        ));
+    }
+    Ok(CollectConfig {
+        stats_interval,
+        stats_concurrency: config.stats_concurrency as usize,
+        usage_interval: config
+            .usage_interval_ms
+            .map(Duration::from_millis)
+            .map(|d| d.max(Duration::from_secs(1))),
+        usage_timeout: Duration::from_millis(config.usage_timeout_ms)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600)),
+    })
+}
+
+/// Frames records as they come, spools and delivers them until `cancel` fires or the
+/// record channel closes.
+pub async fn run(
+    config: UplinkConfig,
+    mut records: mpsc::Receiver<Record>,
+    collect: watch::Sender<CollectConfig>,
+    cancel: CancellationToken,
+) -> Result<(), UplinkError> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        match config
+            .identity
+            .ensure(&config.collector, config.join_token.as_ref())
+            .await
+        {
+            Ok(()) => break,
+            Err(error) if error.is_transient() => {
+                warn!(error = %crate::process::error_chain(&error), "cannot enroll yet; retrying");
+                if !sleep_unless_cancelled(backoff.next_delay(), &cancel).await {
+                    return Ok(());
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    backoff.reset();
+    let mut spool = Spool::open(&config.spool_dir, config.spool_bytes)?;
+    let uplink = Uplink {
+        config,
+        spool,
+        pending: Vec::new(),
+        pending_since: None,
+        session: None,
+        sent_up_to: 0,
+        last_heard: Instant::now(),
+        connected_at: Instant::now(),
+        reconnect_at: Instant::now(),
+        backoff,
+        collect,
+    };
+    spool = uplink.run(&mut records, &cancel).await;
+    drop(spool);
+    Ok(())
+}
+
+struct Uplink {
+    config: UplinkConfig,
+    spool: Spool,
+    pending: Vec<Record>,
+    pending_since: Option<Instant>,
+    session: Option<Session>,
+    sent_up_to: u64,
+    last_heard: Instant,
+    connected_at: Instant,
+    reconnect_at: Instant,
+    backoff: Backoff,
+    collect: watch::Sender<CollectConfig>,
+}
+
+impl Uplink {
+    async fn run(
+        mut self,
+        records: &mut mpsc::Receiver<Record>,
+        cancel: &CancellationToken,
+    ) -> Spool {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut renewal = tokio::time::interval(RENEWAL_CHECK);
+        loop {
+            if self.session.is_none() && Instant::now() >= self.reconnect_at {
+                tokio::select! {
+                    () = cancel.cancelled() => return self.finish().await,
+                    () = self.connect() => {}
+                }
+            }
+            self.send_window();
+            let flush_at = self.pending_since.map(|since| since + FLUSH_AFTER);
+            tokio::select! {
+                () = cancel.cancelled() => return self.finish().await,
+                record = records.recv() => match record {
+                    Some(record) => self.take(record),
+                    None => return self.finish().await,
+                },
+                () = sleep_until(flush_at), if flush_at.is_some() => self.seal(),
+                message = next_message(&mut self.session), if self.session.is_some() => self.handle(message).await,
+                () = tokio::time::sleep_until(self.reconnect_at.into()), if self.session.is_none() => {}
+                _ = ping.tick(), if self.session.is_some() => self.heartbeat(),
+                _ = renewal.tick() => self.renew_if_due().await,
+            }
+        }
+    }
+
+    /// Adds a record to the frame being built; seals it when full or when the record is of
+    /// another class.
+    fn take(&mut self, record: Record) {
+        if let Some(first) = self.pending.first()
+            && FrameClass::of(first) != FrameClass::of(&record)
+        {
+            self.seal();
+        }
+        self.pending.push(record);
+        self.pending_since.get_or_insert_with(Instant::now);
+        if self.pending.len() >= MAX_RECORDS_PER_FRAME {
+            self.seal();
+        }
+    }
+
+    /// Writes the frame being built to the spool.
+    fn seal(&mut self) {
+        self.pending_since = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.pending);
+        let count = records.len();
+        if let Err(error) = self.spool.append(records) {
+            // A full or broken disk: the records are lost, loudly.
+            error!(error = %crate::process::error_chain(&error), records = count, "cannot spool records; they are lost");
+        }
+    }
+
+    /// Sends spooled frames while the window allows.
+    fn send_window(&mut self) {
+        let Some(session) = &self.session else { return };
+        while self.sent_up_to < self.spool.acked() + WINDOW {
+            match self.spool.next_after(self.sent_up_to) {
+                Ok(Some((seq, text))) => {
+                    if !session.try_send(text) {
+                        break;
+                    }
+                    self.sent_up_to = seq;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    warn!(error = %crate::process::error_chain(&error), "cannot read the spool");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self) {
+        let tls = match self.config.identity.client_config() {
+            Ok(tls) => tls,
+            Err(error) => {
+                error!(error = %crate::process::error_chain(&error), "cannot load this agent's certificate");
+                self.reconnect_at = Instant::now() + self.backoff.next_delay();
+                return;
+            }
+        };
+        match connection::open(&self.config.collector, tls).await {
+            Ok(session) => {
+                let welcome = session.welcome.clone();
+                if let Err(error) = self.spool.welcome(welcome.last_seq) {
+                    warn!(error = %crate::process::error_chain(&error), "cannot update the spool");
+                }
+                self.apply(&welcome.config);
+                self.sent_up_to = self.spool.acked();
+                self.last_heard = Instant::now();
+                self.connected_at = Instant::now();
+                info!(collector = %self.config.collector, host = %welcome.host, last_seq = welcome.last_seq, spooled = self.spool.len(), "connected to the collector");
+                self.session = Some(session);
+            }
+            Err(error) => {
+                let delay = self.backoff.next_delay();
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, spooled = self.spool.len(), "cannot connect to the collector");
+                self.reconnect_at = Instant::now() + delay;
+            }
+        }
+    }
+
+    fn disconnect(&mut self, reason: &str) {
+        self.session = None;
+        // A session that lasted was a success: start the backoff over. One closed right
+        // away (a refusal, a protocol error) keeps growing it.
+        if self.connected_at.elapsed() >= HEALTHY_SESSION {
+            self.backoff.reset();
+        }
+        let delay = self.backoff.next_delay();
+        warn!(%reason, retry_in_ms = delay.as_millis() as u64, "disconnected from the collector");
+        self.reconnect_at = Instant::now() + delay;
+    }
+
+    async fn handle(&mut self, message: Result<Option<CollectorMessage>, SessionEnd>) {
+        self.last_heard = Instant::now();
+        match message {
+            Ok(None) => {}
+            Ok(Some(CollectorMessage::Ack { seq })) => {
+                if let Err(error) = self.spool.acknowledge(seq) {
+                    warn!(error = %crate::process::error_chain(&error), "cannot update the spool");
+                }
+                debug!(seq, spooled = self.spool.len(), "acknowledged");
+            }
+            Ok(Some(CollectorMessage::Command(command))) => {
+                let outcome = match command.action {
+                    CommandAction::SetConfig(config) => match collect_config(&config) {
+                        Ok(collect) => {
+                            info!(?collect, "collection settings changed by the collector");
+                            self.collect.send_replace(collect);
+                            CommandOutcome::Done { detail: None }
+                        }
+                        Err(message) => CommandOutcome::Failed { message },
+                    },
+                };
+                if let Some(session) = &self.session {
+                    session.send_message(&AgentMessage::CommandResult(CommandResult {
+                        id: command.id,
+                        outcome,
+                    }));
+                }
+            }
+            Ok(Some(CollectorMessage::Refused { reason })) => {
+                self.disconnect(&format!("refused: {reason}"))
+            }
+            Ok(Some(CollectorMessage::Welcome(_))) => self.disconnect("unexpected second welcome"),
+            Err(SessionEnd::Closed(reason)) => {
+                self.disconnect(&format!("closed by the collector: {reason}"))
+            }
+            Err(SessionEnd::Broken(reason)) => self.disconnect(&reason),
+        }
+    }
+
+    fn apply(&mut self, config: &AgentConfig) {
+        match collect_config(config) {
+            Ok(collect) => {
+                self.collect.send_if_modified(|current| {
+                    let changed = *current != collect;
+                    *current = collect;
+                    changed
+                });
+            }
+            Err(message) => warn!(%message, "ignoring the collector's collection settings"),
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        if self.last_heard.elapsed() > DEAD_AFTER {
+            self.disconnect("the collector stopped answering");
+        } else if let Some(session) = &self.session {
+            session.ping();
+        }
+    }
+
+    async fn renew_if_due(&mut self) {
+        match self.config.identity.renew_at() {
+            Ok(Some(at)) if SystemTime::now() >= at => {
+                if let Err(error) = self.config.identity.renew(&self.config.collector).await {
+                    warn!(error = %crate::process::error_chain(&error), "certificate renewal failed; retrying in an hour");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                warn!(error = %crate::process::error_chain(&error), "cannot read this agent's certificate")
+            }
+        }
+    }
+
+    /// On shutdown: what is being built goes to the spool (delivered after the restart).
+    async fn finish(mut self) -> Spool {
+        self.seal();
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+        self.spool
+    }
+}
+
+async fn next_message(
+    session: &mut Option<Session>,
+) -> Result<Option<CollectorMessage>, SessionEnd> {
+    match session {
+        Some(session) => session.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,112 @@
+//! The collector's address: `wss://host[:port]`, port 3812 by default. Only `wss`: the
+//! agent never talks to a collector without TLS.
+
+use std::fmt;
+
+use dockermon_proto::transport::DEFAULT_AGENT_PORT;
+use rustls::pki_types::ServerName;
+
+use super::identity::IdentityError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorUrl {
+    host: String,
+    port: u16,
+}
+
+impl CollectorUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rest = text
+            .strip_prefix("wss://")
+            .ok_or_else(|| format!("{text:?}: use wss://HOST[:PORT] (TLS is required)"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{text:?}: unclosed [ in the address"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{text:?}: the host is missing"));
+        }
+        let port = match port {
+            Some(port) => port
+                .parse()
+                .map_err(|_| format!("{text:?}: {port:?} is not a port number"))?,
+            None => DEFAULT_AGENT_PORT,
+        };
+        Ok(CollectorUrl {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn address(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
+    /// The name the collector's certificate must carry.
+    pub fn server_name(&self) -> Result<ServerName<'static>, IdentityError> {
+        ServerName::try_from(self.host.clone()).map_err(|_| {
+            IdentityError::Protocol(format!("{:?} is not a valid server name", self.host))
+        })
+    }
+
+    /// The WebSocket URL of the agent endpoint.
+    pub fn agent_endpoint(&self) -> String {
+        format!("{self}{}", dockermon_proto::transport::AGENT_PATH)
+    }
+}
+
+impl fmt::Display for CollectorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "wss://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "wss://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let url = CollectorUrl::parse("wss://collector.example").unwrap();
+        assert_eq!(url.address(), ("collector.example", 3812));
+        assert_eq!(
+            url.agent_endpoint(),
+            "wss://collector.example:3812/v1/agent"
+        );
+        assert_eq!(
+            CollectorUrl::parse("wss://10.0.0.1:4000/")
+                .unwrap()
+                .address(),
+            ("10.0.0.1", 4000)
+        );
+        assert_eq!(
+            CollectorUrl::parse("wss://[::1]:4000").unwrap().to_string(),
+            "wss://[::1]:4000"
+        );
+        for bad in [
+            "ws://collector",
+            "https://collector",
+            "wss://",
+            "wss://host:port",
+            "collector:3812",
+        ] {
+            assert!(CollectorUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Enrollment and renewal over the agent listener.
+//!
+//! `POST /v1/enroll` needs no client certificate: it is authorised by a one-time join token
+//! (the agent trusts the server because the token pins the CA's fingerprint). The CSR is
+//! checked before the token is used up, so a malformed request does not burn a token.
+//! `POST /v1/renew` needs the agent's current, verified and unrevoked certificate, and
+//! issues one for the same host.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use dockermon_proto::transport::{
+    CertificateIssued, EnrollRequest, ErrorBody, JoinToken, RenewRequest,
+};
+use dockermon_proto::{HostName, now_ns};
+use tracing::{info, warn};
+
+use super::AgentService;
+use super::tls::Peer;
+use crate::store::{Admission, TokenRefusal};
+
+/// An error answer: status, machine-readable code, message.
+pub(super) struct Refusal(pub StatusCode, pub &'static str, pub String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let Refusal(status, code, message) = self;
+        (
+            status,
+            Json(ErrorBody {
+                code: code.to_owned(),
+                message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Refusal {
+    warn!(%error, "enrollment failed");
+    Refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the collector cannot issue certificates right now".into(),
+    )
+}
+
+pub(super) async fn enroll(
+    State(service): State<Arc<AgentService>>,
+    Json(request): Json<EnrollRequest>,
+) -> Result<Json<CertificateIssued>, Refusal> {
+    let Some(authority) = service.authority.as_ref() else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "enrollment_off",
+            "this collector does not issue certificates (its agents bring their own)".into(),
+        ));
+    };
+    let token: JoinToken =
+        request
+            .token
+            .parse()
+            .map_err(|e: dockermon_proto::transport::MalformedToken| {
+                Refusal(StatusCode::BAD_REQUEST, "token_malformed", e.to_string())
+            })?;
+    if token.ca_fingerprint != authority.fingerprint() {
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "token_other_ca",
+            "this join token was made by another collector's CA".into(),
+        ));
+    }
+    // Checked before the token is used up.
+    rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).map_err(|e| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            "csr_invalid",
+            format!("the certificate signing request is invalid: {e}"),
+        )
+    })?;
+    let host = match service
+        .store
+        .consume_join_token(&token.secret, now_ns())
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(host) => host,
+        Err(refusal) => {
+            let code = match refusal {
+                TokenRefusal::Unknown => "token_unknown",
+                TokenRefusal::Expired => "token_expired",
+                TokenRefusal::Used => "token_used",
+            };
+            warn!(reason = %refusal, "join token refused");
+            return Err(Refusal(StatusCode::FORBIDDEN, code, refusal.to_string()));
+        }
+    };
+    let issued = issue(&service, &request.csr_pem, &host).await?;
+    info!(%host, "agent enrolled");
+    Ok(Json(issued))
+}
+
+pub(super) async fn renew(
+    State(service): State<Arc<AgentService>>,
+    Extension(peer): Extension<Option<Peer>>,
+    Json(request): Json<RenewRequest>,
+) -> Result<Json<CertificateIssued>, Refusal> {
+    let peer = peer.ok_or_else(|| {
+        Refusal(
+            StatusCode::UNAUTHORIZED,
+            "certificate_required",
+            "renewal needs the current client certificate".into(),
+        )
+    })?;
+    if service.authority.is_none() {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "enrollment_off",
+            "this collector does not issue certificates".into(),
+        ));
+    }
+    super::admit(&service, &peer).await?;
+    let issued = issue(&service, &request.csr_pem, &peer.host).await?;
+    info!(host = %peer.host, "agent certificate renewed");
+    Ok(Json(issued))
+}
+
+async fn issue(
+    service: &AgentService,
+    csr_pem: &str,
+    host: &HostName,
+) -> Result<CertificateIssued, Refusal> {
+    let authority = service.authority.as_ref().expect("checked by the caller");
+    let (certificate_pem, record) = authority
+        .sign_agent(csr_pem, host, service.agent_cert_ttl)
+        .map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                "csr_invalid",
+                dockermon_agent::process::error_chain(&e),
+            )
+        })?;
+    service
+        .store
+        .record_certificate(&record, now_ns())
+        .await
+        .map_err(unavailable)?;
+    Ok(CertificateIssued {
+        host: host.clone(),
+        certificate_pem,
+        ca_pem: authority.ca_pem().to_owned(),
+    })
+}
+
+/// The refusal for an admission decision, if any.
+pub(super) fn refusal_for(admission: Admission) -> Option<Refusal> {
+    match admission {
+        Admission::Allowed => None,
+        Admission::HostRevoked => Some(Refusal(
+            StatusCode::FORBIDDEN,
+            "host_revoked",
+            "this host was deleted; create a new join token to admit it again".into(),
+        )),
+        Admission::CertificateRevoked => Some(Refusal(
+            StatusCode::FORBIDDEN,
+            "certificate_revoked",
+            "this certificate was revoked; enroll again".into(),
+        )),
+    }
+}

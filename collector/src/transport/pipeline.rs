@@ -1,0 +1,182 @@
+//! The ingest pipeline: agent sessions → one bounded queue → one batching writer → the
+//! store → acknowledgements.
+//!
+//! Backpressure: when the queue is full, `submit` waits, so a session stops reading its
+//! socket and TCP pushes back on the agent, which keeps spooling to its disk. Memory stays
+//! bounded whatever the fleet does.
+//!
+//! Batching is adaptive, with no timer: the writer takes everything queued (up to a limit)
+//! into one transaction, so under light load a frame is committed at once, and under heavy
+//! load transactions grow and their cost per record falls.
+//!
+//! Ordering: one writer commits submissions in queue order, and each session submits its
+//! frames in sequence order, so an agent's frames commit in order and an acknowledgement
+//! can be cumulative. Acknowledgements travel through a `watch` per session (the newest
+//! committed sequence number), so the writer never waits for a session.
+
+use std::time::{Duration, Instant};
+
+use dockermon_proto::transport::Dropped;
+use dockermon_proto::{HostName, Record};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::live::{LiveBatch, LiveBus};
+use crate::store::{Frame, HostId, Store};
+
+/// Frames waiting for the writer, across all agents.
+const QUEUE: usize = 4096;
+/// Records per transaction at most.
+const MAX_BATCH_RECORDS: usize = 20_000;
+
+/// One data frame on its way to the store.
+pub struct Submission {
+    pub host: HostId,
+    pub host_name: HostName,
+    pub seq: u64,
+    pub records: Vec<Record>,
+    pub dropped: Dropped,
+    /// Where the newest committed sequence number of this host's session goes.
+    pub acked: watch::Sender<u64>,
+    /// Closes the session when its frame cannot be stored at all.
+    pub close_session: CancellationToken,
+    pub received: Instant,
+}
+
+impl Submission {
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            host: self.host,
+            seq: self.seq,
+            records: &self.records,
+            dropped: self.dropped,
+        }
+    }
+
+    fn acknowledge(&self) {
+        self.acked.send_if_modified(|acked| {
+            let newer = self.seq > *acked;
+            if newer {
+                *acked = self.seq;
+            }
+            newer
+        });
+    }
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    queue: mpsc::Sender<Submission>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the ingest pipeline has stopped")]
+pub struct PipelineStopped;
+
+/// Observes each committed frame: how long it waited between receipt and commit.
+pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
+
+impl Pipeline {
+    /// Starts the writer; it stops when `cancel` fires (uncommitted frames are not
+    /// acknowledged, so agents send them again).
+    pub fn start(
+        store: Store,
+        live: LiveBus,
+        observe: CommitObserver,
+        cancel: CancellationToken,
+    ) -> (Pipeline, tokio::task::JoinHandle<()>) {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let writer = tokio::spawn(write(store, receiver, live, observe, cancel));
+        (Pipeline { queue }, writer)
+    }
+
+    /// Queues a frame, waiting while the queue is full.
+    pub async fn submit(&self, submission: Submission) -> Result<(), PipelineStopped> {
+        self.queue
+            .send(submission)
+            .await
+            .map_err(|_| PipelineStopped)
+    }
+}
+
+async fn write(
+    store: Store,
+    mut queue: mpsc::Receiver<Submission>,
+    live: LiveBus,
+    observe: CommitObserver,
+    cancel: CancellationToken,
+) {
+    let mut pending: Vec<Submission> = Vec::new();
+    let mut retry = Duration::from_millis(100);
+    loop {
+        if pending.is_empty() {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return,
+                next = queue.recv() => next,
+            };
+            match next {
+                Some(submission) => pending.push(submission),
+                None => return,
+            }
+        }
+        let mut records: usize = pending.iter().map(|s| s.records.len()).sum();
+        while records < MAX_BATCH_RECORDS {
+            match queue.try_recv() {
+                Ok(submission) => {
+                    records += submission.records.len();
+                    pending.push(submission);
+                }
+                Err(_) => break,
+            }
+        }
+        let frames: Vec<Frame<'_>> = pending.iter().map(Submission::frame).collect();
+        match store.ingest_frames(&frames).await {
+            Ok(report) => {
+                if report.discarded > 0 {
+                    info!(
+                        records = report.discarded,
+                        "discarded records of deleted hosts"
+                    );
+                }
+                retry = Duration::from_millis(100);
+                for submission in pending.drain(..) {
+                    observe(submission.received.elapsed(), submission.records.len());
+                    submission.acknowledge();
+                    live.publish(LiveBatch {
+                        host: submission.host,
+                        host_name: submission.host_name,
+                        records: submission.records,
+                    });
+                }
+            }
+            Err(err) if err.is_transient() => {
+                // Nothing is acknowledged; the queue fills and pushes back on the agents.
+                warn!(error = %dockermon_agent::process::error_chain(&err), retry_in_ms = retry.as_millis() as u64, "cannot store frames; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => {
+                // One bad frame must not hold up every agent: store frames one by one and
+                // close the sessions whose frames the database refuses. Their agents keep
+                // the frames and send them again; an operator must look.
+                error!(error = %dockermon_agent::process::error_chain(&err), frames = pending.len(), "a batch was refused; storing its frames one by one");
+                for submission in pending.drain(..) {
+                    match store.ingest_frames(&[submission.frame()]).await {
+                        Ok(_) => {
+                            observe(submission.received.elapsed(), submission.records.len());
+                            submission.acknowledge();
+                        }
+                        Err(err) => {
+                            error!(host = %submission.host_name, seq = submission.seq, error = %dockermon_agent::process::error_chain(&err), "frame cannot be stored; closing the agent's session");
+                            submission.close_session.cancel();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

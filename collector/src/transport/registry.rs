@@ -1,0 +1,184 @@
+//! The agents connected to this collector, and the commands sent to them.
+//!
+//! Like [`crate::live`], this is the internal interface that commands to agents go
+//! through; with several replicas a broker carries a command to the replica that holds the
+//! agent's connection. Each command has an id, a timeout and exactly one outcome: the
+//! agent's result, a timeout, or "not connected".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dockermon_proto::HostName;
+use dockermon_proto::transport::{Command, CommandAction, CommandOutcome};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::HostId;
+
+/// Commands queued for one agent before `command` reports it busy.
+const COMMAND_QUEUE: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the host's agent is not connected")]
+    NotConnected,
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the agent disconnected before answering")]
+    Disconnected,
+    #[error("the agent has too many commands pending")]
+    Busy,
+}
+
+/// What a session needs from the registry.
+pub struct Connection {
+    pub id: u64,
+    pub commands: mpsc::Receiver<Command>,
+    /// Fired when the registry wants this session closed (revoked, replaced).
+    pub close: CancellationToken,
+    /// Why `close` fired.
+    pub reason: Arc<Mutex<String>>,
+}
+
+struct Entry {
+    connection_id: u64,
+    name: HostName,
+    serial: String,
+    commands: mpsc::Sender<Command>,
+    close: CancellationToken,
+    reason: Arc<Mutex<String>>,
+    pending: HashMap<u64, oneshot::Sender<CommandOutcome>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Arc<Mutex<HashMap<HostId, Entry>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Registry {
+    /// Registers a session for `host`. An older session for the same host is closed: one
+    /// agent, one connection.
+    pub fn connect(&self, host: HostId, name: HostName, serial: String) -> Connection {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let close = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(String::new()));
+        let entry = Entry {
+            connection_id: id,
+            name,
+            serial,
+            commands,
+            close: close.clone(),
+            reason: reason.clone(),
+            pending: HashMap::new(),
+        };
+        if let Some(old) = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .insert(host, entry)
+        {
+            *old.reason.lock().expect("reason lock") =
+                "replaced by a newer connection of the same agent".into();
+            old.close.cancel();
+        }
+        Connection {
+            id,
+            commands: receiver,
+            close,
+            reason,
+        }
+    }
+
+    /// Forgets a session (when it ends); pending commands see `Disconnected`.
+    pub fn disconnect(&self, host: HostId, connection_id: u64) {
+        let mut entries = self.entries.lock().expect("registry lock");
+        if entries
+            .get(&host)
+            .is_some_and(|e| e.connection_id == connection_id)
+        {
+            entries.remove(&host);
+        }
+    }
+
+    pub fn is_connected(&self, host: HostId) -> bool {
+        self.entries
+            .lock()
+            .expect("registry lock")
+            .contains_key(&host)
+    }
+
+    pub fn connected(&self) -> usize {
+        self.entries.lock().expect("registry lock").len()
+    }
+
+    /// Closes the sessions of these host names or certificate serials.
+    pub fn close_matching(&self, names: &[String], serials: &[String], reason: &str) -> usize {
+        let entries = self.entries.lock().expect("registry lock");
+        let mut closed = 0;
+        for entry in entries.values() {
+            if names.iter().any(|n| n == entry.name.as_str()) || serials.contains(&entry.serial) {
+                *entry.reason.lock().expect("reason lock") = reason.to_owned();
+                entry.close.cancel();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Sends a command to a host's agent and waits for its outcome.
+    pub async fn command(
+        &self,
+        host: HostId,
+        action: CommandAction,
+        timeout: Duration,
+    ) -> Result<CommandOutcome, CommandError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (done, outcome) = oneshot::channel();
+        let sender = {
+            let mut entries = self.entries.lock().expect("registry lock");
+            let entry = entries.get_mut(&host).ok_or(CommandError::NotConnected)?;
+            entry.pending.insert(id, done);
+            entry.commands.clone()
+        };
+        let command = Command {
+            id,
+            timeout_ms: timeout.as_millis() as u64,
+            action,
+        };
+        if sender.try_send(command).is_err() {
+            self.forget_command(host, id);
+            return Err(CommandError::Busy);
+        }
+        match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(CommandError::Disconnected),
+            Err(_) => {
+                self.forget_command(host, id);
+                Err(CommandError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Delivers an agent's answer to whoever is waiting for it.
+    pub fn complete(&self, host: HostId, id: u64, outcome: CommandOutcome) {
+        let waiter = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .get_mut(&host)
+            .and_then(|entry| entry.pending.remove(&id));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    fn forget_command(&self, host: HostId, id: u64) {
+        if let Some(entry) = self.entries.lock().expect("registry lock").get_mut(&host) {
+            entry.pending.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! One agent's session on `/v1/agent`: hello/welcome, data frames into the pipeline,
+//! acknowledgements, commands and heartbeats.
+//!
+//! Protocol violations (malformed or binary messages, oversized frames, sequence numbers
+//! going backwards, a second hello) close this session with a logged reason and a close
+//! frame saying why; no other session is affected. Frames with a sequence number the
+//! store already holds (replays after a reconnect) are acknowledged and skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use dockermon_proto::PROTOCOL_VERSION;
+use dockermon_proto::limits;
+use dockermon_proto::transport::{AgentMessage, CollectorMessage, MIN_PROTOCOL_VERSION, Welcome};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::AgentService;
+use super::pipeline::Submission;
+use super::tls::Peer;
+use crate::store::HostId;
+
+/// How long an agent has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the collector pings; a peer silent for three pings is dead.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+
+/// Close codes (RFC 6455): policy violation, invalid payload, going away.
+const POLICY: u16 = 1008;
+const INVALID: u16 = 1007;
+const AWAY: u16 = 1001;
+
+enum End {
+    /// Close with this code and reason (logged as a warning).
+    Violation(u16, String),
+    /// Close politely (logged at info).
+    Closed(u16, String),
+    /// The agent went away.
+    Gone(String),
+}
+
+pub(super) async fn run(
+    mut socket: WebSocket,
+    peer: Peer,
+    service: Arc<AgentService>,
+    shutdown: CancellationToken,
+) {
+    let end = match converse(&mut socket, &peer, &service, &shutdown).await {
+        Ok(end) | Err(end) => end,
+    };
+    match end {
+        End::Violation(code, reason) => {
+            warn!(host = %peer.host, %reason, "closing agent session");
+            close(&mut socket, code, &reason).await;
+        }
+        End::Closed(code, reason) => {
+            info!(host = %peer.host, %reason, "closing agent session");
+            close(&mut socket, code, &reason).await;
+        }
+        End::Gone(reason) => info!(host = %peer.host, %reason, "agent session ended"),
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let reason: String = reason.chars().take(120).collect();
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+async fn send(socket: &mut WebSocket, message: &CollectorMessage) -> Result<(), End> {
+    let text = serde_json::to_string(message).map_err(|e| End::Gone(e.to_string()))?;
+    socket
+        .send(Message::Text(Utf8Bytes::from(text)))
+        .await
+        .map_err(|e| End::Gone(format!("send failed: {e}")))
+}
+
+/// The next protocol message, or why there is none.
+fn decode(message: Result<Message, axum::Error>) -> Result<Option<AgentMessage>, End> {
+    match message {
+        Ok(Message::Text(text)) => serde_json::from_str(text.as_str())
+            .map(Some)
+            .map_err(|e| End::Violation(INVALID, format!("malformed message: {e}"))),
+        Ok(Message::Binary(_)) => Err(End::Violation(
+            INVALID,
+            "binary messages are not part of the protocol".into(),
+        )),
+        Ok(Message::Ping(_) | Message::Pong(_)) => Ok(None),
+        Ok(Message::Close(frame)) => Err(End::Gone(match frame {
+            Some(frame) => format!("agent closed: {} {}", frame.code, frame.reason),
+            None => "agent closed".into(),
+        })),
+        Err(error) => {
+            let text = error.to_string();
+            if text.contains("Space limit exceeded")
+                || text.contains("too long")
+                || text.contains("too big")
+            {
+                Err(End::Violation(
+                    POLICY,
+                    format!("message larger than the limit: {text}"),
+                ))
+            } else {
+                Err(End::Gone(text))
+            }
+        }
+    }
+}
+
+async fn converse(
+    socket: &mut WebSocket,
+    peer: &Peer,
+    service: &AgentService,
+    shutdown: &CancellationToken,
+) -> Result<End, End> {
+    // Hello first.
+    let hello = loop {
+        let next = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
+            .await
+            .map_err(|_| End::Violation(POLICY, "no hello within 10 s".into()))?
+            .ok_or_else(|| End::Gone("closed before hello".into()))?;
+        match decode(next)? {
+            Some(AgentMessage::Hello(hello)) => break hello,
+            Some(_) => {
+                return Err(End::Violation(
+                    POLICY,
+                    "the first message must be a hello".into(),
+                ));
+            }
+            None => continue,
+        }
+    };
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+        let reason = format!(
+            "agent protocol {} is not supported: this collector speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; \
+             upgrade the {}",
+            hello.protocol_version,
+            if hello.protocol_version > PROTOCOL_VERSION {
+                "collector"
+            } else {
+                "agent"
+            }
+        );
+        send(
+            socket,
+            &CollectorMessage::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+        return Ok(End::Closed(POLICY, reason));
+    }
+
+    let host = service
+        .store
+        .register_host(&peer.host)
+        .await
+        .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
+    let committed = service
+        .store
+        .last_seq(host)
+        .await
+        .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
+    send(
+        socket,
+        &CollectorMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            host: peer.host.clone(),
+            last_seq: committed,
+            config: service.agent_config.clone(),
+        }),
+    )
+    .await?;
+    info!(host = %peer.host, agent_version = %hello.agent_version, last_seq = committed, "agent connected");
+
+    let mut connection = service
+        .registry
+        .connect(host, peer.host.clone(), peer.serial.clone());
+    let result = stream(
+        socket,
+        peer,
+        service,
+        shutdown,
+        host,
+        committed,
+        &mut connection,
+    )
+    .await;
+    service.registry.disconnect(host, connection.id);
+    result
+}
+
+async fn stream(
+    socket: &mut WebSocket,
+    peer: &Peer,
+    service: &AgentService,
+    shutdown: &CancellationToken,
+    host: HostId,
+    committed: u64,
+    connection: &mut super::registry::Connection,
+) -> Result<End, End> {
+    let (acked, mut acked_changes) = watch::channel(committed);
+    let poisoned = CancellationToken::new();
+    let mut last_received: Option<u64> = None;
+    let mut last_heard = Instant::now();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.reset();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(End::Closed(AWAY, "collector shutting down".into())),
+            () = connection.close.cancelled() => {
+                let reason = connection.reason.lock().expect("reason lock").clone();
+                return Ok(End::Closed(POLICY, reason));
+            }
+            () = poisoned.cancelled() => return Ok(End::Violation(POLICY, "a frame could not be stored; see the collector's log".into())),
+            next = socket.recv() => {
+                let next = next.ok_or_else(|| End::Gone("connection closed".into()))?;
+                last_heard = Instant::now();
+                let Some(message) = decode(next)? else { continue };
+                match message {
+                    AgentMessage::Data(frame) => {
+                        if frame.seq <= committed {
+                            debug!(host = %peer.host, seq = frame.seq, "already stored; acknowledging again");
+                            let seq = committed.max(*acked.borrow());
+                            send(socket, &CollectorMessage::Ack { seq }).await?;
+                            continue;
+                        }
+                        if last_received.is_some_and(|previous| frame.seq <= previous) {
+                            return Err(End::Violation(POLICY, format!(
+                                "out-of-order frame {} after {}", frame.seq, last_received.unwrap_or_default()
+                            )));
+                        }
+                        last_received = Some(frame.seq);
+                        let mut records = frame.records;
+                        records.iter_mut().for_each(limits::enforce);
+                        service
+                            .pipeline
+                            .submit(Submission {
+                                host,
+                                host_name: peer.host.clone(),
+                                seq: frame.seq,
+                                records,
+                                dropped: frame.dropped,
+                                acked: acked.clone(),
+                                close_session: poisoned.clone(),
+                                received: Instant::now(),
+                            })
+                            .await
+                            .map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;
+                    }
+                    AgentMessage::CommandResult(result) => service.registry.complete(host, result.id, result.outcome),
+                    AgentMessage::Hello(_) => return Err(End::Violation(POLICY, "a second hello".into())),
+                }
+            }
+            changed = acked_changes.changed() => {
+                if changed.is_ok() {
+                    let seq = *acked_changes.borrow_and_update();
+                    send(socket, &CollectorMessage::Ack { seq }).await?;
+                }
+            }
+            Some(command) = connection.commands.recv() => {
+                send(socket, &CollectorMessage::Command(command)).await?;
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > DEAD_AFTER {
+                    return Ok(End::Closed(AWAY, format!("no message or pong for {} s", DEAD_AFTER.as_secs())));
+                }
+                socket.send(Message::Ping(Default::default())).await.map_err(|e| End::Gone(format!("ping failed: {e}")))?;
+            }
+        }
+    }
+}

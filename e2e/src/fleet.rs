@@ -1,0 +1,247 @@
+//! Running the real collector and real agents as processes for end-to-end tests: a
+//! collector with its own data directory, CA and ports; agents enrolled with join tokens,
+//! each with its own state directory; both can be killed (`SIGKILL`) and restarted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+use crate::binaries::binaries;
+use crate::process::RecordedProcess;
+use crate::tcp::free_loopback_address;
+use crate::wait::eventually;
+
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// A collector process and everything it owns.
+pub struct Collector {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub agent_address: SocketAddr,
+    pub health_address: SocketAddr,
+    extra: Vec<String>,
+    pub process: Option<RecordedProcess>,
+}
+
+impl Collector {
+    /// Initialises the CA in `data_dir` (server name `localhost`) and starts serving.
+    pub async fn start(
+        data_dir: &Path,
+        database_url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Collector> {
+        let (_, collector) = binaries();
+        let status = Command::new(collector)
+            .args([
+                "pki",
+                "init",
+                "--san",
+                "localhost",
+                "--san",
+                "127.0.0.1",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("pki init failed");
+        }
+        let mut collector = Collector {
+            data_dir: data_dir.to_owned(),
+            database_url: database_url.to_owned(),
+            agent_address: free_loopback_address()?,
+            health_address: free_loopback_address()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            process: None,
+        };
+        collector.restart().await?;
+        Ok(collector)
+    }
+
+    /// Starts the process (again) on the same ports and waits until it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let (_, binary) = binaries();
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--log", "info,dockermon_collector=debug"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .args(["--agent-listen", &self.agent_address.to_string()])
+            .args(["--health-listen", &self.health_address.to_string()])
+            .args(&self.extra)
+            .env_remove("DOCKERMON_DATABASE_URL");
+        let process = RecordedProcess::spawn(command)?;
+        process.wait_for_stderr(WAIT, "agents listening").await?;
+        self.process = Some(process);
+        let health = self.health_address;
+        eventually(WAIT, "the collector to be ready", || async move {
+            (readyz(health).await == Some(200)).then_some(())
+        })
+        .await
+    }
+
+    /// `SIGKILL`: no shutdown, no flushing, as in a crash.
+    pub async fn kill9(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process
+            .as_ref()
+            .map(RecordedProcess::stderr)
+            .unwrap_or_default()
+    }
+
+    /// `wss://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("wss://localhost:{}", self.agent_address.port())
+    }
+
+    /// A one-time join token for `host`, from the collector's CLI.
+    pub async fn token(&self, host: &str, ttl: &str) -> anyhow::Result<String> {
+        let (_, binary) = binaries();
+        let output = Command::new(binary)
+            .args([
+                "token",
+                "create",
+                "--host",
+                host,
+                "--ttl",
+                ttl,
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!(
+                "token create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+    }
+
+    /// `dockermon-collector host delete NAME`.
+    pub async fn delete_host(&self, host: &str) -> anyhow::Result<()> {
+        let (_, binary) = binaries();
+        let output = Command::new(binary)
+            .args(["host", "delete", host, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!(
+                "host delete failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+}
+
+/// The status code of `GET /readyz`, if anything answers.
+pub async fn readyz(address: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+/// An agent process reporting to a collector.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+    pub process: Option<RecordedProcess>,
+}
+
+impl Agent {
+    /// Starts an agent with its own state directory; `args` are extra flags (a join token,
+    /// intervals).
+    pub async fn start(
+        collector_url: &str,
+        state_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Agent> {
+        let mut agent = Agent {
+            state_dir: state_dir.to_owned(),
+            args: [
+                "--collector",
+                collector_url,
+                "--log",
+                "info,dockermon_agent::uplink=debug",
+            ]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect(),
+            process: None,
+        };
+        agent.restart().await?;
+        Ok(agent)
+    }
+
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let (binary, _) = binaries();
+        let mut command = Command::new(binary);
+        command
+            .args(&self.args)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKERMON_COLLECTOR");
+        self.process = Some(RecordedProcess::spawn(command).context("agent starts")?);
+        Ok(())
+    }
+
+    pub async fn wait_connected(&self) -> anyhow::Result<()> {
+        self.process
+            .as_ref()
+            .context("not running")?
+            .wait_for_stderr(WAIT, "connected to the collector")
+            .await
+    }
+
+    pub async fn kill9(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process
+            .as_ref()
+            .map(RecordedProcess::stderr)
+            .unwrap_or_default()
+    }
+
+    /// Frames waiting in the spool.
+    pub fn spooled_frames(&self) -> usize {
+        std::fs::read_dir(self.state_dir.join("spool"))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".frame"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}

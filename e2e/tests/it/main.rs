@@ -1,0 +1,7 @@
+//! End to end: the real collector and real agents as processes, real TLS, real Docker, real
+//! MariaDB. One test binary (modules below) so it links once.
+
+mod delivery;
+mod protocol;
+mod security;
+mod support;

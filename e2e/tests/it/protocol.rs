@@ -1,0 +1,346 @@
+//! The agent protocol under bad input: malformed, binary, oversized and out-of-order frames
+//! and incompatible versions close that connection alone, with a logged reason; commands
+//! reach a real agent and change what it does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockermon_collector::live::LiveBus;
+use dockermon_collector::pki::{Authority, PkiPaths};
+use dockermon_collector::store::{DatabaseUrl, Store};
+use dockermon_collector::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
+use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
+use dockermon_e2e::fleet::{Agent, WAIT, readyz};
+use dockermon_e2e::raw_agent::{ClientIdentity, RawAgent};
+use dockermon_e2e::tcp::free_loopback_address;
+use dockermon_e2e::wait::eventually;
+use dockermon_proto::transport::{
+    AgentConfig, AgentMessage, CollectorMessage, CommandAction, CommandOutcome, DataFrame, Dropped,
+    Hello, JoinToken,
+};
+use dockermon_proto::{DiskUsage, HostName, Record, now_ns};
+use rcgen::KeyPair;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{SHORT, Setup};
+
+fn identity(setup: &Setup, host: &str) -> ClientIdentity {
+    let authority = Authority::load(&PkiPaths {
+        dir: setup.collector.pki_dir(),
+    })
+    .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let (certificate_pem, _) = authority
+        .sign_agent_key(
+            &key,
+            &HostName::new(host).unwrap(),
+            Duration::from_secs(3600),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    ClientIdentity {
+        certificate_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: authority.ca_pem().to_owned(),
+    }
+}
+
+fn frame(seq: u64) -> AgentMessage {
+    AgentMessage::Data(DataFrame {
+        seq,
+        records: vec![Record::Usage(DiskUsage {
+            time_ns: seq as i64,
+            ..Default::default()
+        })],
+        dropped: Dropped::default(),
+    })
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_own_connection() {
+    let setup = Setup::new().await;
+    let witness = setup.agent("witness").await;
+    let address = setup.collector.agent_address;
+    let tls = identity(&setup, "raw").tls_config().unwrap();
+
+    let (mut malformed, _) = RawAgent::join(address, tls.clone()).await.unwrap();
+    malformed
+        .send_text("{\"type\":\"data\",\"seq\":".into())
+        .await
+        .unwrap();
+    let (code, reason) = malformed.closed(SHORT).await.unwrap();
+    assert_eq!(code, 1007, "{reason}");
+    assert!(reason.starts_with("malformed message"), "{reason}");
+
+    let (mut binary, _) = RawAgent::join(address, tls.clone()).await.unwrap();
+    binary.send_binary(vec![0xde, 0xad]).await.unwrap();
+    let (code, reason) = binary.closed(SHORT).await.unwrap();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1007, "binary messages are not part of the protocol")
+    );
+
+    let (mut disorderly, last) = RawAgent::join(address, tls.clone()).await.unwrap();
+    disorderly.send(&frame(last + 5)).await.unwrap();
+    assert_eq!(
+        disorderly.next(SHORT).await.unwrap(),
+        CollectorMessage::Ack { seq: last + 5 }
+    );
+    disorderly.send(&frame(last + 6)).await.unwrap();
+    disorderly.send(&frame(last + 6)).await.unwrap();
+    let (code, reason) = disorderly.closed(SHORT).await.unwrap();
+    assert_eq!(code, 1008, "{reason}");
+    assert!(
+        reason.starts_with(&format!(
+            "out-of-order frame {} after {}",
+            last + 6,
+            last + 6
+        )),
+        "{reason}"
+    );
+
+    // Too big: the collector stops reading and closes, possibly while the agent still sends.
+    let (mut oversized, _) = RawAgent::join(address, tls.clone()).await.unwrap();
+    if oversized
+        .send_text("x".repeat(dockermon_proto::transport::MAX_FRAME_BYTES + 1))
+        .await
+        .is_ok()
+    {
+        oversized.closed(SHORT).await.unwrap();
+    }
+
+    let mut future = RawAgent::connect(address, tls.clone()).await.unwrap();
+    future
+        .send(&AgentMessage::Hello(Hello {
+            agent_version: "9.0".into(),
+            protocol_version: 99,
+        }))
+        .await
+        .unwrap();
+    match future.next(SHORT).await.unwrap() {
+        CollectorMessage::Refused { reason } => assert!(
+            reason.contains("agent protocol 99 is not supported")
+                && reason.contains("upgrade the collector"),
+            "{reason}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Each was logged with its reason, and nothing else was disturbed.
+    let log = setup.collector.stderr();
+    for reason in [
+        "malformed message",
+        "binary messages",
+        "out-of-order frame",
+        "message larger than the limit",
+    ] {
+        assert!(log.contains(reason), "{reason} not logged:\n{log}");
+    }
+    assert!(
+        !witness.stderr().contains("disconnected from the collector"),
+        "{}",
+        witness.stderr()
+    );
+    assert_eq!(readyz(setup.collector.health_address).await, Some(200));
+    // A replay of committed frames after reconnecting is acknowledged, not stored again.
+    let (mut again, committed) = RawAgent::join(address, tls).await.unwrap();
+    assert_eq!(
+        committed,
+        last + 6,
+        "frame {} committed before the close",
+        last + 6
+    );
+    again.send(&frame(last + 5)).await.unwrap();
+    assert_eq!(
+        again.next(SHORT).await.unwrap(),
+        CollectorMessage::Ack { seq: last + 6 }
+    );
+}
+
+/// The collector's agent service in this process, so the test can reach its registry.
+struct InProcessCollector {
+    address: std::net::SocketAddr,
+    registry: Registry,
+    store: Store,
+    authority: Arc<Authority>,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessCollector {
+    async fn start() -> InProcessCollector {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::in_data_dir(dir.path());
+        let authority = Arc::new(Authority::init(&paths, &["localhost".into()], false).unwrap());
+        let store = Store::connect(
+            &DatabaseUrl::parse(&format!("sqlite://{}/dm.db", dir.path().display())).unwrap(),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let tls = transport::tls::server_config(&TlsFiles {
+            certificate: paths.server_cert(),
+            key: paths.server_key(),
+            client_ca: paths.ca_cert(),
+        })
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let (pipeline, _writer) = Pipeline::start(
+            store.clone(),
+            LiveBus::default(),
+            Box::new(|_, _| {}),
+            cancel.clone(),
+        );
+        let registry = Registry::default();
+        let service = Arc::new(AgentService {
+            store: store.clone(),
+            pipeline,
+            registry: registry.clone(),
+            authority: Some(authority.clone()),
+            agent_config: AgentConfig {
+                stats_interval_ms: 3_600_000,
+                stats_concurrency: 8,
+                usage_interval_ms: None,
+                usage_timeout_ms: 60_000,
+            },
+            agent_cert_ttl: Duration::from_secs(86_400),
+            shutdown: cancel.clone(),
+        });
+        let address = free_loopback_address().unwrap();
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        tokio::spawn(transport::serve(listener, tls, service, cancel.clone()));
+        InProcessCollector {
+            address,
+            registry,
+            store,
+            authority,
+            cancel,
+            _dir: dir,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_set_config_command_changes_what_a_real_agent_collects() {
+    let collector = InProcessCollector::start().await;
+    let host = HostName::new("commanded").unwrap();
+    let token = JoinToken {
+        ca_fingerprint: collector.authority.fingerprint(),
+        secret: rand::random(),
+    };
+    let now = now_ns();
+    collector
+        .store
+        .create_join_token(&token.secret, &host, None, now, now + 600_000_000_000)
+        .await
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        &format!("wss://localhost:{}", collector.address.port()),
+        state.path(),
+        &["--join-token", &token.to_string()],
+    )
+    .await
+    .unwrap();
+    agent.wait_connected().await.unwrap();
+    let host_id = collector.store.register_host(&host).await.unwrap();
+
+    let mut cleanup = Cleanup::default();
+    let name = cleanup.container(&unique_name("commanded"));
+    docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+        .await
+        .unwrap();
+    // Told to sweep hourly by the welcome, the agent sends one sweep at most…
+    let fast = AgentConfig {
+        stats_interval_ms: 1000,
+        stats_concurrency: 8,
+        usage_interval_ms: None,
+        usage_timeout_ms: 60_000,
+    };
+    let outcome = collector
+        .registry
+        .command(
+            host_id,
+            CommandAction::SetConfig(fast),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, CommandOutcome::Done { detail: None });
+    // …and now every second.
+    let store = &collector.store;
+    eventually(WAIT, "samples every second", || {
+        let name = name.clone();
+        async move {
+            let container = store
+                .find_container(
+                    host_id,
+                    &dockermon_collector::store::ContainerSelector::Name(name),
+                )
+                .await
+                .ok()?;
+            let latest = store.latest_stats(host_id).await.ok()?;
+            let _ = latest.iter().find(|s| s.container_id == container.id)?;
+            let query = dockermon_collector::store::StatsQuery {
+                container: container.id,
+                from_ns: 0,
+                to_ns: i64::MAX,
+                resolution: Some(dockermon_collector::store::Resolution::Raw),
+                max_points: 100,
+            };
+            let series = store
+                .container_stats(&query, now_ns(), &Default::default())
+                .await
+                .ok()?;
+            (series.points.len() >= 3).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // A bad setting is refused by the agent, with its reason.
+    let bad = AgentConfig {
+        stats_interval_ms: 10,
+        stats_concurrency: 8,
+        usage_interval_ms: None,
+        usage_timeout_ms: 60_000,
+    };
+    match collector
+        .registry
+        .command(
+            host_id,
+            CommandAction::SetConfig(bad),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+    {
+        CommandOutcome::Failed { message } => {
+            assert!(message.contains("out of range"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // An agent that is not connected: the command says so at once.
+    let absent = collector
+        .store
+        .register_host(&HostName::new("absent").unwrap())
+        .await
+        .unwrap();
+    let error = collector
+        .registry
+        .command(
+            absent,
+            CommandAction::SetConfig(AgentConfig {
+                stats_interval_ms: 1000,
+                stats_concurrency: 1,
+                usage_interval_ms: None,
+                usage_timeout_ms: 1000,
+            }),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "the host's agent is not connected");
+    collector.cancel.cancel();
+}

@@ -1,0 +1,217 @@
+//! What the end-to-end tests share: a collector on a fresh MariaDB database, agents, the
+//! store read directly, and container churn with an independent record of its events.
+
+use std::time::Duration;
+
+use dockermon_collector::store::{ActivityFilter, DatabaseUrl, HostId, Page, Store};
+use dockermon_e2e::docker::{
+    Cleanup, EventOracle, TEST_IMAGE, docker, ensure_test_image, unique_name,
+};
+use dockermon_e2e::fleet::{Agent, Collector, WAIT};
+use dockermon_e2e::mysql::MysqlDatabase;
+use dockermon_e2e::wait::eventually;
+
+/// A collector on its own MariaDB database, its data in a temporary directory.
+pub(crate) struct Setup {
+    pub(crate) collector: Collector,
+    pub(crate) store: Store,
+    pub(crate) dir: tempfile::TempDir,
+    _database: MysqlDatabase,
+}
+
+impl Setup {
+    pub(crate) async fn new() -> Setup {
+        ensure_test_image().await.unwrap();
+        let database = MysqlDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let collector = Collector::start(
+            &dir.path().join("collector"),
+            &database.url,
+            &[
+                "--agent-stats-interval",
+                "1s",
+                "--agent-usage-interval",
+                "off",
+            ],
+        )
+        .await
+        .unwrap();
+        let store = Store::connect(&DatabaseUrl::parse(&database.url).unwrap())
+            .await
+            .unwrap();
+        Setup {
+            collector,
+            store,
+            dir,
+            _database: database,
+        }
+    }
+
+    /// An agent enrolled as `host`, connected.
+    pub(crate) async fn agent(&self, host: &str) -> Agent {
+        let token = self.collector.token(host, "10m").await.unwrap();
+        self.agent_with_token(host, &token).await
+    }
+
+    pub(crate) async fn agent_with_token(&self, host: &str, token: &str) -> Agent {
+        let agent = Agent::start(
+            &self.collector.url(),
+            &self.dir.path().join(host),
+            &["--join-token", token],
+        )
+        .await
+        .unwrap();
+        agent.wait_connected().await.unwrap();
+        agent
+    }
+
+    pub(crate) async fn host_id(&self, name: &str) -> HostId {
+        let store = &self.store;
+        eventually(WAIT, &format!("host {name} registered"), || async move {
+            store
+                .hosts()
+                .await
+                .ok()?
+                .into_iter()
+                .find(|h| h.name == name)
+                .map(|h| h.id)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Stored container events carrying the label `dmtest=<tag>`, in insertion order, as
+    /// (actor id, action, time).
+    pub(crate) async fn stored_events(
+        &self,
+        host: HostId,
+        tag: &str,
+    ) -> Vec<(String, String, i64)> {
+        let filter = ActivityFilter {
+            host: Some(host),
+            kind: Some("container".into()),
+            ..Default::default()
+        };
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .store
+                .activity(&filter, Page::new(offset, 1000).unwrap())
+                .await
+                .unwrap();
+            let done = page.items.len() < 1000;
+            all.extend(page.items);
+            offset += 1000;
+            if done {
+                break;
+            }
+        }
+        all.sort_by_key(|e| e.id);
+        all.into_iter()
+            .filter(|e| e.attributes.get("dmtest").map(String::as_str) == Some(tag))
+            .map(|e| (e.actor_id, e.action, e.time_ns))
+            .collect()
+    }
+
+    /// Waits until the store holds exactly the oracle's events (same events, same order,
+    /// none twice) and returns how many.
+    pub(crate) async fn assert_stored_exactly(
+        &self,
+        host: HostId,
+        tag: &str,
+        oracle: &EventOracle,
+    ) -> usize {
+        let expected: Vec<(String, String, i64)> = oracle
+            .events()
+            .into_iter()
+            .map(|(action, actor, time)| (actor, action, time))
+            .collect();
+        assert!(!expected.is_empty(), "the churn produced no events");
+        let stored = eventually(WAIT, "every event stored", || async {
+            let stored = self.stored_events(host, tag).await;
+            (stored.len() >= expected.len()).then_some(stored)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let log = self.collector.stderr();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "{e}: {} events expected; collector log:\n{tail}",
+                expected.len()
+            )
+        });
+        let mut unique = stored.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), stored.len(), "an event was stored twice");
+        assert_eq!(stored, expected, "stored events differ from Docker's");
+        stored.len()
+    }
+}
+
+/// Container churn labelled `dmtest=<tag>`: `lives` containers created, started and removed,
+/// one after another. Returns the oracle recording Docker's own view.
+pub(crate) struct Churn {
+    pub(crate) tag: String,
+    pub(crate) oracle: EventOracle,
+    _cleanup: Cleanup,
+}
+
+impl Churn {
+    pub(crate) async fn start() -> Churn {
+        let tag = unique_name("churn");
+        let oracle = EventOracle::start(&["type=container", &format!("label=dmtest={tag}")])
+            .await
+            .unwrap();
+        Churn {
+            tag,
+            oracle,
+            _cleanup: Cleanup::default(),
+        }
+    }
+
+    /// One container life: run, then remove (about 5 events).
+    pub(crate) async fn life(&self, i: usize) {
+        let name = format!("{}-{i}", self.tag);
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &format!("dmtest={}", self.tag),
+            TEST_IMAGE,
+            "sleep",
+            "3600",
+        ])
+        .await
+        .unwrap();
+        docker(&["rm", "-f", &name]).await.unwrap();
+    }
+
+    /// Waits until Docker has published the last life's destroy.
+    pub(crate) async fn settle(&self, lives: usize) {
+        let oracle = &self.oracle;
+        eventually(WAIT, "docker's events", || async move {
+            let destroys = oracle
+                .events()
+                .iter()
+                .filter(|(action, _, _)| action == "destroy")
+                .count();
+            (destroys >= lives).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+}
+
+pub(crate) const SHORT: Duration = Duration::from_secs(30);
