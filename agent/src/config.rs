@@ -6,7 +6,7 @@
 //! `DOCKER_HOST` variable before the default socket. Everything is validated before
 //! anything starts; a bad value is reported with its key and what would be accepted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use dockermon_proto::transport::JoinToken;
 
+use crate::config_file;
 use crate::docker::Endpoint;
 use crate::process::LogFormat;
 use crate::uplink::{CollectorUrl, Identity, IdentityFiles, UplinkConfig};
@@ -200,17 +201,13 @@ const DEFAULT_SPOOL_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}")]
+    #[error(transparent)]
+    File(#[from] config_file::FileError),
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
-    },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
     },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
@@ -227,7 +224,7 @@ impl Cli {
     /// Reads the config file (if any) and resolves everything into a [`Config`].
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let file = match &self.config {
-            Some(path) => read_file(path)?,
+            Some(path) => config_file::read_yaml(path)?,
             None => FileConfig::default(),
         };
         #[allow(clippy::disallowed_methods)] // the one standard variable clap does not read
@@ -422,28 +419,8 @@ fn parse_bytes(text: &str) -> Option<u64> {
     number.checked_mul(factor)
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    // An empty file is a valid, empty configuration (serde_yaml would call it null).
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
-    }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            key,
-            format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 1h"),
-        )
-    })
+    config_file::duration(text).map_err(|reason| invalid(key, reason))
 }
 
 fn in_range(

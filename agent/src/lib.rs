@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod config;
+pub mod config_file;
 pub mod docker;
 pub mod events;
 pub mod files;

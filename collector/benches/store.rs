@@ -273,24 +273,17 @@ async fn bench(backend: &str, url: &str, args: &Args) -> anyhow::Result<()> {
     };
     for (label, span, resolution) in [
         (
-            format!(
-                "{}-day range of one container (automatic: hourly)",
-                args.days
-            ),
+            format!("{}-day range of one container", args.days),
             args.days * 86_400 * S,
             None,
         ),
         (
-            format!("{}-day range at 5-minute resolution", args.days),
+            format!("{}-day range, 5-minute resolution asked for", args.days),
             args.days * 86_400 * S,
             Some(Resolution::FiveMinutes),
         ),
-        (
-            "24-hour range (automatic: 5-minute)".to_owned(),
-            86_400 * S,
-            None,
-        ),
-        ("1-hour range (automatic: raw)".to_owned(), 3600 * S, None),
+        ("24-hour range".to_owned(), 86_400 * S, None),
+        ("1-hour range".to_owned(), 3600 * S, None),
     ] {
         let mut timings = Vec::with_capacity(args.queries);
         let mut shape = String::new();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use dockermon_agent::config_file;
 use dockermon_agent::process::LogFormat;
 use serde::Deserialize;
 
@@ -271,18 +272,14 @@ pub enum TlsSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(transparent)]
+    File(#[from] config_file::FileError),
     #[error("cannot read {what} {path}")]
     Read {
         what: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
-    },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
     },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
@@ -297,21 +294,10 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 
 /// Reads the YAML file named by `--config`, if any.
 pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
-    let Some(path) = path else {
-        return Ok(FileConfig::default());
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        what: "config file",
-        path: path.to_owned(),
-        source,
-    })?;
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
+    match path {
+        Some(path) => Ok(config_file::read_yaml(path)?),
+        None => Ok(FileConfig::default()),
     }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 impl DatabaseArgs {
@@ -475,12 +461,7 @@ impl ServeArgs {
 }
 
 pub fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            key,
-            format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 7d"),
-        )
-    })
+    config_file::duration(text).map_err(|reason| invalid(key, reason))
 }
 
 #[cfg(test)]

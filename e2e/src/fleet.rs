@@ -107,46 +107,33 @@ impl Collector {
 
     /// A one-time join token for `host`, from the collector's CLI.
     pub async fn token(&self, host: &str, ttl: &str) -> anyhow::Result<String> {
-        let (_, binary) = binaries();
-        let output = Command::new(binary)
-            .args([
-                "token",
-                "create",
-                "--host",
-                host,
-                "--ttl",
-                ttl,
-                "--data-dir",
-            ])
-            .arg(&self.data_dir)
-            .args(["--database-url", &self.database_url])
-            .output()
-            .await?;
-        if !output.status.success() {
-            bail!(
-                "token create failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+        self.cli(&["token", "create", "--host", host, "--ttl", ttl])
+            .await
     }
 
     /// `dockermon-collector host delete NAME`.
     pub async fn delete_host(&self, host: &str) -> anyhow::Result<()> {
+        self.cli(&["host", "delete", host]).await.map(|_| ())
+    }
+
+    /// Runs a collector subcommand on this collector's data and database; its stdout.
+    async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
         let (_, binary) = binaries();
         let output = Command::new(binary)
-            .args(["host", "delete", host, "--data-dir"])
+            .args(args)
+            .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--database-url", &self.database_url])
             .output()
             .await?;
         if !output.status.success() {
             bail!(
-                "host delete failed: {}",
+                "{} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
     }
 
     pub fn pki_dir(&self) -> PathBuf {
@@ -156,6 +143,11 @@ impl Collector {
 
 /// The status code of `GET /readyz`, if anything answers.
 pub async fn readyz(address: SocketAddr) -> Option<u16> {
+    readyz_answer(address).await.map(|(status, _)| status)
+}
+
+/// The status code and body of `GET /readyz`, if anything answers.
+pub async fn readyz_answer(address: SocketAddr) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     stream
@@ -164,7 +156,13 @@ pub async fn readyz(address: SocketAddr) -> Option<u16> {
         .ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.ok()?;
-    answer.split(' ').nth(1)?.parse().ok()
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    Some((status, body))
 }
 
 /// An agent process reporting to a collector.

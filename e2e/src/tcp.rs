@@ -1,5 +1,6 @@
-//! A loopback TCP forwarder that a test can start late, cut and restart on the same port:
-//! "the database is down, then up" without touching the database.
+//! A loopback TCP forwarder that a test can start late, cut and restart on the same port
+//! ("the database is down, then up" without touching the database), or freeze: connections
+//! stay open but nothing gets through, as when a network path dies silently.
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,7 @@ pub struct TcpProxy {
     address: SocketAddr,
     upstream: SocketAddr,
     server: Option<tokio::task::JoinHandle<()>>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl TcpProxy {
@@ -27,6 +29,7 @@ impl TcpProxy {
             address,
             upstream,
             server: None,
+            frozen: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -38,18 +41,30 @@ impl TcpProxy {
         self.cut();
         let listener = TcpListener::bind(self.address).await?;
         let upstream = self.upstream;
+        let frozen = self.frozen.clone();
         self.server = Some(tokio::spawn(async move {
             let mut connections = JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let frozen = frozen.subscribe();
                 connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, frozen.clone()),
+                            pump(server_read, client_write, frozen),
+                        );
                     }
                 });
                 while connections.try_join_next().is_some() {}
             }
         }));
         Ok(())
+    }
+
+    /// Stops forwarding without closing anything (or resumes, with `false`).
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
     }
 
     /// Closes every connection and stops listening.
@@ -63,5 +78,27 @@ impl TcpProxy {
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut();
+    }
+}
+
+/// Copies one direction, holding everything while frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if frozen.wait_for(|f| !f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !f).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }

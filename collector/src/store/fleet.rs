@@ -154,20 +154,17 @@ impl Store {
 
     /// Host names revoked at or after `since_ns`, and certificate serials revoked then.
     pub async fn revocations_since(&self, since_ns: i64) -> Result<(Vec<String>, Vec<String>)> {
-        let hosts = sqlx::query("SELECT name FROM revoked_hosts WHERE revoked_ns >= ?")
-            .bind(since_ns)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<Vec<String>, _>>()?;
-        let serials = sqlx::query("SELECT serial FROM agent_certificates WHERE revoked_ns >= ?")
-            .bind(since_ns)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<Vec<String>, _>>()?;
+        let names = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .bind(since_ns)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0).map_err(StoreError::from))
+                .collect::<Result<Vec<String>>>()
+        };
+        let hosts = names("SELECT name FROM revoked_hosts WHERE revoked_ns >= ?").await?;
+        let serials = names("SELECT serial FROM agent_certificates WHERE revoked_ns >= ?").await?;
         Ok((hosts, serials))
     }
 

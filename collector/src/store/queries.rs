@@ -422,16 +422,13 @@ impl Store {
     }
 
     pub async fn images(&self, host: HostId, page: Page) -> Result<Paged<ImageRow>> {
-        let total = self.count_for_host("images", host).await?;
-        let mut select: QueryBuilder<Any> = QueryBuilder::new(
-            "SELECT image_id, tags, size_bytes, created_ns, labels FROM images WHERE host_id = ",
-        );
-        select.push_bind(host.0);
-        push_page(&mut select, " ORDER BY image_id", page);
-        let rows = select.build().fetch_all(&self.pool).await?;
-        let items = rows
-            .iter()
-            .map(|row| {
+        self.host_list(
+            "images",
+            "image_id, tags, size_bytes, created_ns, labels",
+            "image_id",
+            host,
+            page,
+            |row| {
                 Ok(ImageRow {
                     host_id: host,
                     id: row.try_get("image_id")?,
@@ -440,27 +437,19 @@ impl Store {
                     created_ns: row.try_get("created_ns")?,
                     labels: json_map(&row.try_get::<String, _>("labels")?)?,
                 })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            total,
-            offset: page.offset,
-            limit: page.limit,
-            items,
-        })
+            },
+        )
+        .await
     }
 
     pub async fn volumes(&self, host: HostId, page: Page) -> Result<Paged<VolumeRow>> {
-        let total = self.count_for_host("volumes", host).await?;
-        let mut select: QueryBuilder<Any> = QueryBuilder::new(
-            "SELECT name, driver, mountpoint, scope, created_ns, labels FROM volumes WHERE host_id = ",
-        );
-        select.push_bind(host.0);
-        push_page(&mut select, " ORDER BY name", page);
-        let rows = select.build().fetch_all(&self.pool).await?;
-        let items = rows
-            .iter()
-            .map(|row| {
+        self.host_list(
+            "volumes",
+            "name, driver, mountpoint, scope, created_ns, labels",
+            "name",
+            host,
+            page,
+            |row| {
                 Ok(VolumeRow {
                     host_id: host,
                     name: row.try_get("name")?,
@@ -470,53 +459,53 @@ impl Store {
                     created_ns: row.try_get("created_ns")?,
                     labels: json_map(&row.try_get::<String, _>("labels")?)?,
                 })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            total,
-            offset: page.offset,
-            limit: page.limit,
-            items,
-        })
+            },
+        )
+        .await
     }
 
     pub async fn networks(&self, host: HostId, page: Page) -> Result<Paged<NetworkRow>> {
-        let total = self.count_for_host("networks", host).await?;
-        let mut select: QueryBuilder<Any> = QueryBuilder::new(
-            "SELECT network_id, name, driver, scope, internal, created_ns, labels FROM networks WHERE host_id = ",
-        );
-        select.push_bind(host.0);
-        push_page(&mut select, " ORDER BY name, network_id", page);
-        let rows = select.build().fetch_all(&self.pool).await?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                Ok(NetworkRow {
-                    host_id: host,
-                    id: row.try_get("network_id")?,
-                    name: row.try_get("name")?,
-                    driver: row.try_get("driver")?,
-                    scope: row.try_get("scope")?,
-                    internal: row.try_get::<i64, _>("internal")? != 0,
-                    created_ns: row.try_get("created_ns")?,
-                    labels: json_map(&row.try_get::<String, _>("labels")?)?,
-                })
+        let columns = "network_id, name, driver, scope, internal, created_ns, labels";
+        self.host_list("networks", columns, "name, network_id", host, page, |row| {
+            Ok(NetworkRow {
+                host_id: host,
+                id: row.try_get("network_id")?,
+                name: row.try_get("name")?,
+                driver: row.try_get("driver")?,
+                scope: row.try_get("scope")?,
+                internal: row.try_get::<i64, _>("internal")? != 0,
+                created_ns: row.try_get("created_ns")?,
+                labels: json_map(&row.try_get::<String, _>("labels")?)?,
             })
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            total,
-            offset: page.offset,
-            limit: page.limit,
-            items,
         })
+        .await
     }
 
-    async fn count_for_host(&self, table: &'static str, host: HostId) -> Result<u64> {
+    /// A page of one of a host's inventory tables, with its total.
+    async fn host_list<T>(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        order_by: &'static str,
+        host: HostId,
+        page: Page,
+        item: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Paged<T>> {
         let mut count: QueryBuilder<Any> =
             QueryBuilder::new(format!("SELECT COUNT(*) FROM {table} WHERE host_id = "));
         count.push_bind(host.0);
         let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
-        Ok(total as u64)
+        let mut select: QueryBuilder<Any> =
+            QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE host_id = "));
+        select.push_bind(host.0);
+        push_page(&mut select, &format!(" ORDER BY {order_by}"), page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        Ok(Paged {
+            total: total as u64,
+            offset: page.offset,
+            limit: page.limit,
+            items: rows.iter().map(item).collect::<Result<_>>()?,
+        })
     }
 
     /// Disk usage of a host over a time range, oldest first, at most `limit` records.

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use dockermon_e2e::fleet::readyz_answer;
 use dockermon_e2e::process::RecordedProcess;
 use dockermon_e2e::tcp::{TcpProxy, free_loopback_address};
 use sqlx::{AssertSqlSafe, Connection};
@@ -97,26 +98,6 @@ async fn bad_database_urls_are_configuration_errors() {
     assert!(stderr.contains("database name is missing"), "{stderr}");
 }
 
-async fn readyz(address: SocketAddr) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.ok()?;
-    let status = answer.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        answer
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned(),
-    ))
-}
-
 /// The server's address and the URL's credentials part (`user:password@`).
 fn mysql_parts() -> (SocketAddr, String) {
     let server = mysql_server();
@@ -175,7 +156,9 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
         .unwrap();
     let (status, body) =
         dockermon_e2e::wait::eventually(WAIT, "a 503 from /readyz", || async move {
-            readyz(health).await.filter(|(status, _)| *status == 503)
+            readyz_answer(health)
+                .await
+                .filter(|(status, _)| *status == 503)
         })
         .await
         .unwrap();
@@ -188,7 +171,9 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     // The database comes up: the collector connects, migrates and becomes ready.
     proxy.start().await.unwrap();
     dockermon_e2e::wait::eventually(WAIT, "a 200 from /readyz", || async move {
-        readyz(health).await.filter(|(status, _)| *status == 200)
+        readyz_answer(health)
+            .await
+            .filter(|(status, _)| *status == 200)
     })
     .await
     .unwrap();
@@ -197,7 +182,9 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     // It goes away again: readiness follows, the process stays up.
     proxy.cut();
     dockermon_e2e::wait::eventually(WAIT, "/readyz to notice", || async move {
-        readyz(health).await.filter(|(status, _)| *status == 503)
+        readyz_answer(health)
+            .await
+            .filter(|(status, _)| *status == 503)
     })
     .await
     .unwrap();

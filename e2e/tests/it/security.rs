@@ -169,3 +169,119 @@ async fn deleting_a_host_closes_its_connection_and_refuses_it_after() {
     );
     assert_eq!(readyz(setup.collector.health_address).await, Some(200));
 }
+
+#[tokio::test]
+async fn agents_with_certificates_from_elsewhere_are_accepted() {
+    // A CA the collector did not make (as cert-manager would provide), for both sides.
+    let external = tempfile::tempdir().unwrap();
+    let paths = PkiPaths {
+        dir: external.path().to_owned(),
+    };
+    let authority = Authority::init(&paths, &["localhost".into()], false).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let (certificate, _) = authority
+        .sign_agent_key(
+            &key,
+            &HostName::new("byo-1").unwrap(),
+            Duration::from_secs(86_400),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let agent_dir = external.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    std::fs::write(agent_dir.join("tls.crt"), certificate).unwrap();
+    std::fs::write(agent_dir.join("tls.key"), key.serialize_pem()).unwrap();
+    std::fs::write(agent_dir.join("ca.crt"), authority.ca_pem()).unwrap();
+
+    let database = dockermon_e2e::mysql::MysqlDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = paths.server_cert();
+    let server_key = paths.server_key();
+    let ca = paths.ca_cert();
+    let collector = dockermon_e2e::fleet::Collector::start(
+        dir.path(),
+        &database.url,
+        &[
+            "--tls-cert",
+            server_cert.to_str().unwrap(),
+            "--tls-key",
+            server_key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
+    let file = |name: &str| agent_dir.join(name).to_str().unwrap().to_owned();
+    let (cert, key_file, ca_file) = (file("tls.crt"), file("tls.key"), file("ca.crt"));
+    let agent = Agent::start(
+        &collector.url(),
+        &dir.path().join("state"),
+        &["--cert", &cert, "--key", &key_file, "--ca", &ca_file],
+    )
+    .await
+    .unwrap();
+    agent.wait_connected().await.unwrap();
+    let store = dockermon_collector::store::Store::connect(
+        &dockermon_collector::store::DatabaseUrl::parse(&database.url).unwrap(),
+    )
+    .await
+    .unwrap();
+    eventually(WAIT, "the agent's host record", || async {
+        let hosts = store.hosts().await.ok()?;
+        hosts
+            .iter()
+            .find(|h| h.name == "byo-1" && h.info.is_some())
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+    // Enrollment is off in this mode.
+    assert!(
+        !dir.path().join("state/agent.key").exists(),
+        "no key was generated"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_network_is_detected_by_both_sides() {
+    let setup = Setup::new().await;
+    let mut path = dockermon_e2e::tcp::TcpProxy::reserve(setup.collector.agent_address).unwrap();
+    path.start().await.unwrap();
+    let token = setup.collector.token("quiet", "10m").await.unwrap();
+    let agent = Agent::start(
+        &format!("wss://localhost:{}", path.address().port()),
+        &setup.dir.path().join("quiet"),
+        &["--join-token", &token],
+    )
+    .await
+    .unwrap();
+    agent.wait_connected().await.unwrap();
+    // Packets stop, nothing closes: only heartbeats can tell.
+    path.freeze(true);
+    let process = agent.process.as_ref().unwrap();
+    process
+        .wait_for_stderr(Duration::from_secs(120), "the collector stopped answering")
+        .await
+        .unwrap();
+    setup
+        .collector
+        .process
+        .as_ref()
+        .unwrap()
+        .wait_for_stderr(Duration::from_secs(120), "no message or pong for 45 s")
+        .await
+        .unwrap();
+    path.freeze(false);
+    // The agent comes back by itself once the path works again.
+    eventually(WAIT, "a reconnection", || async {
+        (process
+            .stderr()
+            .matches("connected to the collector")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,82 @@
+//! The YAML configuration file and the durations written in it, read the same way by both
+//! binaries. An empty file is an empty configuration; anything serde rejects (an unknown
+//! key, a wrong type) is reported with the file's path and serde's line and column.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+}
+
+pub fn read_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    // serde_yaml reads an empty document as null, which no struct accepts.
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(&text).map_err(|source| FileError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A duration as people write it (`30s`, `2m`, `7d`), or a message saying what to write.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 7d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: Option<String>,
+    }
+
+    #[test]
+    fn empty_files_are_empty_configurations_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(read_yaml::<Sample>(&path).unwrap(), Sample::default());
+        std::fs::write(&path, "nmae: x\n").unwrap();
+        let err = read_yaml::<Sample>(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("c.yaml") && err.contains("unknown field `nmae`"),
+            "{err}"
+        );
+        assert!(
+            read_yaml::<Sample>(&dir.path().join("missing.yaml"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("cannot read config file")
+        );
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(
+            duration("soon")
+                .unwrap_err()
+                .starts_with("\"soon\" is not a duration")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Fleet load generator: many simulated agents speaking the real protocol (TLS 1.3 with
+//! real client certificates signed by the collector's CA, WebSocket, hello/welcome, data
+//! frames, acks) against a running collector.
+//!
+//!   fleet --collector 127.0.0.1:3812 --pki-dir DATA/pki --agents 1000 --containers 50 \
+//!         --interval 30s --duration 180s [--collector-pid PID]
+//!
+//! Each agent sends one frame of `--containers` stats samples per interval (the shape of a
+//! real sweep), and measures the time from sending a frame to its acknowledgement, which
+//! the collector sends only after committing it. Reports handshakes per second while the
+//! fleet connects, frame-to-commit latency percentiles, the wire size of a sample, and,
+//! given its pid, the collector's CPU and memory over the steady phase.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dockermon_e2e::raw_agent::{ClientIdentity, RawAgent};
+use dockermon_proto::transport::{AgentMessage, CollectorMessage, DataFrame, Dropped};
+use dockermon_proto::{
+    ContainerId, HostName, Record, StatsCounters, StatsRates, StatsSample, now_ns,
+};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+struct Args {
+    /// The collector's agent address.
+    #[arg(long)]
+    collector: SocketAddr,
+    /// The collector's PKI directory (ca.crt, ca.key): the generator signs its agents'
+    /// certificates with it.
+    #[arg(long)]
+    pki_dir: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    #[arg(long, default_value_t = 50)]
+    containers: usize,
+    /// Sweep interval of each agent.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// How long to measure once every agent is connected.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Handshakes in flight at once while the fleet connects.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// The collector's process id, to report its CPU and memory.
+    #[arg(long)]
+    collector_pid: Option<u32>,
+}
+
+fn sample(container: &str, i: u64) -> Record {
+    Record::Stats(StatsSample {
+        time_ns: now_ns(),
+        container_id: ContainerId(format!("{container:0>64}")),
+        name: container.to_owned(),
+        counters: StatsCounters {
+            cpu_total_ns: 1_000_000_000 + i * 37_000_000,
+            cpu_system_ns: 900_000_000_000 + i * 2_000_000_000,
+            online_cpus: 4,
+            memory_usage_bytes: 120_000_000 + (i % 1000) * 4096,
+            memory_working_set_bytes: 80_000_000 + (i % 1000) * 4096,
+            memory_limit_bytes: 2_147_483_648,
+            pids: 12,
+            ..Default::default()
+        },
+        rates: Some(StatsRates {
+            interval_ns: 30_000_000_000,
+            cpu_percent: (i % 200) as f64 / 7.0,
+            net_rx_bytes_per_s: 12_345.6,
+            net_tx_bytes_per_s: 6_789.1,
+            block_read_bytes_per_s: 0.0,
+            block_write_bytes_per_s: 4096.0,
+        }),
+    })
+}
+
+fn proc_stat(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks as f64 / 100.0, rss_kib))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+struct Shared {
+    latencies: Mutex<Vec<Duration>>,
+    frames_acked: AtomicU64,
+    wire_bytes: AtomicU64,
+    samples_sent: AtomicU64,
+    measuring: std::sync::atomic::AtomicBool,
+}
+
+async fn agent(
+    mut connection: RawAgent,
+    mut seq: u64,
+    containers: usize,
+    interval: Duration,
+    shared: Arc<Shared>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let names: Vec<String> = (0..containers).map(|c| format!("c{c:03}")).collect();
+    let mut pending: BTreeMap<u64, Instant> = BTreeMap::new();
+    // Spread the fleet's sweeps over the interval, as real agents started at different times.
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + interval.mul_f64(rand::random::<f64>()),
+        interval,
+    );
+    let mut counter = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {
+                seq += 1;
+                counter += 1;
+                let records = names.iter().map(|name| sample(name, counter)).collect();
+                let text = serde_json::to_string(&AgentMessage::Data(DataFrame { seq, records, dropped: Dropped::default() }))
+                    .expect("frames serialise");
+                if shared.measuring.load(Ordering::Relaxed) {
+                    shared.wire_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                    shared.samples_sent.fetch_add(containers as u64, Ordering::Relaxed);
+                }
+                pending.insert(seq, Instant::now());
+                if connection.send_text(text).await.is_err() {
+                    eprintln!("an agent lost its connection");
+                    return;
+                }
+            }
+            message = connection.stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(CollectorMessage::Ack { seq: acked }) = serde_json::from_str(text.as_str()) {
+                        let done: Vec<u64> = pending.range(..=acked).map(|(s, _)| *s).collect();
+                        let now = Instant::now();
+                        let mut latencies = Vec::with_capacity(done.len());
+                        for s in done {
+                            if let Some(sent) = pending.remove(&s) {
+                                latencies.push(now - sent);
+                            }
+                        }
+                        if shared.measuring.load(Ordering::Relaxed) {
+                            shared.frames_acked.fetch_add(latencies.len() as u64, Ordering::Relaxed);
+                            shared.latencies.lock().await.extend(latencies);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => {
+                    eprintln!("an agent's connection ended");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let authority =
+        dockermon_collector::pki::Authority::load(&dockermon_collector::pki::PkiPaths {
+            dir: args.pki_dir.clone(),
+        })?;
+
+    // Certificates first (not part of the handshake measurement).
+    let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let mut configs = Vec::with_capacity(args.agents);
+    for i in 0..args.agents {
+        let key = rcgen::KeyPair::generate()?;
+        let host = HostName::new(format!("fleet-{run}-{i:05}"))?;
+        let (certificate_pem, _) = authority.sign_agent_key(
+            &key,
+            &host,
+            Duration::from_secs(86_400),
+            time::OffsetDateTime::now_utc(),
+        )?;
+        let identity = ClientIdentity {
+            certificate_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: authority.ca_pem().to_owned(),
+        };
+        configs.push(identity.tls_config()?);
+    }
+
+    // Connect the fleet: TLS, WebSocket, hello, welcome.
+    let started = Instant::now();
+    let connected: Vec<(RawAgent, u64)> = futures::stream::iter(configs)
+        .map(|tls| RawAgent::join(args.collector, tls))
+        .buffer_unordered(args.connect_concurrency)
+        .filter_map(|result| async move {
+            match result {
+                Ok(agent) => Some(agent),
+                Err(error) => {
+                    eprintln!("connect failed: {error:#}");
+                    None
+                }
+            }
+        })
+        .collect()
+        .await;
+    let connect_time = started.elapsed();
+    let handshakes_per_s = connected.len() as f64 / connect_time.as_secs_f64();
+
+    let shared = Arc::new(Shared {
+        latencies: Mutex::new(Vec::new()),
+        frames_acked: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        samples_sent: AtomicU64::new(0),
+        measuring: std::sync::atomic::AtomicBool::new(false),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agents = connected.len();
+    let tasks: Vec<_> = connected
+        .into_iter()
+        .map(|(connection, seq)| {
+            tokio::spawn(agent(
+                connection,
+                seq,
+                args.containers,
+                args.interval,
+                shared.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    // One interval of warm-up, so every agent has started its cycle, then measure.
+    tokio::time::sleep(args.interval).await;
+    shared.measuring.store(true, Ordering::Relaxed);
+    let before = args.collector_pid.and_then(proc_stat);
+    let mut peak_rss = 0;
+    let measure_start = Instant::now();
+    while measure_start.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some((_, rss)) = args.collector_pid.and_then(proc_stat) {
+            peak_rss = peak_rss.max(rss);
+        }
+    }
+    let after = args.collector_pid.and_then(proc_stat);
+    let measured = measure_start.elapsed();
+    shared.measuring.store(false, Ordering::Relaxed);
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    let mut latencies = shared.latencies.lock().await.clone();
+    latencies.sort();
+    let samples = shared.samples_sent.load(Ordering::Relaxed);
+    println!("| measurement | result |");
+    println!("|---|---|");
+    println!("| agents connected | {agents} of {} |", args.agents);
+    println!(
+        "| handshakes (TLS 1.3 + WebSocket + hello/welcome), {} in flight | {handshakes_per_s:.0} per second ({agents} in {:.1} s) |",
+        args.connect_concurrency,
+        connect_time.as_secs_f64()
+    );
+    println!(
+        "| load | {} containers per agent every {:?}: {:.0} samples/s |",
+        args.containers,
+        args.interval,
+        samples as f64 / measured.as_secs_f64()
+    );
+    println!(
+        "| frames acknowledged while measuring ({:.0} s) | {} |",
+        measured.as_secs_f64(),
+        shared.frames_acked.load(Ordering::Relaxed)
+    );
+    println!(
+        "| frame sent → committed and acknowledged | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    if samples > 0 {
+        println!(
+            "| wire size per container sample (JSON, in a frame of {}) | {:.0} bytes |",
+            args.containers,
+            shared.wire_bytes.load(Ordering::Relaxed) as f64 / samples as f64
+        );
+    }
+    if let (Some((cpu_before, _)), Some((cpu_after, rss))) = (before, after) {
+        println!(
+            "| collector CPU | {:.1} % of one core |",
+            (cpu_after - cpu_before) / measured.as_secs_f64() * 100.0
+        );
+        println!(
+            "| collector RSS | {:.0} MiB (peak {:.0} MiB) |",
+            rss as f64 / 1024.0,
+            peak_rss as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
