@@ -109,11 +109,17 @@ impl Store {
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         }
                         // Strict mode: a value that does not fit is an error, never truncated.
+                        // READ COMMITTED: under InnoDB's default REPEATABLE READ, the rollup's
+                        // INSERT … SELECT takes next-key locks on the newest raw rows and
+                        // stalls ingest behind it for seconds; read committed reads them
+                        // without locks. Nothing here relies on repeatable reads.
                         Backend::MySql => {
                             conn.execute(
                                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
                             )
                             .await?;
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                                .await?;
                         }
                     }
                     Ok(())
