@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # one socket per simulated agent, on both ends
 cargo build --release --locked -p dockermon-collector -p dockermon-e2e --bin dockermon-collector --bin fleet
 server=$(scripts/mariadb.sh start)
 database=dmfleet_$$

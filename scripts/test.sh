@@ -15,3 +15,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace "$@"
 fi
+
+# The API against its own OpenAPI document (schemathesis, in a venv under target/).
+bash scripts/api-check.sh

@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, sleep_unless_cancelled};
 use crate::config::{Config, DockerConfig, Output};
 use crate::docker::{self, ConnectError, Docker};
 use crate::inventory::{Inventory, RunningSet};
-use crate::{events, output, stats, uplink, usage};
+use crate::{actions, events, output, stats, uplink, usage};
 
 /// Records waiting for the output.
 const RECORD_QUEUE: usize = 4096;
@@ -85,9 +85,26 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         Output::Stdout => output::write_json_lines(records_rx, tokio::io::stdout())
             .await
             .map_err(RunError::Output),
-        Output::Collector(uplink) => uplink::run(*uplink, records_rx, collect_tx, cancel.clone())
-            .await
-            .map_err(RunError::Uplink),
+        Output::Collector(uplink) => {
+            let (commands_tx, commands_rx) = mpsc::channel(actions::QUEUE);
+            let (results_tx, results_rx) = mpsc::channel(actions::QUEUE);
+            tracker.reopen();
+            tracker.spawn(actions::run(
+                docker.clone(),
+                config.allowed_actions.clone(),
+                commands_rx,
+                results_tx,
+                cancel.clone(),
+            ));
+            tracker.close();
+            let channels = uplink::ActionChannels {
+                commands: commands_tx,
+                results: results_rx,
+            };
+            uplink::run(*uplink, records_rx, collect_tx, channels, cancel.clone())
+                .await
+                .map_err(RunError::Uplink)
+        }
     };
     // The output only ends early when it cannot go on; stop the producers then too.
     cancel.cancel();

@@ -6,13 +6,14 @@
 //! `DOCKER_HOST` variable before the default socket. Everything is validated before
 //! anything starts; a bad value is reported with its key and what would be accepted.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
-use dockermon_proto::transport::JoinToken;
+use dockermon_proto::transport::{ContainerAction, JoinToken};
 
 use crate::config_file;
 use crate::docker::Endpoint;
@@ -103,6 +104,12 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_USAGE_TIMEOUT", value_name = "DURATION")]
     pub usage_timeout: Option<String>,
 
+    /// Container actions the collector may ask for, comma-separated, or `none`:
+    /// start, stop, restart, pause, unpause, kill, remove.
+    /// [default: all but remove]
+    #[arg(long, env = "DOCKERMON_ALLOW_ACTIONS", value_name = "LIST")]
+    pub allow_actions: Option<String>,
+
     /// Log filter (tracing's env-filter syntax), written to stderr.
     #[arg(long, env = "DOCKERMON_LOG", default_value = "info")]
     pub log: String,
@@ -152,6 +159,8 @@ pub struct FileConfig {
     pub ca: Option<PathBuf>,
     /// Spool size, e.g. `64MiB`.
     pub spool_size: Option<String>,
+    /// Container actions the collector may ask for, e.g. `[start, stop, restart]`.
+    pub allow_actions: Option<Vec<String>>,
 }
 
 /// The resolved, validated configuration.
@@ -160,6 +169,8 @@ pub struct Config {
     pub docker: DockerConfig,
     pub collect: CollectConfig,
     pub output: Output,
+    /// Container actions this agent carries out when the collector asks.
+    pub allowed_actions: BTreeSet<ContainerAction>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +222,31 @@ pub enum ConfigError {
     },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+impl Cli {
+    fn allowed_actions(&self, file: &FileConfig) -> Result<BTreeSet<ContainerAction>, ConfigError> {
+        let names: Vec<String> = match (&self.allow_actions, &file.allow_actions) {
+            (Some(list), _) => list.split(',').map(|name| name.trim().to_owned()).collect(),
+            (None, Some(list)) => list.clone(),
+            (None, None) => return Ok(crate::actions::default_allowed()),
+        };
+        if names.len() == 1 && names[0] == "none" {
+            return Ok(BTreeSet::new());
+        }
+        names
+            .iter()
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                ContainerAction::parse(name).ok_or_else(|| {
+                    invalid(
+                        "allow_actions",
+                        format!("{name:?} is not an action: use start, stop, restart, pause, unpause, kill, remove or none"),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -327,6 +363,7 @@ impl Cli {
                 usage_timeout,
             },
             output,
+            allowed_actions: self.allowed_actions(&file)?,
         })
     }
 
@@ -467,6 +504,31 @@ mod tests {
         );
         assert!(!config.docker.wait);
         assert_eq!(config.output, Output::Stdout);
+    }
+
+    #[test]
+    fn container_actions_are_allowed_explicitly() {
+        let config = cli(&[]).resolve_with(FileConfig::default(), None).unwrap();
+        assert!(!config.allowed_actions.contains(&ContainerAction::Remove));
+        assert_eq!(config.allowed_actions.len(), 6);
+
+        let from_file = file("allow_actions: [start, remove]\n");
+        let config = cli(&[]).resolve_with(from_file, None).unwrap();
+        let expected = BTreeSet::from([ContainerAction::Start, ContainerAction::Remove]);
+        assert_eq!(config.allowed_actions, expected);
+
+        let none = cli(&["--allow-actions", "none"]).resolve_with(FileConfig::default(), None);
+        assert!(none.unwrap().allowed_actions.is_empty());
+
+        let error = cli(&["--allow-actions", "stop,destroy"])
+            .resolve_with(FileConfig::default(), None)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("allow_actions: \"destroy\" is not an action"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! bollard's models; [`events`], [`inventory`], [`stats`] and [`usage`] are one task each;
 //! [`agent`] wires them to an output (stdout, or the [`uplink`] to a collector); [`process`] is the plumbing both binaries share.
 
+pub mod actions;
 pub mod agent;
 pub mod backoff;
 pub mod config;

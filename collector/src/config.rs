@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use dockermon_proto::transport::AgentConfig;
 
+use crate::api::auth::secret::SecretSource;
 use crate::pki::PkiPaths;
 use crate::store::{DatabaseUrl, Retention};
 use crate::transport::TlsFiles;
@@ -61,6 +62,51 @@ pub enum Command {
     /// Manage monitored hosts.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Manage the people who use the API.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Without a password source, one is generated and printed.
+    Add(UserAddArgs),
+    /// Set a user's password; their sessions end.
+    Passwd(UserPasswdArgs),
+    /// List the users.
+    List(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    pub email: String,
+    /// viewer, operator or admin.
+    #[arg(long, default_value = "viewer")]
+    pub role: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UserPasswdArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    pub email: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// Where a new password comes from: never a flag value, which would end up in shell history.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_file")]
+    pub password_stdin: bool,
+    /// Read the password from a file.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +231,49 @@ pub struct ServeArgs {
         value_name = "DURATION|off"
     )]
     pub agent_usage_interval: Option<String>,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// The API for people: listener, tokens, the first admin.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address of the REST API (/api/v1). [default: 0.0.0.0:3810]
+    #[arg(long, env = "DOCKERMON_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+    /// Secret that signs access tokens (at least 32 bytes; every replica needs the same).
+    /// [default: generated into <data dir>/secrets/jwt.secret]
+    #[arg(
+        long,
+        env = "DOCKERMON_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// A file holding the token secret (a mounted secret).
+    #[arg(long, env = "DOCKERMON_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// How long an access token is valid. [default: 15m]
+    #[arg(long, env = "DOCKERMON_ACCESS_TOKEN_TTL", value_name = "DURATION")]
+    pub access_token_ttl: Option<String>,
+    /// How long a session lasts without being refreshed. [default: 7d]
+    #[arg(long, env = "DOCKERMON_SESSION_TTL", value_name = "DURATION")]
+    pub session_ttl: Option<String>,
+    /// Email of the admin created when there are no users yet. [default: admin@localhost]
+    #[arg(long, env = "DOCKERMON_ADMIN_EMAIL", value_name = "EMAIL")]
+    pub admin_email: Option<String>,
+    /// That admin's password. [default: generated and printed once]
+    #[arg(
+        long,
+        env = "DOCKERMON_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+    /// A file holding that admin's password.
+    #[arg(long, env = "DOCKERMON_ADMIN_PASSWORD_FILE", value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 /// The YAML file. Unknown keys are an error: a misspelt key silently ignored is a setting
@@ -216,6 +305,18 @@ pub struct FileConfig {
     /// What agents are told to collect.
     #[serde(default)]
     pub agents: AgentsFile,
+    /// Address of the REST API.
+    pub api_listen: Option<SocketAddr>,
+    /// File holding the token-signing secret.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Validity of access tokens.
+    pub access_token_ttl: Option<String>,
+    /// Validity of sessions without a refresh.
+    pub session_ttl: Option<String>,
+    /// Email of the first admin.
+    pub admin_email: Option<String>,
+    /// File holding the first admin's password.
+    pub admin_password_file: Option<PathBuf>,
 }
 
 /// Collection settings sent to every agent, e.g. `stats_interval: 30s`.
@@ -259,6 +360,33 @@ pub struct ServeConfig {
     pub tls: TlsSource,
     pub agent_cert_ttl: Duration,
     pub agent_config: AgentConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub jwt_secret: SecretSource,
+    pub access_ttl: Duration,
+    pub session_ttl: Duration,
+    pub first_admin: FirstAdmin,
+}
+
+/// The admin created when the collector has no users.
+#[derive(Clone)]
+pub struct FirstAdmin {
+    pub email: String,
+    /// `None`: generate one and print it once.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for FirstAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstAdmin")
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Where the agent listener's certificates come from.
@@ -311,23 +439,11 @@ impl DatabaseArgs {
             .database_url_file
             .as_ref()
             .or(file.database_url_file.as_ref());
-        let url = match (
+        let url = value_or_file(
+            "database URL file",
             self.database_url.as_ref().or(file.database_url.as_ref()),
             url_file,
-        ) {
-            (Some(url), _) => Some(url.trim().to_owned()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read {
-                        what: "database URL file",
-                        path: path.clone(),
-                        source,
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
+        )?;
         let url = match url {
             Some(url) => {
                 DatabaseUrl::parse(&url).map_err(|e| invalid("database_url", e.to_string()))?
@@ -387,6 +503,7 @@ impl ServeArgs {
             ..defaults
         };
         let database = self.database.resolve(file)?;
+        let database_dir = database.data_dir.clone();
         let tls_cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
         let tls_key = self.tls_key.clone().or_else(|| file.tls_key.clone());
         let client_ca = self.client_ca.clone().or_else(|| file.client_ca.clone());
@@ -456,7 +573,120 @@ impl ServeArgs {
                 usage_interval_ms: usage_interval.map(|d| d.as_millis() as u64),
                 usage_timeout_ms: 60_000,
             },
+            api: self.api.resolve(file, &database_dir)?,
         })
+    }
+}
+
+impl ApiArgs {
+    pub fn resolve(&self, file: &FileConfig, data_dir: &Path) -> Result<ApiConfig, ConfigError> {
+        let jwt_secret = match (
+            &self.jwt_secret,
+            self.jwt_secret_file
+                .as_ref()
+                .or(file.jwt_secret_file.as_ref()),
+        ) {
+            (Some(value), _) => SecretSource::Value(value.clone()),
+            (None, Some(path)) => SecretSource::File(path.clone()),
+            (None, None) => SecretSource::in_data_dir(data_dir),
+        };
+        let ttl = |key: &'static str,
+                   flag: &Option<String>,
+                   from_file: &Option<String>,
+                   default: Duration,
+                   range: std::ops::RangeInclusive<Duration>| {
+            let value = match flag.as_ref().or(from_file.as_ref()) {
+                Some(text) => duration(key, text)?,
+                None => default,
+            };
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "use {} to {}",
+                        humanize(*range.start()),
+                        humanize(*range.end())
+                    ),
+                ));
+            }
+            Ok(value)
+        };
+        let access_ttl = ttl(
+            "access_token_ttl",
+            &self.access_token_ttl,
+            &file.access_token_ttl,
+            Duration::from_secs(15 * 60),
+            Duration::from_secs(60)..=Duration::from_secs(86_400),
+        )?;
+        let session_ttl = ttl(
+            "session_ttl",
+            &self.session_ttl,
+            &file.session_ttl,
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(300)..=Duration::from_secs(90 * 86_400),
+        )?;
+        if session_ttl < access_ttl {
+            return Err(invalid("session_ttl", "must be at least access_token_ttl"));
+        }
+        let password = value_or_file(
+            "admin password file",
+            self.admin_password.as_ref(),
+            self.admin_password_file
+                .as_ref()
+                .or(file.admin_password_file.as_ref()),
+        )?;
+        if let Some(password) = &password {
+            crate::api::auth::password::check_new(password)
+                .map_err(|reason| invalid("admin_password", reason))?;
+        }
+        Ok(ApiConfig {
+            listen: self
+                .api_listen
+                .or(file.api_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3810))),
+            jwt_secret,
+            access_ttl,
+            session_ttl,
+            first_admin: FirstAdmin {
+                email: self
+                    .admin_email
+                    .clone()
+                    .or_else(|| file.admin_email.clone())
+                    .unwrap_or_else(|| "admin@localhost".to_owned()),
+                password,
+            },
+        })
+    }
+}
+
+/// A setting given directly or in a file (a mounted secret); the direct value wins.
+/// Surrounding whitespace (a file's trailing newline) is not part of it.
+fn value_or_file(
+    what: &'static str,
+    value: Option<&String>,
+    path: Option<&PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    match (value, path) {
+        (Some(value), _) => Ok(Some(value.trim().to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some(text.trim().to_owned()))
+            .map_err(|source| ConfigError::Read {
+                what,
+                path: path.clone(),
+                source,
+            }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `90d`, `1h`, `60s`: durations as people write them.
+fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -512,6 +742,55 @@ mod tests {
             .resolve(&FileConfig::default())
             .unwrap();
         assert_eq!(config.database.url.backend(), crate::store::Backend::MySql);
+    }
+
+    #[test]
+    fn api_secrets_come_from_flags_or_files_and_are_never_defaulted() {
+        let config = serve(&["--data-dir", "/srv/dm"])
+            .resolve(&FileConfig::default())
+            .unwrap();
+        assert!(matches!(
+            &config.api.jwt_secret,
+            SecretSource::Generated(path) if path == Path::new("/srv/dm/secrets/jwt.secret")
+        ));
+        assert_eq!(
+            config.api.first_admin.password, None,
+            "generated at first start"
+        );
+        assert_eq!(config.api.first_admin.email, "admin@localhost");
+        assert_eq!(config.api.access_ttl, Duration::from_secs(900));
+
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "from a mounted secret\n").unwrap();
+        let from_file = FileConfig {
+            admin_password_file: Some(password),
+            jwt_secret_file: Some("/run/secrets/jwt".into()),
+            session_ttl: Some("1d".into()),
+            ..FileConfig::default()
+        };
+        let config = serve(&[]).resolve(&from_file).unwrap();
+        assert_eq!(
+            config.api.first_admin.password.as_deref(),
+            Some("from a mounted secret")
+        );
+        assert!(
+            matches!(&config.api.jwt_secret, SecretSource::File(path) if path == Path::new("/run/secrets/jwt"))
+        );
+        assert_eq!(config.api.session_ttl, Duration::from_secs(86_400));
+
+        let weak = serve(&["--admin-password", "admin"]).resolve(&FileConfig::default());
+        assert!(
+            weak.unwrap_err()
+                .to_string()
+                .starts_with("admin_password: the password must have at least 10")
+        );
+        let backwards = serve(&["--access-token-ttl", "1h", "--session-ttl", "10m"])
+            .resolve(&FileConfig::default());
+        assert_eq!(
+            backwards.unwrap_err().to_string(),
+            "session_ttl: must be at least access_token_ttl"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! [`transport`] (mutual TLS with the built-in CA from [`pki`], the ingest pipeline and the
 //! [`live`] fan-out) and the [`scheduler`]'s rollups and retention.
 
+pub mod admin;
+pub mod api;
 pub mod config;
 pub mod health;
 pub mod live;

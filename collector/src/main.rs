@@ -7,11 +7,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dockermon_agent::process::{cancel_on_signal, error_chain, init_logging};
-use dockermon_collector::config::{self, Cli, Command, HostCommand, PkiCommand, TokenCommand};
+use dockermon_collector::admin;
+use dockermon_collector::config::{
+    self, Cli, Command, FileConfig, HostCommand, PkiCommand, TokenCommand, UserCommand,
+};
 use dockermon_collector::pki::{Authority, PkiPaths};
 use dockermon_collector::serve::serve;
 use dockermon_collector::store::Store;
-use dockermon_proto::transport::JoinToken;
+use dockermon_collector::transport::enroll::create_join_token;
 use dockermon_proto::{HostName, now_ns};
 use tokio_util::sync::CancellationToken;
 
@@ -106,14 +109,7 @@ fn main() -> ExitCode {
                 let authority = Authority::load(&PkiPaths::in_data_dir(&database.data_dir))?;
                 let store = Store::connect(&database.url).await?;
                 store.migrate().await?;
-                let token = JoinToken {
-                    ca_fingerprint: authority.fingerprint(),
-                    secret: rand::random(),
-                };
-                let now = now_ns();
-                store
-                    .create_join_token(&token.secret, &host, None, now, now + ttl.as_nanos() as i64)
-                    .await?;
+                let (token, _) = create_join_token(&store, &authority, &host, ttl, None).await?;
                 println!("{token}");
                 eprintln!(
                     "dockermon-collector: one-time join token for {host}, valid for {}",
@@ -147,6 +143,7 @@ fn main() -> ExitCode {
                 anyhow::Ok(())
             })
         }
+        Command::User(command) => return run_user_command(&runtime, command, &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,4 +172,71 @@ fn default_server_names() -> Vec<String> {
         }
     }
     names
+}
+
+fn run_user_command(
+    runtime: &tokio::runtime::Runtime,
+    command: UserCommand,
+    file: &FileConfig,
+) -> ExitCode {
+    let database = match &command {
+        UserCommand::Add(args) => args.database.resolve(file),
+        UserCommand::Passwd(args) => args.database.resolve(file),
+        UserCommand::List(args) => args.resolve(file),
+    };
+    let database = match database {
+        Ok(database) => database,
+        Err(error) => return config_error(&error),
+    };
+    let result = runtime.block_on(async {
+        let store = Store::connect(&database.url).await?;
+        store.migrate().await?;
+        match command {
+            UserCommand::Add(args) => {
+                let (password, generated) = admin::read_password(&args.password)?;
+                let user =
+                    admin::add_user(&store, &args.email, &args.role, password.clone()).await?;
+                eprintln!(
+                    "dockermon-collector: added {} ({})",
+                    user.email,
+                    user.role.as_str()
+                );
+                if generated {
+                    println!("{password}");
+                    eprintln!("dockermon-collector: the password above is shown only now");
+                }
+            }
+            UserCommand::Passwd(args) => {
+                let (password, generated) = admin::read_password(&args.password)?;
+                admin::set_password(&store, &args.email, password.clone()).await?;
+                eprintln!(
+                    "dockermon-collector: password of {} changed; their sessions have ended",
+                    args.email
+                );
+                if generated {
+                    println!("{password}");
+                }
+            }
+            UserCommand::List(_) => {
+                println!("{:<8} {:<40} {:<10} STATUS", "ID", "EMAIL", "ROLE");
+                for user in admin::list_users(&store).await? {
+                    let status = if user.disabled { "disabled" } else { "active" };
+                    println!(
+                        "{:<8} {:<40} {:<10} {status}",
+                        user.id,
+                        user.email,
+                        user.role.as_str()
+                    );
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dockermon-collector: {}", error_chain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
 }

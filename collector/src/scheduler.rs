@@ -15,6 +15,8 @@ use crate::store::{Retention, Store};
 const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Longer than the longest expected job, shorter than the gap a failover may cause.
+/// Ended sessions are kept this long (for investigating a leaked token), then deleted.
+const SESSION_RECORDS: Duration = Duration::from_secs(7 * 86_400);
 const LEASE_TTL: Duration = Duration::from_secs(600);
 
 pub async fn run(store: Store, retention: Retention, holder: String, cancel: CancellationToken) {
@@ -34,8 +36,10 @@ pub async fn run(store: Store, retention: Retention, holder: String, cancel: Can
             }
             _ = retention_tick.tick() => {
                 under_lease(&store, "retention", &holder, async {
-                    let report = store.apply_retention(now_ns(), &retention).await?;
-                    info!(deleted = report.deleted, "retention applied");
+                    let now = now_ns();
+                    let report = store.apply_retention(now, &retention).await?;
+                    let sessions = store.purge_sessions(now - SESSION_RECORDS.as_nanos() as i64).await?;
+                    info!(deleted = report.deleted, sessions, "retention applied");
                     Ok(())
                 }).await;
             }

@@ -6,6 +6,7 @@
 //! stops start-up), then the agent listener and the scheduled jobs. Everything stops from
 //! one `CancellationToken`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +19,8 @@ use dockermon_agent::process::error_chain;
 
 use std::sync::Arc;
 
+use crate::admin::ensure_first_admin;
+use crate::api::{self, ApiState, auth::TokenKeys};
 use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
 use crate::live::LiveBus;
@@ -26,6 +29,8 @@ use crate::scheduler;
 use crate::store::{DatabaseUrl, Store};
 use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
 
+/// How long an agent has to carry out a container action.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the database is checked once running.
 const DATABASE_CHECK: Duration = Duration::from_secs(5);
 
@@ -46,6 +51,11 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         TlsSource::Files(files) => (files.clone(), None),
     };
     let tls = transport::tls::server_config(&tls_files).context("cannot set up TLS for agents")?;
+    let jwt_secret = config
+        .api
+        .jwt_secret
+        .load()
+        .context("cannot load the token secret")?;
 
     let listener = TcpListener::bind(config.health_listen)
         .await
@@ -80,11 +90,12 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         Box::new(|_, _| {}),
         cancel.clone(),
     );
+    let registry = Registry::default();
     let service = Arc::new(AgentService {
         store: store.clone(),
         pipeline,
-        registry: Registry::default(),
-        authority,
+        registry: registry.clone(),
+        authority: authority.clone(),
         agent_config: config.agent_config.clone(),
         agent_cert_ttl: config.agent_cert_ttl,
         shutdown: cancel.clone(),
@@ -97,6 +108,41 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     ));
     tracker.spawn(async move {
         let _ = writer.await;
+    });
+
+    if let Some((admin, generated)) = ensure_first_admin(&store, &config.api.first_admin).await? {
+        match generated {
+            // Printed, not logged: a password has no place in a log pipeline.
+            Some(password) => eprintln!(
+                "\n  First admin created: {}\n  Password (shown only now): {password}\n  Change it after signing in.\n",
+                admin.email
+            ),
+            None => info!(email = %admin.email, "created the first admin"),
+        }
+    }
+    let api = ApiState {
+        store: store.clone(),
+        tokens: Arc::new(TokenKeys::new(&jwt_secret, config.api.access_ttl)),
+        throttle: Arc::default(),
+        registry: registry.clone(),
+        retention: config.retention.clone(),
+        authority,
+        refresh_ttl: config.api.session_ttl,
+        action_timeout: ACTION_TIMEOUT,
+    };
+    let api_listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api_listen)", config.api.listen))?;
+    info!(address = %api_listener.local_addr()?, "API listening");
+    let app = api::router(api).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = cancel.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(api_listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            warn!(%error, "API listener failed");
+        }
     });
     readiness.ready();
 

@@ -22,6 +22,7 @@ pub struct Collector {
     pub database_url: String,
     pub agent_address: SocketAddr,
     pub health_address: SocketAddr,
+    pub api_address: SocketAddr,
     extra: Vec<String>,
     pub process: Option<RecordedProcess>,
 }
@@ -56,6 +57,7 @@ impl Collector {
             database_url: database_url.to_owned(),
             agent_address: free_loopback_address()?,
             health_address: free_loopback_address()?,
+            api_address: free_loopback_address()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             process: None,
         };
@@ -74,6 +76,7 @@ impl Collector {
             .args(["--database-url", &self.database_url])
             .args(["--agent-listen", &self.agent_address.to_string()])
             .args(["--health-listen", &self.health_address.to_string()])
+            .args(["--api-listen", &self.api_address.to_string()])
             .args(&self.extra)
             .env_remove("DOCKERMON_DATABASE_URL");
         let process = RecordedProcess::spawn(command)?;
@@ -148,21 +151,7 @@ pub async fn readyz(address: SocketAddr) -> Option<u16> {
 
 /// The status code and body of `GET /readyz`, if anything answers.
 pub async fn readyz_answer(address: SocketAddr) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.ok()?;
-    let status = answer.split(' ').nth(1)?.parse().ok()?;
-    let body = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    Some((status, body))
+    crate::http::request(address, "GET", "/readyz", None, None).await
 }
 
 /// An agent process reporting to a collector.

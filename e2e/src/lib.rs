@@ -2,11 +2,12 @@
 //! Docker CLI helpers ([`docker`]), a Docker socket proxy that can cut connections
 //! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), processes whose JSON-lines output is recorded ([`process`]) and
 //! deadline-bounded waiting ([`wait`]), the project's binaries built fresh ([`binaries`])
-//! and run as a collector with agents ([`fleet`]). The end-to-end suites live in `tests/`.
+//! and run as a collector with agents ([`fleet`]), talked to over HTTP ([`http`]). The end-to-end suites live in `tests/`.
 
 pub mod binaries;
 pub mod docker;
 pub mod fleet;
+pub mod http;
 pub mod mysql;
 pub mod process;
 pub mod proxy;

@@ -114,6 +114,52 @@ pub struct Command {
 pub enum CommandAction {
     /// Apply a new collection configuration now.
     SetConfig(AgentConfig),
+    /// Act on a container. The agent refuses actions outside its own allowlist.
+    Container {
+        container_id: String,
+        action: ContainerAction,
+    },
+}
+
+/// What people may do to a container through Dockermon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerAction {
+    Start,
+    Stop,
+    Restart,
+    Pause,
+    Unpause,
+    Kill,
+    Remove,
+}
+
+impl ContainerAction {
+    pub const ALL: [ContainerAction; 7] = [
+        ContainerAction::Start,
+        ContainerAction::Stop,
+        ContainerAction::Restart,
+        ContainerAction::Pause,
+        ContainerAction::Unpause,
+        ContainerAction::Kill,
+        ContainerAction::Remove,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerAction::Start => "start",
+            ContainerAction::Stop => "stop",
+            ContainerAction::Restart => "restart",
+            ContainerAction::Pause => "pause",
+            ContainerAction::Unpause => "unpause",
+            ContainerAction::Kill => "kill",
+            ContainerAction::Remove => "remove",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ContainerAction> {
+        Self::ALL.into_iter().find(|action| action.as_str() == text)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

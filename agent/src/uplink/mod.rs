@@ -10,7 +10,8 @@
 //! Connection: reconnect with exponential backoff and jitter; at most [`WINDOW`] frames in
 //! flight; a ping every 15 s, and a connection silent for 45 s is dead. The collector's
 //! welcome carries the collection settings, applied at once; `set_config` commands change
-//! them later. Renewal of the agent's certificate is checked hourly.
+//! them later; container commands go to the [`crate::actions`] task and their results come
+//! back through the uplink. Renewal of the agent's certificate is checked hourly.
 
 mod connection;
 pub mod identity;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dockermon_proto::Record;
 use dockermon_proto::transport::{
-    AgentConfig, AgentMessage, CollectorMessage, CommandAction, CommandOutcome, CommandResult,
-    JoinToken,
+    AgentConfig, AgentMessage, CollectorMessage, Command, CommandAction, CommandOutcome,
+    CommandResult, JoinToken,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -97,6 +98,7 @@ pub async fn run(
     config: UplinkConfig,
     mut records: mpsc::Receiver<Record>,
     collect: watch::Sender<CollectConfig>,
+    actions: ActionChannels,
     cancel: CancellationToken,
 ) -> Result<(), UplinkError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -130,6 +132,8 @@ pub async fn run(
         reconnect_at: Instant::now(),
         backoff,
         collect,
+        actions: actions.commands,
+        results: actions.results,
     };
     spool = uplink.run(&mut records, &cancel).await;
     drop(spool);
@@ -148,6 +152,15 @@ struct Uplink {
     reconnect_at: Instant,
     backoff: Backoff,
     collect: watch::Sender<CollectConfig>,
+    /// Container commands go to the actions task; their results come back here.
+    actions: mpsc::Sender<Command>,
+    results: mpsc::Receiver<CommandResult>,
+}
+
+/// The uplink's ends of the channels to the container actions task.
+pub struct ActionChannels {
+    pub commands: mpsc::Sender<Command>,
+    pub results: mpsc::Receiver<CommandResult>,
 }
 
 impl Uplink {
@@ -178,6 +191,7 @@ impl Uplink {
                 () = tokio::time::sleep_until(self.reconnect_at.into()), if self.session.is_none() => {}
                 _ = ping.tick(), if self.session.is_some() => self.heartbeat(),
                 _ = renewal.tick() => self.renew_if_due().await,
+                Some(result) = self.results.recv() => self.answer(result),
             }
         }
     }
@@ -284,7 +298,15 @@ impl Uplink {
                 debug!(seq, spooled = self.spool.len(), "acknowledged");
             }
             Ok(Some(CollectorMessage::Command(command))) => {
+                let id = command.id;
                 let outcome = match command.action {
+                    CommandAction::Container { .. } => match self.actions.try_send(command) {
+                        // Answered later, from the actions task.
+                        Ok(()) => return,
+                        Err(_) => CommandOutcome::Failed {
+                            message: "too many container actions pending on this agent".into(),
+                        },
+                    },
                     CommandAction::SetConfig(config) => match collect_config(&config) {
                         Ok(collect) => {
                             info!(?collect, "collection settings changed by the collector");
@@ -294,12 +316,7 @@ impl Uplink {
                         Err(message) => CommandOutcome::Failed { message },
                     },
                 };
-                if let Some(session) = &self.session {
-                    session.send_message(&AgentMessage::CommandResult(CommandResult {
-                        id: command.id,
-                        outcome,
-                    }));
-                }
+                self.answer(CommandResult { id, outcome });
             }
             Ok(Some(CollectorMessage::Refused { reason })) => {
                 self.disconnect(&format!("refused: {reason}"))
@@ -309,6 +326,14 @@ impl Uplink {
                 self.disconnect(&format!("closed by the collector: {reason}"))
             }
             Err(SessionEnd::Broken(reason)) => self.disconnect(&reason),
+        }
+    }
+
+    /// Sends a command's result; lost if the session is gone, and the collector then
+    /// reports the command as interrupted.
+    fn answer(&self, result: CommandResult) {
+        if let Some(session) = &self.session {
+            session.send_message(&AgentMessage::CommandResult(result));
         }
     }
 

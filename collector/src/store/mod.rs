@@ -22,6 +22,7 @@ mod lease;
 mod queries;
 mod rollup;
 mod url;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,7 @@ pub use queries::{
 };
 pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
 pub use url::DatabaseUrl;
+pub use users::{Credentials, Role, UserAction, UserRow, UserUpdate};
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +53,34 @@ pub enum Backend {
 
 /// A host's row id.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct HostId(pub i64);
 
 /// A logical container's row id: stable across re-creations of the container.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct ContainerKey(pub i64);

@@ -9,6 +9,7 @@ use dockermon_proto::{Container, HostInfo};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, QueryBuilder, Row};
+use utoipa::ToSchema;
 
 use super::rollup::{Resolution, Retention};
 use super::{Backend, ContainerKey, HostId, Result, Store, StoreError};
@@ -54,7 +55,7 @@ impl Page {
 #[error("{0}")]
 pub struct InvalidPage(pub String);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Paged<T> {
     pub total: u64,
     pub offset: u64,
@@ -62,19 +63,21 @@ pub struct Paged<T> {
     pub items: Vec<T>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HostRow {
     pub id: HostId,
     pub name: String,
     pub engine_id: String,
     pub docker_version: String,
     pub agent_version: String,
+    /// The latest host description from the agent.
+    #[schema(value_type = Option<Object>)]
     pub info: Option<HostInfo>,
     pub created_ns: i64,
     pub last_seen_ns: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ContainerRow {
     pub id: ContainerKey,
     pub host_id: HostId,
@@ -91,6 +94,7 @@ pub struct ContainerRow {
     pub removed_ns: Option<i64>,
     /// The container as the agent last described it (`None` for a container known only
     /// from its samples).
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<Container>,
 }
 
@@ -129,7 +133,7 @@ pub struct ActivityFilter {
     pub to_ns: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ActivityEntry {
     pub id: i64,
     pub host_id: Option<HostId>,
@@ -154,13 +158,13 @@ pub struct StatsQuery {
 }
 
 /// Average and maximum over a point's samples (equal for raw points).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct Agg {
     pub avg: f64,
     pub max: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StatsPoint {
     pub time_ns: i64,
     pub samples: i64,
@@ -175,13 +179,13 @@ pub struct StatsPoint {
     pub pids: Agg,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StatsSeries {
     pub resolution: Resolution,
     pub points: Vec<StatsPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LatestStats {
     pub container_id: ContainerKey,
     pub name: String,
@@ -198,7 +202,7 @@ pub struct LatestStats {
     pub pids: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ImageRow {
     pub host_id: HostId,
     pub id: String,
@@ -208,7 +212,7 @@ pub struct ImageRow {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct VolumeRow {
     pub host_id: HostId,
     pub name: String,
@@ -219,7 +223,7 @@ pub struct VolumeRow {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct NetworkRow {
     pub host_id: HostId,
     pub id: String,
@@ -231,15 +235,25 @@ pub struct NetworkRow {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UsageRow {
     pub host_id: HostId,
     pub time_ns: i64,
     pub layers_bytes: i64,
+    /// Count, active, bytes, reclaimable bytes.
+    #[schema(value_type = Vec<i64>)]
     pub images: [i64; 4],
+    /// Count, active, bytes, reclaimable bytes.
+    #[schema(value_type = Vec<i64>)]
     pub containers: [i64; 4],
+    /// Count, active, bytes, reclaimable bytes.
+    #[schema(value_type = Vec<i64>)]
     pub volumes: [i64; 4],
+    /// Count, active, bytes, reclaimable bytes.
+    #[schema(value_type = Vec<i64>)]
     pub build_cache: [i64; 4],
+    /// The largest container layers and volumes.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -21,7 +21,7 @@ const CHUNK_BUCKETS: i64 = 288;
 const DELETE_CHUNK: u32 = 10_000;
 
 /// The resolution of a stats series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     /// Every sample (30 s apart by default).

@@ -171,3 +171,24 @@ pub(super) fn refusal_for(admission: Admission) -> Option<Refusal> {
         )),
     }
 }
+
+/// Creates a one-time join token for `host`, valid for `ttl`, pinning `authority`'s CA.
+/// Returns the token and when it expires (Unix ns).
+pub async fn create_join_token(
+    store: &crate::store::Store,
+    authority: &crate::pki::Authority,
+    host: &HostName,
+    ttl: std::time::Duration,
+    created_by: Option<i64>,
+) -> crate::store::Result<(JoinToken, i64)> {
+    let token = JoinToken {
+        ca_fingerprint: authority.fingerprint(),
+        secret: rand::random(),
+    };
+    let now = now_ns();
+    let expires = now.saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64);
+    store
+        .create_join_token(&token.secret, host, created_by, now, expires)
+        .await?;
+    Ok((token, expires))
+}

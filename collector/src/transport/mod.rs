@@ -7,7 +7,7 @@
 //! store; a background task closes open sessions of hosts revoked since (on any replica,
 //! since it reads the store).
 
-mod enroll;
+pub mod enroll;
 mod pipeline;
 pub mod registry;
 mod session;
@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 pub use pipeline::{CommitObserver, Pipeline};
-pub use registry::Registry;
+pub use registry::{CommandError, Registry};
 pub use tls::{Peer, TlsFiles};
 
 use crate::pki::Authority;

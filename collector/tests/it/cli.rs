@@ -129,6 +129,7 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
         run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", &data_dir]).await;
     assert_eq!(code, Some(0), "{stderr}");
     let agents = free_loopback_address().unwrap();
+    let api = free_loopback_address().unwrap();
     let mut collector = RecordedProcess::spawn({
         let mut command = Command::new(COLLECTOR);
         command
@@ -144,6 +145,8 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
             .args([
                 "--agent-listen",
                 &agents.to_string(),
+                "--api-listen",
+                &api.to_string(),
                 "--data-dir",
                 &data_dir,
             ]);
@@ -197,4 +200,196 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
         .unwrap();
     let exit = collector.wait_exit(Duration::from_secs(30)).await.unwrap();
     assert!(exit.success(), "{exit:?}\n{}", collector.stderr());
+}
+
+/// Starts `serve` on SQLite in `data_dir` with free ports; the process and its API address.
+async fn serve_embedded(data_dir: &str, extra: &[&str]) -> (RecordedProcess, SocketAddr) {
+    let (code, stderr) =
+        run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", data_dir]).await;
+    assert!(code == Some(0) || stderr.contains("already"), "{stderr}");
+    let api = free_loopback_address().unwrap();
+    let process = RecordedProcess::spawn({
+        let mut command = Command::new(COLLECTOR);
+        command
+            .args(["serve", "--data-dir", data_dir, "--log", "info"])
+            .args(["--api-listen", &api.to_string()])
+            .args([
+                "--agent-listen",
+                &free_loopback_address().unwrap().to_string(),
+            ])
+            .args([
+                "--health-listen",
+                &free_loopback_address().unwrap().to_string(),
+            ])
+            .args(extra)
+            .env_remove("DOCKERMON_DATABASE_URL")
+            .env_remove("DOCKERMON_ADMIN_PASSWORD");
+        command
+    })
+    .unwrap();
+    process
+        .wait_for_stderr(WAIT, "API listening")
+        .await
+        .unwrap();
+    (process, api)
+}
+
+async fn stop(mut process: RecordedProcess) {
+    let pid = process.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let exit = process.wait_exit(Duration::from_secs(30)).await.unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", process.stderr());
+}
+
+async fn login(api: SocketAddr, email: &str, password: &str) -> u16 {
+    let body = serde_json::json!({"email": email, "password": password});
+    let (status, _) =
+        dockermon_e2e::http::json(api, "POST", "/api/v1/auth/login", None, Some(&body))
+            .await
+            .expect("the API answers");
+    status
+}
+
+#[tokio::test]
+async fn the_first_admin_is_generated_once_and_signs_in_over_http() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let (collector, api) = serve_embedded(&data_dir, &[]).await;
+    let stderr = collector.stderr();
+    let password = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Password (shown only now): "))
+        .unwrap_or_else(|| panic!("no generated password in:\n{stderr}"))
+        .to_owned();
+    assert!(
+        stderr.contains("First admin created: admin@localhost"),
+        "{stderr}"
+    );
+    assert_eq!(login(api, "admin@localhost", &password).await, 200);
+    assert_eq!(login(api, "admin@localhost", "not the password").await, 401);
+    stop(collector).await;
+
+    // A restart keeps the admin and the token secret, and prints no password again.
+    let secret = std::fs::read(data.path().join("secrets/jwt.secret")).unwrap();
+    let (collector, api) = serve_embedded(&data_dir, &[]).await;
+    assert!(
+        !collector.stderr().contains("Password"),
+        "{}",
+        collector.stderr()
+    );
+    assert_eq!(login(api, "admin@localhost", &password).await, 200);
+    assert_eq!(
+        std::fs::read(data.path().join("secrets/jwt.secret")).unwrap(),
+        secret
+    );
+    stop(collector).await;
+
+    // Users from the shell: added with a password on stdin, listed, password reset.
+    let url = format!("sqlite://{data_dir}/dockermon.db");
+    let mut add = Command::new(COLLECTOR)
+        .args([
+            "user",
+            "add",
+            "ops@example.com",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ])
+        .args(["--database-url", &url])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = add.stdin.take().unwrap();
+        stdin.write_all(b"operator password 1\n").await.unwrap();
+    }
+    let added = add.wait_with_output().await.unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let listed = Command::new(COLLECTOR)
+        .args(["user", "list", "--database-url", &url])
+        .output()
+        .await
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("ops@example.com") && listed.contains("operator"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("admin@localhost") && listed.contains("admin"),
+        "{listed}"
+    );
+    let weak = run_to_exit(&[
+        "user",
+        "add",
+        "x@example.com",
+        "--password-file",
+        "/dev/null",
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert_eq!(weak.0, Some(1), "{}", weak.1);
+    assert!(weak.1.contains("at least 10 characters"), "{}", weak.1);
+
+    let reset = Command::new(COLLECTOR)
+        .args(["user", "passwd", "ops@example.com", "--database-url", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(reset.status.success());
+    let new_password = String::from_utf8_lossy(&reset.stdout).trim().to_owned();
+    assert_eq!(new_password.len(), 20);
+    let (collector, api) = serve_embedded(&data_dir, &[]).await;
+    assert_eq!(
+        login(api, "ops@example.com", "operator password 1").await,
+        401
+    );
+    assert_eq!(login(api, "ops@example.com", &new_password).await, 200);
+    stop(collector).await;
+}
+
+#[tokio::test]
+async fn a_short_token_secret_is_refused_before_anything_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let (code, stderr) =
+        run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", &data_dir]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run_to_exit(&[
+        "serve",
+        "--data-dir",
+        &data_dir,
+        "--jwt-secret",
+        "changeme",
+        "--api-listen",
+        &free_loopback_address().unwrap().to_string(),
+        "--agent-listen",
+        &free_loopback_address().unwrap().to_string(),
+        "--health-listen",
+        &free_loopback_address().unwrap().to_string(),
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the JWT secret must be at least 32 bytes"),
+        "{stderr}"
+    );
+    let (code, stderr) =
+        run_to_exit(&["serve", "--data-dir", &data_dir, "--access-token-ttl", "5s"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("access_token_ttl: use 1m to 1d"),
+        "{stderr}"
+    );
 }

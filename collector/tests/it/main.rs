@@ -1,6 +1,8 @@
 //! The collector against real databases: every store test runs on real MariaDB and real
 //! SQLite, each on a fresh database; the binary's start-up against both.
 
+mod api;
 mod cli;
+mod fixtures;
 mod store;
 mod support;

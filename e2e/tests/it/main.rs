@@ -1,6 +1,7 @@
 //! End to end: the real collector and real agents as processes, real TLS, real Docker, real
 //! MariaDB. One test binary (modules below) so it links once.
 
+mod api;
 mod delivery;
 mod protocol;
 mod security;

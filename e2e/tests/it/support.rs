@@ -11,6 +11,9 @@ use dockermon_e2e::fleet::{Agent, Collector, WAIT};
 use dockermon_e2e::mysql::MysqlDatabase;
 use dockermon_e2e::wait::eventually;
 
+/// The password of the collector's first admin, `admin@localhost`.
+pub(crate) const ADMIN_PASSWORD: &str = "end-to-end admin password";
+
 /// A collector on its own MariaDB database, its data in a temporary directory.
 pub(crate) struct Setup {
     pub(crate) collector: Collector,
@@ -32,6 +35,8 @@ impl Setup {
                 "1s",
                 "--agent-usage-interval",
                 "off",
+                "--admin-password",
+                ADMIN_PASSWORD,
             ],
         )
         .await

@@ -1,0 +1,82 @@
+//! The REST API for people, under `/api/v1` on :3810, and its OpenAPI document.
+//!
+//! Routers are functions of the state: [`router`] is what `serve` listens with and what
+//! tests call with `oneshot`. Every handler answers JSON, and every error leaves as an
+//! [`error::ApiError`]. Bodies are capped at [`MAX_BODY`]; larger ones answer 413.
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::pki::Authority;
+use crate::store::{Retention, Store};
+use crate::transport::Registry;
+
+pub use openapi::ApiDoc;
+
+/// The largest request body accepted. The API takes small JSON documents only.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub tokens: Arc<auth::TokenKeys>,
+    pub throttle: Arc<auth::LoginThrottle>,
+    /// The connected agents, for live status and commands.
+    pub registry: Registry,
+    pub retention: Retention,
+    /// The built-in CA, when the collector has one: join tokens pin its fingerprint.
+    pub authority: Option<Arc<Authority>>,
+    /// How long a session lasts without a refresh.
+    pub refresh_ttl: Duration,
+    /// How long an agent has to carry out a container action.
+    pub action_timeout: Duration,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .merge(routes::hosts::router())
+        .merge(routes::containers::router())
+        .merge(routes::activity::router())
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The client's address, for throttling. Taken from the connection (a proxy in front
+/// should be trusted explicitly, which the collector does not do); unspecified when the
+/// router runs without a socket, as in tests.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}

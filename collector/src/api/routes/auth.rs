@@ -1,0 +1,228 @@
+//! Login, refresh, logout, and the signed-in user's own account.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dockermon_proto::now_ns;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{AuthUser, password, random_token, refresh_hash, tokens::unix_now};
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::params;
+use crate::api::{ApiState, ClientAddress};
+use crate::store::{UserRow, UserUpdate};
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me).patch(update_me))
+        .route("/me/password", post(change_password))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A session's tokens. The access token goes in `Authorization: Bearer …`; the refresh
+/// token buys a new pair once, before the session expires.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub user: UserRow,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    #[schema(min_length = 10, max_length = 1024)]
+    pub new_password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsUpdate {
+    /// Replaces the user's settings.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+}
+
+/// The largest settings document a user may keep.
+const MAX_SETTINGS: usize = 16 * 1024;
+
+/// A refresh token is `<session id>.<secret>`: the id finds the session, the secret proves it.
+fn split_refresh(token: &str) -> Option<(&str, &str)> {
+    token
+        .split_once('.')
+        .filter(|(sid, secret)| !sid.is_empty() && !secret.is_empty())
+}
+
+async fn tokens_for(state: &ApiState, user: UserRow, session: &str, secret: &str) -> TokenResponse {
+    TokenResponse {
+        access_token: state.tokens.issue(user.id, session, user.role, unix_now()),
+        token_type: "Bearer",
+        expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_token: format!("{session}.{secret}"),
+        user,
+    }
+}
+
+/// Signs in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many failed logins; see Retry-After")))]
+pub async fn login(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    params::Json(request): params::Json<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    state
+        .throttle
+        .check(address, &request.email, Instant::now())
+        .map_err(ApiError::too_many_requests)?;
+    let credentials = state.store.credentials(&request.email).await?;
+    let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    let matches = password::verify(request.password, hash).await;
+    let user = match credentials {
+        Some(credentials) if matches && !credentials.user.disabled => credentials.user,
+        _ => {
+            state
+                .throttle
+                .failed(address, &request.email, Instant::now());
+            return Err(ApiError::unauthorized(
+                "wrong email or password, or the account is disabled",
+            ));
+        }
+    };
+    state.throttle.succeeded(&request.email);
+    let session = random_token();
+    let secret = random_token();
+    let now = now_ns();
+    let expires = now + state.refresh_ttl.as_nanos() as i64;
+    state
+        .store
+        .create_session(&session, user.id, &refresh_hash(&secret), now, expires)
+        .await?;
+    Ok(Json(tokens_for(&state, user, &session, &secret).await))
+}
+
+/// Exchanges a refresh token for a new pair. Each refresh token works once: presenting
+/// one again ends its session (it was stolen, or the client is confused).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn refresh(
+    State(state): State<ApiState>,
+    params::Json(request): params::Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let ended = || ApiError::unauthorized("the session has ended; sign in again");
+    let (session, secret) = split_refresh(&request.refresh_token).ok_or_else(ended)?;
+    let now = now_ns();
+    let new_secret = random_token();
+    let expires = now + state.refresh_ttl.as_nanos() as i64;
+    let rotated = state
+        .store
+        .rotate_refresh(
+            session,
+            &refresh_hash(secret),
+            &refresh_hash(&new_secret),
+            now,
+            expires,
+        )
+        .await?;
+    if !rotated {
+        state.store.revoke_session(session, now).await?;
+        return Err(ended());
+    }
+    let user = state
+        .store
+        .session_user(session, now)
+        .await?
+        .ok_or_else(ended)?;
+    Ok(Json(tokens_for(&state, user, session, &new_secret).await))
+}
+
+/// Ends the session: its access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<ApiState>, user: AuthUser) -> ApiResult<StatusCode> {
+    state.store.revoke_session(&user.session, now_ns()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserRow), (status = 401, body = ErrorBody)))]
+pub async fn me(State(state): State<ApiState>, user: AuthUser) -> ApiResult<Json<UserRow>> {
+    Ok(Json(state.store.user(user.id).await?))
+}
+
+/// Replaces the signed-in user's settings.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    request_body = SettingsUpdate,
+    responses((status = 200, body = UserRow), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn update_me(
+    State(state): State<ApiState>,
+    user: AuthUser,
+    params::Json(update): params::Json<SettingsUpdate>,
+) -> ApiResult<Json<UserRow>> {
+    if !update.settings.is_object() {
+        return Err(ApiError::bad_request("settings must be a JSON object"));
+    }
+    if update.settings.to_string().len() > MAX_SETTINGS {
+        return Err(ApiError::bad_request(format!(
+            "settings must be at most {MAX_SETTINGS} bytes"
+        )));
+    }
+    let changes = UserUpdate {
+        settings: Some(update.settings),
+        ..UserUpdate::default()
+    };
+    Ok(Json(
+        state.store.update_user(user.id, &changes, now_ns()).await?,
+    ))
+}
+
+/// Changes the signed-in user's password. Every session of the user ends, this one too.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the current password is wrong")))]
+pub async fn change_password(
+    State(state): State<ApiState>,
+    user: AuthUser,
+    params::Json(change): params::Json<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    password::check_new(&change.new_password).map_err(ApiError::bad_request)?;
+    let stored = state.store.password_hash(user.id).await?;
+    if !password::verify(change.current_password, Some(stored)).await {
+        return Err(ApiError::forbidden("the current password is wrong"));
+    }
+    let changes = UserUpdate {
+        password_hash: Some(password::hash(change.new_password).await),
+        ..UserUpdate::default()
+    };
+    state.store.update_user(user.id, &changes, now_ns()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

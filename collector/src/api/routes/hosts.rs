@@ -1,0 +1,265 @@
+//! Hosts: their live status, what is on them (images, volumes, networks, disk usage,
+//! latest stats), join tokens for new ones, and deleting (revoking) them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dockermon_proto::{HostName, now_ns};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::users::PageParams;
+use crate::api::ApiState;
+use crate::api::auth::{Admin, AuthUser};
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::params::{self, Path, Query};
+use crate::store::{
+    HostId, HostRow, ImageRow, LatestStats, NetworkRow, Paged, UsageRow, UserAction, VolumeRow,
+};
+use crate::transport::enroll::create_join_token;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/hosts", get(list))
+        .route("/hosts/{id}", get(one).delete(delete))
+        .route("/hosts/{id}/images", get(images))
+        .route("/hosts/{id}/volumes", get(volumes))
+        .route("/hosts/{id}/networks", get(networks))
+        .route("/hosts/{id}/usage", get(usage))
+        .route("/hosts/{id}/stats/latest", get(latest_stats))
+        .route("/join-tokens", post(join_token))
+}
+
+/// A host and whether its agent is connected now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostView {
+    #[serde(flatten)]
+    pub host: HostRow,
+    pub connected: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// The name the host will be known by.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
+    pub host: String,
+    /// How long the token stays valid, in seconds (default 3600, at most 7 days).
+    #[schema(minimum = 1, maximum = 604800)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinTokenResponse {
+    /// Give it to `dockermon-agent --join-token`. It works once.
+    pub token: String,
+    pub host: String,
+    pub expires_ns: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// Start of the range (RFC 3339); default a day before `to`.
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// End of the range (RFC 3339); default now.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Most records returned (1 to 1000, default 100), oldest first.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const MAX_TOKEN_TTL: u64 = 7 * 86_400;
+
+fn view(state: &ApiState, host: HostRow) -> HostView {
+    HostView {
+        connected: state.registry.is_connected(host.id),
+        host,
+    }
+}
+
+/// Every host.
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", security(("bearer" = [])),
+    responses((status = 200, body = Vec<HostView>), (status = 401, body = ErrorBody)))]
+pub async fn list(State(state): State<ApiState>, _: AuthUser) -> ApiResult<Json<Vec<HostView>>> {
+    let hosts = state.store.hosts().await?;
+    Ok(Json(hosts.into_iter().map(|h| view(&state, h)).collect()))
+}
+
+/// One host.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = HostView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn one(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<HostView>> {
+    let host = state.store.host(HostId(id)).await?;
+    Ok(Json(view(&state, host)))
+}
+
+/// Deletes a host: its certificates are revoked, its agent disconnected and refused, and
+/// what was stored about it removed.
+#[utoipa::path(delete, path = "/api/v1/hosts/{id}", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let host = state.store.host(HostId(id)).await?;
+    let name = HostName::new(host.name.clone()).map_err(|error| {
+        ApiError::internal(&crate::store::StoreError::Invalid(error.to_string()))
+    })?;
+    let now = now_ns();
+    state.store.delete_host(&name, now).await?;
+    state.registry.close_matching(
+        std::slice::from_ref(&host.name),
+        &[],
+        "the host was deleted",
+    );
+    state
+        .store
+        .record_user_action(
+            &UserAction {
+                user_id: admin.id,
+                user_email: &admin.email,
+                host: None,
+                container: None,
+                target_id: &host.name,
+                target_name: Some(&host.name),
+                kind: "host",
+                action: "delete",
+                attributes: BTreeMap::new(),
+            },
+            now,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates a one-time join token for a new (or deleted, to re-admit it) host.
+#[utoipa::path(post, path = "/api/v1/join-tokens", tag = "hosts", security(("bearer" = [])),
+    request_body = JoinTokenRequest,
+    responses((status = 201, body = JoinTokenResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the collector has no built-in CA")))]
+pub async fn join_token(
+    State(state): State<ApiState>,
+    Admin(admin): Admin,
+    params::Json(request): params::Json<JoinTokenRequest>,
+) -> ApiResult<(StatusCode, Json<JoinTokenResponse>)> {
+    let host = HostName::new(request.host).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ttl = request.ttl_seconds.unwrap_or(3600);
+    if !(1..=MAX_TOKEN_TTL).contains(&ttl) {
+        return Err(ApiError::bad_request(format!(
+            "ttl_seconds must be between 1 and {MAX_TOKEN_TTL}"
+        )));
+    }
+    let authority = state.authority.as_ref().ok_or_else(|| {
+        ApiError::conflict(
+            "join tokens need the built-in CA; this collector uses certificate files",
+        )
+    })?;
+    let (token, expires_ns) = create_join_token(
+        &state.store,
+        authority,
+        &host,
+        Duration::from_secs(ttl),
+        Some(admin.id),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinTokenResponse {
+            token: token.to_string(),
+            host: host.to_string(),
+            expires_ns,
+        }),
+    ))
+}
+
+/// A host's images.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/images", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path), PageParams),
+    responses((status = 200, body = Paged<ImageRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn images(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Paged<ImageRow>>> {
+    let page = params::page(page.offset, page.limit)?;
+    Ok(Json(state.store.images(HostId(id), page).await?))
+}
+
+/// A host's volumes.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/volumes", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path), PageParams),
+    responses((status = 200, body = Paged<VolumeRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn volumes(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Paged<VolumeRow>>> {
+    let page = params::page(page.offset, page.limit)?;
+    Ok(Json(state.store.volumes(HostId(id), page).await?))
+}
+
+/// A host's networks.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/networks", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path), PageParams),
+    responses((status = 200, body = Paged<NetworkRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn networks(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Paged<NetworkRow>>> {
+    let page = params::page(page.offset, page.limit)?;
+    Ok(Json(state.store.networks(HostId(id), page).await?))
+}
+
+/// A host's disk usage (`docker system df`) over a range.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/usage", tag = "hosts", security(("bearer" = [])),
+    params(("id" = i64, Path), UsageParams),
+    responses((status = 200, body = Vec<UsageRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn usage(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+    Query(query): Query<UsageParams>,
+) -> ApiResult<Json<Vec<UsageRow>>> {
+    let (from, to) = params::range(query.from.as_deref(), query.to.as_deref(), now_ns(), DAY_NS)?;
+    let limit = params::page(None, query.limit)?.limit;
+    Ok(Json(state.store.usage(HostId(id), from, to, limit).await?))
+}
+
+/// The newest stats of every current container on a host.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/stats/latest", tag = "hosts",
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<LatestStats>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn latest_stats(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<LatestStats>>> {
+    Ok(Json(state.store.latest_stats(HostId(id)).await?))
+}

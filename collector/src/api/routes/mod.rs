@@ -1,0 +1,7 @@
+//! The API's resources, one module each.
+
+pub mod activity;
+pub mod auth;
+pub mod containers;
+pub mod hosts;
+pub mod users;

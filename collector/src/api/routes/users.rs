@@ -1,0 +1,156 @@
+//! Users, managed by admins.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use dockermon_proto::now_ns;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::ApiState;
+use crate::api::auth::{Admin, password};
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::params::{self, Path, Query};
+use crate::store::{Paged, Role, StoreError, UserRow, UserUpdate};
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/users", get(list).post(create))
+        .route("/users/{id}", get(one).patch(update))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items to skip.
+    #[param(minimum = 0, maximum = 1000000)]
+    pub offset: Option<u64>,
+    /// Items per page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    #[schema(max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
+    pub email: String,
+    #[schema(min_length = 10, max_length = 1024)]
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// A new password; every session of the user ends.
+    #[schema(min_length = 10, max_length = 1024)]
+    pub password: Option<String>,
+}
+
+/// Whether `email` looks like one: something, `@`, something, within the column's size.
+fn check_email(email: &str) -> Result<(), ApiError> {
+    let valid = email.len() <= 254
+        && email.matches('@').count() == 1
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("email must look like name@domain"))
+    }
+}
+
+/// Every user.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    params(PageParams),
+    responses((status = 200, body = Paged<UserRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Admin,
+    Query(query): Query<PageParams>,
+) -> ApiResult<Json<Paged<UserRow>>> {
+    let page = params::page(query.offset, query.limit)?;
+    Ok(Json(state.store.users(page).await?))
+}
+
+/// Creates a user.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+    request_body = NewUser,
+    responses((status = 201, body = UserRow), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the email is taken")))]
+pub async fn create(
+    State(state): State<ApiState>,
+    _: Admin,
+    params::Json(user): params::Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserRow>)> {
+    check_email(&user.email)?;
+    password::check_new(&user.password).map_err(ApiError::bad_request)?;
+    let hash = password::hash(user.password).await;
+    match state
+        .store
+        .create_user(&user.email, &hash, user.role, now_ns())
+        .await
+    {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(StoreError::Conflict(_)) => Err(ApiError::conflict("a user with this email exists")),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = UserRow), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn one(
+    State(state): State<ApiState>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<UserRow>> {
+    Ok(Json(state.store.user(id).await?))
+}
+
+/// Changes a user's role, disables or enables them, or sets a new password. Admins cannot
+/// demote or disable themselves, so the collector always keeps an admin.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = UserChange,
+    responses((status = 200, body = UserRow), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<ApiState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+    params::Json(change): params::Json<UserChange>,
+) -> ApiResult<Json<UserRow>> {
+    if id == admin.id
+        && (change.disabled == Some(true) || change.role.is_some_and(|r| r != Role::Admin))
+    {
+        return Err(ApiError::bad_request(
+            "admins cannot demote or disable themselves; another admin can",
+        ));
+    }
+    let password_hash = match change.password {
+        Some(password) => {
+            password::check_new(&password).map_err(ApiError::bad_request)?;
+            Some(password::hash(password).await)
+        }
+        None => None,
+    };
+    let update = UserUpdate {
+        role: change.role,
+        disabled: change.disabled,
+        password_hash,
+        settings: None,
+    };
+    Ok(Json(state.store.update_user(id, &update, now_ns()).await?))
+}

@@ -1,0 +1,623 @@
+//! The REST API through its router (no socket), on real MariaDB and real SQLite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use dockermon_collector::api::auth::TokenKeys;
+use dockermon_collector::api::auth::tokens::unix_now;
+use dockermon_collector::api::{ApiState, MAX_BODY, router};
+use dockermon_collector::pki::{Authority, PkiPaths};
+use dockermon_collector::store::{Retention, Role, Store};
+use dockermon_collector::transport::Registry;
+use dockermon_proto::Record;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::fixtures::{NOW, S, container, event, host, host_info, ingest, inventory, sample};
+use crate::support::{TestDb, on_both_backends};
+
+on_both_backends!(
+    a_session_lives_from_login_to_logout,
+    forged_expired_and_ended_tokens_are_refused,
+    roles_decide_what_a_user_may_do,
+    repeated_failed_logins_are_throttled,
+    bad_input_gets_a_clear_error_in_one_shape,
+    reads_show_what_the_agents_reported,
+    admins_manage_users_and_hosts,
+);
+
+const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+const PASSWORD: &str = "a long enough password";
+
+struct Api {
+    router: Router,
+    store: Store,
+    _db: TestDb,
+    _pki: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new(db: TestDb) -> Api {
+        let pki = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::in_data_dir(pki.path());
+        let authority = Authority::init(&paths, &["localhost".to_owned()], false).unwrap();
+        let state = ApiState {
+            store: db.store.clone(),
+            tokens: Arc::new(TokenKeys::new(SECRET, Duration::from_secs(900))),
+            throttle: Arc::default(),
+            registry: Registry::default(),
+            retention: Retention::default(),
+            authority: Some(Arc::new(authority)),
+            refresh_ttl: Duration::from_secs(3600),
+            action_timeout: Duration::from_secs(5),
+        };
+        Api {
+            router: router(state),
+            store: db.store.clone(),
+            _db: db,
+            _pki: pki,
+        }
+    }
+
+    async fn user(&self, email: &str, role: Role) -> i64 {
+        let hash = dockermon_collector::api::auth::password::hash(PASSWORD.into()).await;
+        self.store
+            .create_user(email, &hash, role, NOW)
+            .await
+            .unwrap()
+            .id
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)))
+        };
+        (status, value)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    /// Signs in; the whole token response.
+    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({"email": email, "password": password});
+        self.call("POST", "/api/v1/auth/login", None, Some(body))
+            .await
+    }
+
+    async fn access(&self, email: &str) -> String {
+        let (status, body) = self.login(email, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["error"]["code"], code, "{}", answer.1);
+    assert!(
+        !answer.1["error"]["message"].as_str().unwrap().is_empty(),
+        "{}",
+        answer.1
+    );
+}
+
+async fn a_session_lives_from_login_to_logout(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("Ops@Example.com", Role::Operator).await;
+
+    let (status, tokens) = api.login("ops@example.COM", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert_eq!(tokens["user"]["email"], "ops@example.com");
+    assert_eq!(tokens["user"]["role"], "operator");
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let (status, me) = api.get("/api/v1/me", access).await;
+    assert_eq!(
+        (status, me["email"].as_str()),
+        (StatusCode::OK, Some("ops@example.com"))
+    );
+
+    // A refresh gives a new pair; the old refresh token is then spent.
+    let body = json!({"refresh_token": refresh});
+    let (status, renewed) = api
+        .call("POST", "/api/v1/auth/refresh", None, Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let renewed_access = renewed["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(renewed["refresh_token"], tokens["refresh_token"]);
+    assert_eq!(
+        api.get("/api/v1/me", &renewed_access).await.0,
+        StatusCode::OK
+    );
+
+    // Presenting the spent one again means it leaked: the whole session ends.
+    let replay = api
+        .call("POST", "/api/v1/auth/refresh", None, Some(body))
+        .await;
+    assert_error(&replay, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(
+        &api.get("/api/v1/me", &renewed_access).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Logout ends the session at once, though the token has not expired.
+    let access = api.access("ops@example.com").await;
+    let (status, _) = api
+        .call("POST", "/api/v1/auth/logout", Some(&access), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let after = api.get("/api/v1/me", &access).await;
+    assert_error(&after, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(after.1["error"]["message"], "the session has ended");
+
+    // A password change ends every session; the new password works, the old does not.
+    let access = api.access("ops@example.com").await;
+    let other = api.access("ops@example.com").await;
+    let change =
+        json!({"current_password": "wrong password!", "new_password": "another long password"});
+    let wrong = api
+        .call("POST", "/api/v1/me/password", Some(&access), Some(change))
+        .await;
+    assert_error(&wrong, StatusCode::FORBIDDEN, "forbidden");
+    let change = json!({"current_password": PASSWORD, "new_password": "another long password"});
+    let (status, _) = api
+        .call("POST", "/api/v1/me/password", Some(&access), Some(change))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/api/v1/me", &other).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("ops@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, live) = api.login("ops@example.com", "another long password").await;
+    let live = live["access_token"].as_str().unwrap();
+
+    // Ended sessions are purged by retention; the live one stays.
+    let purged = api
+        .store
+        .purge_sessions(dockermon_proto::now_ns())
+        .await
+        .unwrap();
+    assert_eq!(
+        purged, 4,
+        "the replayed, logged-out and two password-changed sessions"
+    );
+    assert_eq!(api.get("/api/v1/me", live).await.0, StatusCode::OK);
+}
+
+async fn forged_expired_and_ended_tokens_are_refused(db: TestDb) {
+    let api = Api::new(db).await;
+    let id = api.user("viewer@example.com", Role::Viewer).await;
+    let admin_id = api.user("admin@example.com", Role::Admin).await;
+    let access = api.access("viewer@example.com").await;
+    let (_, me) = api.get("/api/v1/me", &access).await;
+    assert_eq!(me["id"], id);
+
+    // No header, another scheme, garbage.
+    let none = api.call("GET", "/api/v1/me", None, None).await;
+    assert_error(&none, StatusCode::UNAUTHORIZED, "unauthorized");
+    let basic = Request::get("/api/v1/me")
+        .header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+        .body(Body::empty())
+        .unwrap();
+    assert_error(
+        &api.send(basic).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &api.get("/api/v1/me", "not.a.token").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // The right session, signed with another key; and unsigned (`alg: none`).
+    let session = {
+        let parts: Vec<&str> = access.split('.').collect();
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap();
+        serde_json::from_slice::<Value>(&payload).unwrap()["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let other = TokenKeys::new(
+        b"another secret of at least 32 bytes!",
+        Duration::from_secs(900),
+    );
+    let foreign = other.issue(admin_id, &session, Role::Admin, unix_now());
+    assert_error(
+        &api.get("/api/v1/me", &foreign).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let unsigned = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = json!({"sub": admin_id.to_string(), "sid": session, "role": "admin", "typ": "access",
+            "iat": unix_now(), "exp": unix_now() + 600});
+        format!(
+            "{}.{}.",
+            engine.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            engine.encode(claims.to_string())
+        )
+    };
+    assert_error(
+        &api.get("/api/v1/me", &unsigned).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Correctly signed but for another user than the session's: refused.
+    let keys = TokenKeys::new(SECRET, Duration::from_secs(900));
+    let swapped = keys.issue(admin_id, &session, Role::Admin, unix_now());
+    assert_error(
+        &api.get("/api/v1/users", &swapped).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Expired: signed right, session live, but past its expiry.
+    let expired = keys.issue(id, &session, Role::Viewer, unix_now() - 901);
+    let answer = api.get("/api/v1/me", &expired).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(answer.1["error"]["message"], "the token has expired");
+
+    // Disabling the user ends their sessions at once and refuses new logins.
+    let admin = api.access("admin@example.com").await;
+    let disable = json!({"disabled": true});
+    let path = format!("/api/v1/users/{id}");
+    let (status, user) = api.call("PATCH", &path, Some(&admin), Some(disable)).await;
+    assert_eq!((status, &user["disabled"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(
+        api.get("/api/v1/me", &access).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("viewer@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn roles_decide_what_a_user_may_do(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("viewer@example.com", Role::Viewer).await;
+    api.user("operator@example.com", Role::Operator).await;
+    api.user("admin@example.com", Role::Admin).await;
+    let viewer = api.access("viewer@example.com").await;
+    let operator = api.access("operator@example.com").await;
+    let admin = api.access("admin@example.com").await;
+
+    for token in [&viewer, &operator, &admin] {
+        assert_eq!(api.get("/api/v1/hosts", token).await.0, StatusCode::OK);
+        assert_eq!(api.get("/api/v1/containers", token).await.0, StatusCode::OK);
+        assert_eq!(api.get("/api/v1/activity", token).await.0, StatusCode::OK);
+    }
+    let token_request = json!({"host": "docker-9"});
+    for token in [&viewer, &operator] {
+        let users = api.get("/api/v1/users", token).await;
+        assert_error(&users, StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(users.1["error"]["message"], "this needs the admin role");
+        let join = api
+            .call(
+                "POST",
+                "/api/v1/join-tokens",
+                Some(token),
+                Some(token_request.clone()),
+            )
+            .await;
+        assert_error(&join, StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert_eq!(api.get("/api/v1/users", &admin).await.1["total"], 3);
+    let (status, join) = api
+        .call(
+            "POST",
+            "/api/v1/join-tokens",
+            Some(&admin),
+            Some(token_request),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{join}");
+    assert!(
+        join["token"].as_str().unwrap().starts_with("dmj1-"),
+        "{join}"
+    );
+    assert_eq!(join["host"], "docker-9");
+
+    // A viewer changes their own settings, and nobody else's account.
+    let settings = json!({"settings": {"theme": "dark"}});
+    let (status, me) = api
+        .call("PATCH", "/api/v1/me", Some(&viewer), Some(settings))
+        .await;
+    assert_eq!(
+        (status, &me["settings"]["theme"]),
+        (StatusCode::OK, &json!("dark"))
+    );
+    let promote = json!({"role": "admin"});
+    let (_, users) = api.get("/api/v1/users", &admin).await;
+    let viewer_id = users["items"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/users/{viewer_id}");
+    let attempt = api.call("PATCH", &path, Some(&viewer), Some(promote)).await;
+    assert_error(&attempt, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(api.get("/api/v1/me", &viewer).await.1["role"], "viewer");
+}
+
+async fn repeated_failed_logins_are_throttled(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("target@example.com", Role::Admin).await;
+    // An unknown account is answered like a wrong password, not "no such user".
+    let unknown = api.login("nobody@example.com", PASSWORD).await;
+    assert_eq!(
+        unknown.1["error"]["message"],
+        "wrong email or password, or the account is disabled"
+    );
+    for _ in 0..4 {
+        let answer = api.login("target@example.com", "guess guess guess").await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // Locked now, even with the right password; the answer says for how long.
+    let body = json!({"email": "target@example.com", "password": PASSWORD});
+    let request = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((800..=900).contains(&retry), "Retry-After: {retry}");
+    // The address is locked too, for any account.
+    let other = api.login("nobody@example.com", PASSWORD).await;
+    assert_error(&other, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+}
+
+async fn bad_input_gets_a_clear_error_in_one_shape(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("admin@example.com", Role::Admin).await;
+    let admin = api.access("admin@example.com").await;
+
+    let huge = json!({"email": "x@example.com", "password": "p".repeat(MAX_BODY)});
+    let answer = api
+        .call("POST", "/api/v1/users", Some(&admin), Some(huge))
+        .await;
+    assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    let broken = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"email\": "))
+        .unwrap();
+    assert_error(
+        &api.send(broken).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let untyped = Request::post("/api/v1/auth/login")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_error(
+        &api.send(untyped).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+
+    let unknown_field = json!({"email": "a@b.c", "password": PASSWORD, "role": "admin"});
+    let answer = api
+        .call("POST", "/api/v1/auth/login", None, Some(unknown_field))
+        .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{}",
+        answer.1
+    );
+
+    for path in [
+        "/api/v1/containers?limit=0",
+        "/api/v1/containers?limit=1000000",
+        "/api/v1/containers?offset=99999999999",
+        "/api/v1/containers?offset=-1",
+        "/api/v1/containers?host=abc",
+        "/api/v1/activity?from=yesterday",
+        "/api/v1/containers/1/stats?max_points=0",
+        "/api/v1/containers/1/stats?resolution=2m",
+        "/api/v1/containers/x",
+    ] {
+        assert_error(
+            &api.get(path, &admin).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
+    }
+    // SQL in a filter is a value that matches nothing.
+    let (status, page) = api
+        .get("/api/v1/containers?name=x%27%20OR%20%271%27%3D%271&state=%27%3B%20DROP%20TABLE%20users%3B%20--", &admin)
+        .await;
+    assert_eq!((status, &page["total"]), (StatusCode::OK, &json!(0)));
+    assert_eq!(api.get("/api/v1/users", &admin).await.1["total"], 1);
+
+    assert_error(
+        &api.get("/api/v1/nothing-here", &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &api.get("/api/v1/containers/12345", &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+async fn reads_show_what_the_agents_reported(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("viewer@example.com", Role::Viewer).await;
+    let viewer = api.access("viewer@example.com").await;
+    let docker = host(&api.store, "docker-1").await;
+    let now = dockermon_proto::now_ns();
+    let recent = now - now % (30 * S) - 600 * S;
+    let id = "a".repeat(64);
+    let mut records = vec![
+        Record::Host(host_info()),
+        inventory(true, vec![container(&id, "web", NOW)]),
+        Record::Event(event(recent, "start", &id)),
+    ];
+    for i in 0..10 {
+        let time = recent + i * 30 * S;
+        records.push(Record::Stats(sample(
+            &id,
+            "web",
+            time,
+            Some(i as f64),
+            1000 + i as u64,
+        )));
+    }
+    ingest(&api.store, docker, &records).await;
+
+    let (status, hosts) = api.get("/api/v1/hosts", &viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hosts[0]["name"], "docker-1");
+    assert_eq!(hosts[0]["connected"], false);
+    assert_eq!(hosts[0]["docker_version"], "20.10.24");
+
+    let path = format!("/api/v1/containers?host={}&label=tier%3Dfront", docker.0);
+    let (_, containers) = api.get(&path, &viewer).await;
+    assert_eq!(containers["total"], 1, "{containers}");
+    assert_eq!(containers["items"][0]["name"], "web");
+    let key = containers["items"][0]["id"].as_i64().unwrap();
+    let (_, none) = api
+        .get("/api/v1/containers?label=tier%3Dback", &viewer)
+        .await;
+    assert_eq!(none["total"], 0);
+
+    let path = format!("/api/v1/containers/{key}/stats?resolution=raw");
+    let (status, series) = api.get(&path, &viewer).await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    assert_eq!(series["resolution"], "raw");
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10, "{series}");
+    assert_eq!(points[9]["cpu_percent"]["avg"], 9.0);
+
+    let (_, latest) = api
+        .get(&format!("/api/v1/hosts/{}/stats/latest", docker.0), &viewer)
+        .await;
+    assert_eq!(latest[0]["cpu_percent"], 9.0, "{latest}");
+
+    let path = format!("/api/v1/activity?host={}&action=start", docker.0);
+    let (_, activity) = api.get(&path, &viewer).await;
+    assert_eq!(activity["total"], 1, "{activity}");
+    assert_eq!(activity["items"][0]["container_id"], key);
+}
+
+async fn admins_manage_users_and_hosts(db: TestDb) {
+    let api = Api::new(db).await;
+    let admin_id = api.user("admin@example.com", Role::Admin).await;
+    let admin = api.access("admin@example.com").await;
+
+    let new = json!({"email": "new@example.com", "password": PASSWORD, "role": "operator"});
+    let (status, user) = api
+        .call("POST", "/api/v1/users", Some(&admin), Some(new.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!(user["role"], "operator");
+    assert!(user.get("password_hash").is_none(), "{user}");
+    let again = api
+        .call("POST", "/api/v1/users", Some(&admin), Some(new))
+        .await;
+    assert_error(&again, StatusCode::CONFLICT, "conflict");
+    let weak = json!({"email": "weak@example.com", "password": "short", "role": "viewer"});
+    let answer = api
+        .call("POST", "/api/v1/users", Some(&admin), Some(weak))
+        .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    let new_user = api.access("new@example.com").await;
+    assert_eq!(api.get("/api/v1/me", &new_user).await.1["role"], "operator");
+
+    // The collector always keeps an admin.
+    let demote = json!({"role": "viewer"});
+    let path = format!("/api/v1/users/{admin_id}");
+    let answer = api.call("PATCH", &path, Some(&admin), Some(demote)).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Deleting a host removes it and logs who did it.
+    let docker = host(&api.store, "docker-2").await;
+    let path = format!("/api/v1/hosts/{}", docker.0);
+    assert_eq!(api.get(&path, &admin).await.0, StatusCode::OK);
+    let (status, _) = api.call("DELETE", &path, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &api.get(&path, &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let path = format!("/api/v1/activity?user={admin_id}&kind=host");
+    let (_, log) = api.get(&path, &admin).await;
+    assert_eq!(log["total"], 1, "{log}");
+    assert_eq!(log["items"][0]["action"], "delete");
+    assert_eq!(log["items"][0]["actor_name"], "docker-2");
+    assert_eq!(log["items"][0]["attributes"]["user"], "admin@example.com");
+
+    // The OpenAPI document describes every route the router has.
+    let (status, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/users/{id}",
+        "/api/v1/hosts/{id}/usage",
+        "/api/v1/containers/{id}/stats",
+        "/api/v1/activity",
+        "/api/v1/join-tokens",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
