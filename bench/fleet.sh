@@ -23,7 +23,8 @@ trap cleanup EXIT
 
 target/release/dockermon-collector pki init --data-dir "$work" --san localhost >/dev/null
 target/release/dockermon-collector serve --data-dir "$work" --database-url "$server/$database" \
-  --agent-listen 127.0.0.1:23812 --health-listen 127.0.0.1:29810 --log warn >"$work/collector.log" 2>&1 &
+  --agent-listen 127.0.0.1:23812 --health-listen 127.0.0.1:29810 \
+  --api-listen 127.0.0.1:23810 --ws-listen 127.0.0.1:23811 --log warn >"$work/collector.log" 2>&1 &
 collector_pid=$!
 for _ in $(seq 1 120); do
   curl -fsS http://127.0.0.1:29810/readyz >/dev/null 2>&1 && break

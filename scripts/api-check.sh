@@ -27,7 +27,7 @@ api=127.0.0.1:$(port)
 password=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 target/debug/dockermon-collector pki init --data-dir "$work" --san localhost >/dev/null
 DOCKERMON_ADMIN_PASSWORD=$password target/debug/dockermon-collector serve --data-dir "$work" \
-  --api-listen "$api" --agent-listen "127.0.0.1:$(port)" --health-listen "127.0.0.1:$(port)" \
+  --api-listen "$api" --ws-listen "127.0.0.1:$(port)" --agent-listen "127.0.0.1:$(port)" --health-listen "127.0.0.1:$(port)" \
   --log warn >"$work/collector.log" 2>&1 &
 collector_pid=$!
 for _ in $(seq 1 120); do

@@ -208,7 +208,7 @@ impl Default for CollectConfig {
 
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockermon-agent";
-const DEFAULT_SPOOL_BYTES: u64 = 64 << 20;
+pub const DEFAULT_SPOOL_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

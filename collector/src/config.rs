@@ -51,6 +51,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector service.
     Serve(ServeArgs),
+    /// Run the collector and an agent for the local Docker engine in one process, on the
+    /// embedded SQLite under ./data: the one-command way to try Dockermon.
+    Standalone(StandaloneArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Manage the built-in certificate authority.
@@ -236,12 +239,43 @@ pub struct ServeArgs {
     pub api: ApiArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The local Docker engine: unix:///path/to/docker.sock or tcp://host:port.
+    /// [default: $DOCKER_HOST, else unix:///var/run/docker.sock]
+    #[arg(long, env = "DOCKERMON_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+}
+
+impl StandaloneArgs {
+    /// The collector's configuration (its agent listener on loopback unless set) and the
+    /// Docker endpoint of the local agent.
+    pub fn resolve(&self, file: &FileConfig) -> Result<(ServeConfig, String), ConfigError> {
+        let mut config = self.serve.resolve(file)?;
+        if self.serve.agent_listen.is_none() && file.agent_listen.is_none() {
+            config.agent_listen.set_ip([127, 0, 0, 1].into());
+        }
+        #[allow(clippy::disallowed_methods)] // the one standard variable clap does not read
+        let docker_host = self
+            .docker_host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| dockermon_agent::config::DEFAULT_DOCKER_HOST.to_owned());
+        Ok((config, docker_host))
+    }
+}
+
 /// The API for people: listener, tokens, the first admin.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// Address of the REST API (/api/v1). [default: 0.0.0.0:3810]
     #[arg(long, env = "DOCKERMON_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
+    /// Address of the WebSocket API (/ws). [default: 0.0.0.0:3811]
+    #[arg(long, env = "DOCKERMON_WS_LISTEN", value_name = "ADDR")]
+    pub ws_listen: Option<SocketAddr>,
     /// Secret that signs access tokens (at least 32 bytes; every replica needs the same).
     /// [default: generated into <data dir>/secrets/jwt.secret]
     #[arg(
@@ -307,6 +341,8 @@ pub struct FileConfig {
     pub agents: AgentsFile,
     /// Address of the REST API.
     pub api_listen: Option<SocketAddr>,
+    /// Address of the WebSocket API.
+    pub ws_listen: Option<SocketAddr>,
     /// File holding the token-signing secret.
     pub jwt_secret_file: Option<PathBuf>,
     /// Validity of access tokens.
@@ -366,6 +402,7 @@ pub struct ServeConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    pub ws_listen: SocketAddr,
     pub jwt_secret: SecretSource,
     pub access_ttl: Duration,
     pub session_ttl: Duration,
@@ -644,6 +681,10 @@ impl ApiArgs {
                 .api_listen
                 .or(file.api_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3810))),
+            ws_listen: self
+                .ws_listen
+                .or(file.ws_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3811))),
             jwt_secret,
             access_ttl,
             session_ttl,

@@ -13,5 +13,7 @@ pub mod live;
 pub mod pki;
 pub mod scheduler;
 pub mod serve;
+pub mod standalone;
 pub mod store;
 pub mod transport;
+pub mod ws;

@@ -13,6 +13,7 @@ use dockermon_collector::config::{
 };
 use dockermon_collector::pki::{Authority, PkiPaths};
 use dockermon_collector::serve::serve;
+use dockermon_collector::standalone::standalone;
 use dockermon_collector::store::Store;
 use dockermon_collector::transport::enroll::create_join_token;
 use dockermon_proto::{HostName, now_ns};
@@ -47,6 +48,17 @@ fn main() -> ExitCode {
                 let cancel = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(cancel.clone()));
                 serve(config, cancel).await
+            })
+        }
+        Command::Standalone(args) => {
+            let (config, docker_host) = match args.resolve(&file) {
+                Ok(resolved) => resolved,
+                Err(error) => return config_error(&error),
+            };
+            runtime.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(cancel.clone()));
+                standalone(config, &docker_host, cancel).await
             })
         }
         Command::Migrate(args) => {

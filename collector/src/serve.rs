@@ -28,6 +28,7 @@ use crate::pki::Authority;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store};
 use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
+use crate::ws::{self, Feed, WsState};
 
 /// How long an agent has to carry out a container action.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,20 +58,10 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         .load()
         .context("cannot load the token secret")?;
 
-    let listener = TcpListener::bind(config.health_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (health_listen)", config.health_listen))?;
+    let listener = bind(config.health_listen, "health_listen").await?;
     info!(address = %listener.local_addr()?, "health endpoints listening");
     let router = health::router(readiness.clone());
-    let stop = cancel.clone();
-    tracker.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            warn!(%error, "health listener failed");
-        }
-    });
+    spawn_server(&tracker, listener, router, "health", &cancel);
 
     let Some(store) = connect(&config.database.url, &readiness, &cancel).await else {
         tracker.close();
@@ -80,13 +71,12 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     store.migrate().await.context("cannot start")?;
     info!(database = %config.database.url, "database ready");
 
-    let agent_listener = TcpListener::bind(config.agent_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (agent_listen)", config.agent_listen))?;
+    let agent_listener = bind(config.agent_listen, "agent_listen").await?;
     info!(address = %agent_listener.local_addr()?, "agents listening");
+    let live = LiveBus::default();
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
-        LiveBus::default(),
+        live.clone(),
         Box::new(|_, _| {}),
         cancel.clone(),
     );
@@ -130,20 +120,26 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         refresh_ttl: config.api.session_ttl,
         action_timeout: ACTION_TIMEOUT,
     };
-    let api_listener = TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (api_listen)", config.api.listen))?;
-    info!(address = %api_listener.local_addr()?, "API listening");
-    let app = api::router(api).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = cancel.clone();
-    tracker.spawn(async move {
-        let served = axum::serve(api_listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            warn!(%error, "API listener failed");
-        }
-    });
+    let feed = Feed::default();
+    tracker.spawn(ws::fanout::run(live, feed.clone(), cancel.clone()));
+    let ws_state = WsState {
+        api: api.clone(),
+        feed,
+        settings: Arc::default(),
+        shutdown: cancel.clone(),
+    };
+    let listener = bind(config.api.listen, "api_listen").await?;
+    info!(address = %listener.local_addr()?, "API listening");
+    spawn_server(&tracker, listener, api::router(api), "API", &cancel);
+    let listener = bind(config.api.ws_listen, "ws_listen").await?;
+    info!(address = %listener.local_addr()?, "WebSocket API listening");
+    spawn_server(
+        &tracker,
+        listener,
+        ws::router(ws_state),
+        "WebSocket",
+        &cancel,
+    );
     readiness.ready();
 
     tracker.spawn(watch_database(
@@ -163,6 +159,33 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     tracker.wait().await;
     store.close().await;
     Ok(())
+}
+
+async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({key})"))
+}
+
+/// Serves `router` on `listener` until `cancel` fires, with the client's address available
+/// to handlers (the API throttles failed logins by it).
+fn spawn_server(
+    tracker: &TaskTracker,
+    listener: TcpListener,
+    router: axum::Router,
+    name: &'static str,
+    cancel: &CancellationToken,
+) {
+    let stop = cancel.clone();
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            warn!(%error, listener = name, "listener failed");
+        }
+    });
 }
 
 /// Connects, retrying with backoff while the database is unavailable. `None` if cancelled.

@@ -23,6 +23,7 @@ pub struct Collector {
     pub agent_address: SocketAddr,
     pub health_address: SocketAddr,
     pub api_address: SocketAddr,
+    pub ws_address: SocketAddr,
     extra: Vec<String>,
     pub process: Option<RecordedProcess>,
 }
@@ -58,6 +59,7 @@ impl Collector {
             agent_address: free_loopback_address()?,
             health_address: free_loopback_address()?,
             api_address: free_loopback_address()?,
+            ws_address: free_loopback_address()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             process: None,
         };
@@ -77,6 +79,7 @@ impl Collector {
             .args(["--agent-listen", &self.agent_address.to_string()])
             .args(["--health-listen", &self.health_address.to_string()])
             .args(["--api-listen", &self.api_address.to_string()])
+            .args(["--ws-listen", &self.ws_address.to_string()])
             .args(&self.extra)
             .env_remove("DOCKERMON_DATABASE_URL");
         let process = RecordedProcess::spawn(command)?;

@@ -169,6 +169,11 @@ async fn write(
                         Ok(_) => {
                             observe(submission.received.elapsed(), submission.records.len());
                             submission.acknowledge();
+                            live.publish(LiveBatch {
+                                host: submission.host,
+                                host_name: submission.host_name,
+                                records: submission.records,
+                            });
                         }
                         Err(err) => {
                             error!(host = %submission.host_name, seq = submission.seq, error = %dockermon_agent::process::error_chain(&err), "frame cannot be stored; closing the agent's session");

@@ -8,17 +8,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use dockermon_collector::api::auth::TokenKeys;
 use dockermon_collector::api::auth::tokens::unix_now;
-use dockermon_collector::api::{ApiState, MAX_BODY, router};
+use dockermon_collector::api::{MAX_BODY, router};
 use dockermon_collector::pki::{Authority, PkiPaths};
-use dockermon_collector::store::{Retention, Role, Store};
-use dockermon_collector::transport::Registry;
+use dockermon_collector::store::{Role, Store};
 use dockermon_proto::Record;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::fixtures::{NOW, S, container, event, host, host_info, ingest, inventory, sample};
-use crate::support::{TestDb, on_both_backends};
+use crate::support::{PASSWORD, TOKEN_SECRET, TestDb, api_state, on_both_backends};
 
 on_both_backends!(
     a_session_lives_from_login_to_logout,
@@ -29,9 +28,6 @@ on_both_backends!(
     reads_show_what_the_agents_reported,
     admins_manage_users_and_hosts,
 );
-
-const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
-const PASSWORD: &str = "a long enough password";
 
 struct Api {
     router: Router,
@@ -45,16 +41,11 @@ impl Api {
         let pki = tempfile::tempdir().unwrap();
         let paths = PkiPaths::in_data_dir(pki.path());
         let authority = Authority::init(&paths, &["localhost".to_owned()], false).unwrap();
-        let state = ApiState {
-            store: db.store.clone(),
-            tokens: Arc::new(TokenKeys::new(SECRET, Duration::from_secs(900))),
-            throttle: Arc::default(),
-            registry: Registry::default(),
-            retention: Retention::default(),
-            authority: Some(Arc::new(authority)),
-            refresh_ttl: Duration::from_secs(3600),
-            action_timeout: Duration::from_secs(5),
-        };
+        let state = api_state(
+            db.store.clone(),
+            Duration::from_secs(900),
+            Some(Arc::new(authority)),
+        );
         Api {
             router: router(state),
             store: db.store.clone(),
@@ -64,12 +55,7 @@ impl Api {
     }
 
     async fn user(&self, email: &str, role: Role) -> i64 {
-        let hash = dockermon_collector::api::auth::password::hash(PASSWORD.into()).await;
-        self.store
-            .create_user(email, &hash, role, NOW)
-            .await
-            .unwrap()
-            .id
+        crate::support::user(&self.store, email, role).await
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
@@ -290,7 +276,7 @@ async fn forged_expired_and_ended_tokens_are_refused(db: TestDb) {
     );
 
     // Correctly signed but for another user than the session's: refused.
-    let keys = TokenKeys::new(SECRET, Duration::from_secs(900));
+    let keys = TokenKeys::new(TOKEN_SECRET, Duration::from_secs(900));
     let swapped = keys.issue(admin_id, &session, Role::Admin, unix_now());
     assert_error(
         &api.get("/api/v1/users", &swapped).await,

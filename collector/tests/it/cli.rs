@@ -147,6 +147,8 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
                 &agents.to_string(),
                 "--api-listen",
                 &api.to_string(),
+                "--ws-listen",
+                &free_loopback_address().unwrap().to_string(),
                 "--data-dir",
                 &data_dir,
             ]);
@@ -202,36 +204,50 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     assert!(exit.success(), "{exit:?}\n{}", collector.stderr());
 }
 
-/// Starts `serve` on SQLite in `data_dir` with free ports; the process and its API address.
-async fn serve_embedded(data_dir: &str, extra: &[&str]) -> (RecordedProcess, SocketAddr) {
-    let (code, stderr) =
-        run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", data_dir]).await;
-    assert!(code == Some(0) || stderr.contains("already"), "{stderr}");
+/// Runs a collector subcommand that serves (`serve`, `standalone`) on free loopback ports,
+/// without the environment's database or admin settings; the process and its API address,
+/// once the API listens.
+async fn spawn_serving(
+    args: &[&str],
+    current_dir: &std::path::Path,
+) -> (RecordedProcess, SocketAddr) {
     let api = free_loopback_address().unwrap();
-    let process = RecordedProcess::spawn({
-        let mut command = Command::new(COLLECTOR);
-        command
-            .args(["serve", "--data-dir", data_dir, "--log", "info"])
-            .args(["--api-listen", &api.to_string()])
-            .args([
-                "--agent-listen",
-                &free_loopback_address().unwrap().to_string(),
-            ])
-            .args([
-                "--health-listen",
-                &free_loopback_address().unwrap().to_string(),
-            ])
-            .args(extra)
-            .env_remove("DOCKERMON_DATABASE_URL")
-            .env_remove("DOCKERMON_ADMIN_PASSWORD");
-        command
-    })
-    .unwrap();
+    let mut command = Command::new(COLLECTOR);
+    command
+        .current_dir(current_dir)
+        .args(args)
+        .args(["--log", "info"]);
+    for (flag, address) in [
+        ("--api-listen", api),
+        ("--ws-listen", free_loopback_address().unwrap()),
+        ("--agent-listen", free_loopback_address().unwrap()),
+        ("--health-listen", free_loopback_address().unwrap()),
+    ] {
+        command.args([flag, &address.to_string()]);
+    }
+    for variable in [
+        "DOCKERMON_DATABASE_URL",
+        "DOCKERMON_DATA_DIR",
+        "DOCKERMON_ADMIN_PASSWORD",
+    ] {
+        command.env_remove(variable);
+    }
+    let process = RecordedProcess::spawn(command).unwrap();
     process
         .wait_for_stderr(WAIT, "API listening")
         .await
         .unwrap();
     (process, api)
+}
+
+/// Starts `serve` on SQLite in `data_dir`.
+async fn serve_embedded(data_dir: &str, extra: &[&str]) -> (RecordedProcess, SocketAddr) {
+    let (code, stderr) =
+        run_to_exit(&["pki", "init", "--san", "localhost", "--data-dir", data_dir]).await;
+    assert!(code == Some(0) || stderr.contains("already"), "{stderr}");
+    let mut args = vec!["serve", "--data-dir", data_dir];
+    args.extend_from_slice(extra);
+    spawn_serving(&args, std::path::Path::new(data_dir)).await
 }
 
 async fn stop(mut process: RecordedProcess) {
@@ -374,6 +390,8 @@ async fn a_short_token_secret_is_refused_before_anything_starts() {
         "changeme",
         "--api-listen",
         &free_loopback_address().unwrap().to_string(),
+        "--ws-listen",
+        &free_loopback_address().unwrap().to_string(),
         "--agent-listen",
         &free_loopback_address().unwrap().to_string(),
         "--health-listen",
@@ -392,4 +410,97 @@ async fn a_short_token_secret_is_refused_before_anything_starts() {
         stderr.contains("access_token_ttl: use 1m to 1d"),
         "{stderr}"
     );
+}
+
+/// Starts `standalone` in `data_dir` (its default `./data` is under it).
+async fn standalone(
+    data_dir: &std::path::Path,
+    docker_host: &str,
+) -> (RecordedProcess, SocketAddr) {
+    spawn_serving(&["standalone", "--docker-host", docker_host], data_dir).await
+}
+
+async fn sign_in(api: SocketAddr, password: &str) -> String {
+    let body = serde_json::json!({"email": "admin@localhost", "password": password});
+    let (status, tokens) =
+        dockermon_e2e::http::json(api, "POST", "/api/v1/auth/login", None, Some(&body))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn standalone_watches_the_local_docker_in_one_command() {
+    use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, ensure_test_image, unique_name};
+    ensure_test_image().await.unwrap();
+    let mut cleanup = Cleanup::default();
+    let name = cleanup.container(&unique_name("standalone"));
+    docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, api) = standalone(dir.path(), "unix:///var/run/docker.sock").await;
+    let stderr = collector.stderr();
+    let password = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Password (shown only now): "))
+        .unwrap_or_else(|| panic!("no password in:\n{stderr}"))
+        .to_owned();
+    let token = sign_in(api, &password).await;
+    let path = format!("/api/v1/containers?name={name}&state=running");
+    let found = dockermon_e2e::wait::eventually(WAIT, "the local container in the API", || {
+        let (path, token) = (path.clone(), token.clone());
+        async move {
+            let (_, page) =
+                dockermon_e2e::http::json(api, "GET", &path, Some(&token), None).await?;
+            (page["total"] == 1).then_some(page)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(found["items"][0]["image"], TEST_IMAGE);
+    let (_, hosts) = dockermon_e2e::http::json(api, "GET", "/api/v1/hosts", Some(&token), None)
+        .await
+        .unwrap();
+    assert_eq!(hosts[0]["connected"], true, "{hosts}");
+    stop(collector).await;
+    for made in [
+        "data/dockermon.db",
+        "data/pki/ca.key",
+        "data/agent/agent.key",
+        "data/secrets/jwt.secret",
+    ] {
+        assert!(dir.path().join(made).exists(), "{made}");
+    }
+
+    // A second start reuses everything: same admin, same agent, no new password shown.
+    let (collector, api) = standalone(dir.path(), "unix:///var/run/docker.sock").await;
+    assert!(
+        !collector.stderr().contains("Password"),
+        "{}",
+        collector.stderr()
+    );
+    sign_in(api, &password).await;
+    collector
+        .wait_for_stderr(WAIT, "connected to the collector")
+        .await
+        .unwrap();
+    assert!(
+        !collector.stderr().contains("enrolled"),
+        "{}",
+        collector.stderr()
+    );
+    stop(collector).await;
+
+    // No Docker: the API stays up and the log says why nothing arrives.
+    let missing = dir.path().join("no-docker.sock");
+    let (collector, api) = standalone(dir.path(), &format!("unix://{}", missing.display())).await;
+    collector
+        .wait_for_stderr(WAIT, "no Docker socket here")
+        .await
+        .unwrap();
+    sign_in(api, &password).await;
+    stop(collector).await;
 }

@@ -6,3 +6,4 @@ mod cli;
 mod fixtures;
 mod store;
 mod support;
+mod ws;

@@ -67,3 +67,37 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// The secret test collectors sign access tokens with.
+pub(crate) const TOKEN_SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+
+/// What the API's handlers need, over `store`, with access tokens valid for `token_ttl`.
+pub(crate) fn api_state(
+    store: Store,
+    token_ttl: Duration,
+    authority: Option<std::sync::Arc<dockermon_collector::pki::Authority>>,
+) -> dockermon_collector::api::ApiState {
+    use dockermon_collector::api::{ApiState, auth::TokenKeys};
+    ApiState {
+        store,
+        tokens: std::sync::Arc::new(TokenKeys::new(TOKEN_SECRET, token_ttl)),
+        throttle: std::sync::Arc::default(),
+        registry: dockermon_collector::transport::Registry::default(),
+        retention: dockermon_collector::store::Retention::default(),
+        authority,
+        refresh_ttl: Duration::from_secs(3600),
+        action_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A user with `PASSWORD`, created straight in the store.
+pub(crate) async fn user(
+    store: &Store,
+    email: &str,
+    role: dockermon_collector::store::Role,
+) -> i64 {
+    let hash = dockermon_collector::api::auth::password::hash(PASSWORD.into()).await;
+    store.create_user(email, &hash, role, 0).await.unwrap().id
+}
+
+pub(crate) const PASSWORD: &str = "a long enough password";

@@ -158,3 +158,69 @@ async fn an_operator_stops_and_starts_a_real_container_and_the_log_says_who() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_websocket_client_sees_a_real_container_start_live() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let setup = Setup::new().await;
+    let _agent = setup.agent("host-live").await;
+    let host = setup.host_id("host-live").await;
+    let token = sign_in(&setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let url = format!("ws://{}/ws", setup.collector.ws_address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for request in [
+        json!({"type": "identify", "token": token}),
+        json!({"type": "subscribe", "topic": "events", "host": host.0}),
+        json!({"type": "subscribe", "topic": "stats", "host": host.0}),
+    ] {
+        let text = request.to_string();
+        socket.send(Message::Text(text.into())).await.unwrap();
+    }
+    let mut cleanup = Cleanup::default();
+    let name = cleanup.container(&unique_name("live"));
+    let mut saw_start = false;
+    let mut saw_stats = false;
+    let mut acknowledged = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut started = false;
+    while !(saw_start && saw_stats) {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("live updates in time")
+            .expect("open")
+            .expect("a frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let update: Value = serde_json::from_str(text.as_str()).unwrap();
+        match update["type"].as_str().unwrap() {
+            "identified" | "subscribed" => {
+                acknowledged.push(update["type"].as_str().unwrap().to_owned());
+                if acknowledged.len() == 3 && !started {
+                    started = true;
+                    docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+                        .await
+                        .unwrap();
+                }
+            }
+            "events" => {
+                assert_eq!(update["host"], host.0);
+                saw_start |= update["items"].as_array().unwrap().iter().any(|event| {
+                    event["action"] == "start" && event["actor_name"] == name.as_str()
+                });
+            }
+            "stats" => {
+                assert_eq!(update["host"], host.0);
+                saw_stats |= update["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|sample| sample["name"] == name.as_str());
+            }
+            other => panic!("unexpected {other}: {update}"),
+        }
+    }
+    assert_eq!(acknowledged, ["identified", "subscribed", "subscribed"]);
+}

@@ -19,6 +19,8 @@ pub struct AuthUser {
     pub email: String,
     pub role: Role,
     pub session: String,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: u64,
 }
 
 impl AuthUser {
@@ -39,6 +41,7 @@ impl AuthUser {
             email: user.email,
             role: user.role,
             session: claims.sid,
+            expires_at: claims.exp,
         })
     }
 

@@ -1,0 +1,317 @@
+//! One WebSocket connection: authentication, subscriptions, heartbeats, and the bounded
+//! queue towards the client.
+//!
+//! Reading and writing are split: a writer task drains the connection's queue into the
+//! socket, and this loop never waits on the socket, so a client that stops reading fills
+//! its own queue (or falls behind the feed) and is disconnected, without holding anyone up.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, mpsc};
+use tracing::debug;
+
+use super::WsState;
+use super::fanout::{Outgoing, Topic};
+use super::messages::{ClientMessage, ServerMessage};
+use crate::api::auth::AuthUser;
+use crate::api::auth::tokens::unix_now;
+use crate::store::HostId;
+
+type Subscription = (Topic, Option<HostId>);
+
+/// Why the loop ends, and what the client is told: an error message (when `error` is not
+/// empty) and the close frame's code and reason.
+struct Ending {
+    code: u16,
+    error: &'static str,
+    reason: &'static str,
+}
+
+impl Ending {
+    fn new(code: u16, error: &'static str, reason: &'static str) -> Self {
+        Ending {
+            code,
+            error,
+            reason,
+        }
+    }
+
+    /// The client went away or broke the protocol: nothing to tell it.
+    fn silent(code: u16) -> Self {
+        Ending::new(code, "", "")
+    }
+}
+
+struct Connection {
+    state: WsState,
+    queue: mpsc::Sender<Message>,
+    user: Option<AuthUser>,
+    subscriptions: HashSet<Subscription>,
+    last_heard: Instant,
+}
+
+pub(super) async fn run(socket: WebSocket, state: WsState) {
+    let settings = state.settings.clone();
+    let (sink, mut stream) = socket.split();
+    let (queue, outgoing) = mpsc::channel(settings.send_queue);
+    let writer = tokio::spawn(write(sink, outgoing));
+    let mut connection = Connection {
+        state: state.clone(),
+        queue,
+        user: None,
+        subscriptions: HashSet::new(),
+        last_heard: Instant::now(),
+    };
+    // Taken only while something is subscribed, so an idle connection never lags.
+    let mut feed: Option<broadcast::Receiver<Arc<Outgoing>>> = None;
+    let mut ping = tokio::time::interval(settings.ping_every);
+    let mut session_check = tokio::time::interval(settings.session_check);
+    let identify_by = Instant::now() + settings.identify_within;
+
+    let ending = loop {
+        let deadline = match &connection.user {
+            None => identify_by,
+            Some(user) => expiry(user.expires_at),
+        };
+        let ended = tokio::select! {
+            () = state.shutdown.cancelled() => Err(Ending::new(close_code::AWAY, "shutting_down", "the server is shutting down")),
+            message = stream.next() => match message {
+                Some(Ok(message)) => connection.received(message).await,
+                // Gone, or a protocol violation such as an oversized message.
+                Some(Err(_)) | None => Err(Ending::silent(close_code::POLICY)),
+            },
+            update = next_update(&mut feed) => connection.forward(update),
+            _ = ping.tick() => connection.heartbeat(),
+            _ = session_check.tick(), if connection.user.is_some() => connection.check_session().await,
+            () = tokio::time::sleep_until(deadline.into()) => match connection.user {
+                None => Err(Ending::new(close_code::POLICY, "unauthorized", "identify first")),
+                Some(_) => Err(Ending::new(close_code::POLICY, "token_expired", "the token has expired")),
+            },
+        };
+        if let Err(ending) = ended {
+            break ending;
+        }
+        match (connection.subscriptions.is_empty(), feed.is_some()) {
+            (true, true) => feed = None,
+            (false, false) => feed = Some(state.feed.subscribe()),
+            _ => {}
+        }
+    };
+    debug!(
+        code = ending.code,
+        reason = ending.reason,
+        "websocket closed"
+    );
+    if !ending.error.is_empty() {
+        connection.error(ending.error, ending.reason);
+    }
+    let close = Message::Close(Some(CloseFrame {
+        code: ending.code,
+        reason: ending.reason.into(),
+    }));
+    // A client too slow to take its messages does not get a close frame either.
+    let _ = connection.queue.try_send(close);
+    drop(connection);
+    let _ = writer.await;
+}
+
+impl Connection {
+    /// Handles one message from the client.
+    async fn received(&mut self, message: Message) -> Result<(), Ending> {
+        self.last_heard = Instant::now();
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                self.error("bad_message", "messages are JSON text");
+                return Ok(());
+            }
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(Ending::silent(close_code::NORMAL)),
+        };
+        let message: ClientMessage = match serde_json::from_str(text.as_str()) {
+            Ok(message) => message,
+            Err(error) => {
+                let message = format!("not a message: {error}");
+                self.error("bad_message", &message);
+                return Ok(());
+            }
+        };
+        match message {
+            ClientMessage::Ping => self.send(&ServerMessage::Pong),
+            ClientMessage::Identify { token } => self.identify(&token).await?,
+            ClientMessage::Subscribe { topic, host } => {
+                let Some(user) = &self.user else {
+                    self.error("unauthorized", "identify first");
+                    return Ok(());
+                };
+                if user.require(topic.required_role()).is_err() {
+                    self.error("forbidden", "your role cannot see this topic");
+                } else if self.subscriptions.len() >= self.state.settings.max_subscriptions
+                    && !self.subscriptions.contains(&(topic, host))
+                {
+                    self.error("too_many_subscriptions", "unsubscribe from something first");
+                } else {
+                    self.subscriptions.insert((topic, host));
+                    self.send(&ServerMessage::Subscribed { topic, host });
+                }
+            }
+            ClientMessage::Unsubscribe { topic, host } => {
+                if self.user.is_none() {
+                    self.error("unauthorized", "identify first");
+                    return Ok(());
+                }
+                self.subscriptions.remove(&(topic, host));
+                self.send(&ServerMessage::Unsubscribed { topic, host });
+            }
+        }
+        Ok(())
+    }
+
+    /// Authenticates (or re-authenticates) the connection. A bad token ends it.
+    async fn identify(&mut self, token: &str) -> Result<(), Ending> {
+        match AuthUser::from_token(&self.state.api, token).await {
+            Ok(user) => {
+                if self
+                    .user
+                    .as_ref()
+                    .is_some_and(|current| current.id != user.id)
+                {
+                    return Err(Ending::new(
+                        close_code::POLICY,
+                        "unauthorized",
+                        "a connection belongs to one user",
+                    ));
+                }
+                self.send(&ServerMessage::Identified {
+                    user_id: user.id,
+                    email: &user.email,
+                    role: user.role,
+                    expires_at: user.expires_at,
+                });
+                self.user = Some(user);
+                Ok(())
+            }
+            Err(error) if error.status.is_server_error() => {
+                self.error("unavailable", "cannot check the token now; try again");
+                Ok(())
+            }
+            Err(error) => {
+                self.error("unauthorized", &error.message);
+                Err(Ending::new(close_code::POLICY, "", "unauthorized"))
+            }
+        }
+    }
+
+    /// Passes an update on if it is subscribed to; ends the connection if the client has
+    /// fallen too far behind.
+    fn forward(
+        &mut self,
+        update: Result<Arc<Outgoing>, broadcast::error::RecvError>,
+    ) -> Result<(), Ending> {
+        let update = match update {
+            Ok(update) => update,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                return Err(Ending::new(
+                    close_code::AGAIN,
+                    "too_slow",
+                    "too slow: updates were missed",
+                ));
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(Ending::new(
+                    close_code::AWAY,
+                    "shutting_down",
+                    "the server is shutting down",
+                ));
+            }
+        };
+        let wanted = self.subscriptions.contains(&(update.topic, None))
+            || self
+                .subscriptions
+                .contains(&(update.topic, Some(update.host)));
+        if wanted {
+            self.enqueue(Message::Text(update.text.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message for the client; a full queue means the client is too slow.
+    fn enqueue(&self, message: Message) -> Result<(), Ending> {
+        self.queue.try_send(message).map_err(|_| {
+            Ending::new(
+                close_code::AGAIN,
+                "too_slow",
+                "too slow: the send queue is full",
+            )
+        })
+    }
+
+    fn heartbeat(&mut self) -> Result<(), Ending> {
+        if self.last_heard.elapsed() > self.state.settings.dead_after {
+            return Err(Ending::silent(close_code::AWAY));
+        }
+        self.enqueue(Message::Ping(Default::default()))
+    }
+
+    /// Ends the connection if its session ended (logout, password change, user disabled).
+    async fn check_session(&mut self) -> Result<(), Ending> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        match self
+            .state
+            .api
+            .store
+            .session_user(&user.session, dockermon_proto::now_ns())
+            .await
+        {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Ending::new(
+                close_code::POLICY,
+                "session_ended",
+                "the session has ended",
+            )),
+            // The database is down: keep the connection; the next check decides.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn send(&self, message: &ServerMessage<'_>) {
+        // A full queue is caught by the next update or heartbeat.
+        let _ = self.queue.try_send(Message::Text(message.to_text()));
+    }
+
+    fn error(&self, code: &str, message: &str) {
+        self.send(&ServerMessage::Error { code, message });
+    }
+}
+
+/// The instant a token expiring at `expires_at` (Unix seconds) stops being valid.
+fn expiry(expires_at: u64) -> Instant {
+    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_now()))
+}
+
+async fn next_update(
+    feed: &mut Option<broadcast::Receiver<Arc<Outgoing>>>,
+) -> Result<Arc<Outgoing>, broadcast::error::RecvError> {
+    match feed {
+        Some(feed) => feed.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes queued messages to the socket until the queue closes or the socket fails.
+async fn write(mut sink: SplitSink<WebSocket, Message>, mut outgoing: mpsc::Receiver<Message>) {
+    while let Some(message) = outgoing.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
