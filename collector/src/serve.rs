@@ -114,6 +114,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         store: store.clone(),
         tokens: Arc::new(TokenKeys::new(&jwt_secret, config.api.access_ttl)),
         throttle: Arc::default(),
+        sessions: Arc::default(),
         registry: registry.clone(),
         retention: config.retention.clone(),
         authority,

@@ -35,6 +35,8 @@ pub struct ApiState {
     pub store: Store,
     pub tokens: Arc<auth::TokenKeys>,
     pub throttle: Arc<auth::LoginThrottle>,
+    /// Sessions recently found live.
+    pub sessions: Arc<auth::SessionCache>,
     /// The connected agents, for live status and commands.
     pub registry: Registry,
     pub retention: Retention,

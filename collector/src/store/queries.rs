@@ -107,6 +107,9 @@ pub struct ContainerFilter {
     pub label: Option<(String, Option<String>)>,
     pub compose_project: Option<String>,
     pub include_removed: bool,
+    /// Include each container's full description (`detail`); lists leave it out by
+    /// default, as it is most of a row's size.
+    pub detail: bool,
 }
 
 /// How people name a container on a host.
@@ -259,9 +262,17 @@ pub struct UsageRow {
 
 const CONTAINER_COLUMNS: &str = "id, host_id, docker_id, name, image, state, health, compose_project, \
      compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns, detail";
+/// Without the full description: what lists show unless asked for more.
+const CONTAINER_SUMMARY_COLUMNS: &str = "id, host_id, docker_id, name, image, state, health, \
+     compose_project, compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns";
 
-fn container_row(row: &AnyRow) -> Result<ContainerRow> {
-    let detail: String = row.try_get("detail")?;
+/// A container row; `detail` is read only when the query selected it.
+fn container_row_with(row: &AnyRow, with_detail: bool) -> Result<ContainerRow> {
+    let detail: String = if with_detail {
+        row.try_get("detail")?
+    } else {
+        String::new()
+    };
     Ok(ContainerRow {
         id: ContainerKey(row.try_get("id")?),
         host_id: HostId(row.try_get("host_id")?),
@@ -278,6 +289,10 @@ fn container_row(row: &AnyRow) -> Result<ContainerRow> {
         removed_ns: row.try_get("removed_ns")?,
         detail: serde_json::from_str(&detail).ok(),
     })
+}
+
+fn container_row(row: &AnyRow) -> Result<ContainerRow> {
+    container_row_with(row, true)
 }
 
 fn json_map(text: &str) -> Result<BTreeMap<String, String>> {
@@ -418,21 +433,23 @@ impl Store {
                 }
             }
         };
-        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM containers");
-        push_where(&mut count);
-        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
-
+        let columns = if filter.detail {
+            CONTAINER_COLUMNS
+        } else {
+            CONTAINER_SUMMARY_COLUMNS
+        };
         let mut select: QueryBuilder<Any> =
-            QueryBuilder::new(format!("SELECT {CONTAINER_COLUMNS} FROM containers"));
+            QueryBuilder::new(format!("SELECT {columns} FROM containers"));
         push_where(&mut select);
         push_page(&mut select, " ORDER BY name, id", page);
         let rows = select.build().fetch_all(&self.pool).await?;
-        Ok(Paged {
-            total: total as u64,
-            offset: page.offset,
-            limit: page.limit,
-            items: rows.iter().map(container_row).collect::<Result<_>>()?,
-        })
+        let items = rows
+            .iter()
+            .map(|row| container_row_with(row, filter.detail))
+            .collect::<Result<_>>()?;
+        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM containers");
+        push_where(&mut count);
+        self.with_total(page, items, count).await
     }
 
     pub async fn images(&self, host: HostId, page: Page) -> Result<Paged<ImageRow>> {
@@ -505,21 +522,16 @@ impl Store {
         page: Page,
         item: impl Fn(&AnyRow) -> Result<T>,
     ) -> Result<Paged<T>> {
-        let mut count: QueryBuilder<Any> =
-            QueryBuilder::new(format!("SELECT COUNT(*) FROM {table} WHERE host_id = "));
-        count.push_bind(host.0);
-        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
         let mut select: QueryBuilder<Any> =
             QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE host_id = "));
         select.push_bind(host.0);
         push_page(&mut select, &format!(" ORDER BY {order_by}"), page);
         let rows = select.build().fetch_all(&self.pool).await?;
-        Ok(Paged {
-            total: total as u64,
-            offset: page.offset,
-            limit: page.limit,
-            items: rows.iter().map(item).collect::<Result<_>>()?,
-        })
+        let items = rows.iter().map(item).collect::<Result<_>>()?;
+        let mut count: QueryBuilder<Any> =
+            QueryBuilder::new(format!("SELECT COUNT(*) FROM {table} WHERE host_id = "));
+        count.push_bind(host.0);
+        self.with_total(page, items, count).await
     }
 
     /// Disk usage of a host over a time range, oldest first, at most `limit` records.
@@ -593,10 +605,6 @@ impl Store {
                 query.push(" AND time_ns < ").push_bind(to);
             }
         };
-        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM activity");
-        push_where(&mut count);
-        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
-
         let mut select: QueryBuilder<Any> = QueryBuilder::new(
             "SELECT id, host_id, time_ns, kind, action, actor_id, actor_name, container_id, user_id, attributes FROM activity",
         );
@@ -622,8 +630,28 @@ impl Store {
                 })
             })
             .collect::<Result<_>>()?;
+        let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM activity");
+        push_where(&mut count);
+        self.with_total(page, items, count).await
+    }
+
+    /// A page with its total. The total is counted only when the page cannot tell: a page
+    /// that is not full and not past the end holds everything up to the end.
+    async fn with_total<T>(
+        &self,
+        page: Page,
+        items: Vec<T>,
+        mut count: QueryBuilder<Any>,
+    ) -> Result<Paged<T>> {
+        let len = items.len() as u64;
+        let total = if len < u64::from(page.limit) && (page.offset == 0 || len > 0) {
+            page.offset + len
+        } else {
+            let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+            total as u64
+        };
         Ok(Paged {
-            total: total as u64,
+            total,
             offset: page.offset,
             limit: page.limit,
             items,

@@ -515,7 +515,17 @@ async fn reads_show_what_the_agents_reported(db: TestDb) {
     let (_, containers) = api.get(&path, &viewer).await;
     assert_eq!(containers["total"], 1, "{containers}");
     assert_eq!(containers["items"][0]["name"], "web");
+    assert!(
+        containers["items"][0]["detail"].is_null(),
+        "lists are summaries by default"
+    );
     let key = containers["items"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/containers?host={}&detail=true", docker.0);
+    let (_, full) = api.get(&path, &viewer).await;
+    assert_eq!(
+        full["items"][0]["detail"]["labels"]["tier"], "front",
+        "{full}"
+    );
     let (_, none) = api
         .get("/api/v1/containers?label=tier%3Dback", &viewer)
         .await;

@@ -135,6 +135,7 @@ async fn every_record_type_round_trips(db: TestDb) {
         .containers(
             &ContainerFilter {
                 host: Some(h),
+                detail: true,
                 ..Default::default()
             },
             Page::first(10),

@@ -82,6 +82,7 @@ pub(crate) fn api_state(
         store,
         tokens: std::sync::Arc::new(TokenKeys::new(TOKEN_SECRET, token_ttl)),
         throttle: std::sync::Arc::default(),
+        sessions: std::sync::Arc::default(),
         registry: dockermon_collector::transport::Registry::default(),
         retention: dockermon_collector::store::Retention::default(),
         authority,

@@ -7,6 +7,9 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use dockermon_proto::now_ns;
 
+use std::time::Instant;
+
+use super::sessions::SessionOwner;
 use super::tokens::TokenError;
 use crate::api::ApiState;
 use crate::api::error::ApiError;
@@ -24,22 +27,39 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
-    /// Checks a bearer token: signature, expiry, and a live session of an enabled user.
+    /// Checks a bearer token: signature, expiry, and a live session of an enabled user (as
+    /// the store said at most [`super::sessions::TTL`] ago).
     pub async fn from_token(state: &ApiState, token: &str) -> Result<AuthUser, ApiError> {
         let claims = state.tokens.verify(token).map_err(|error| match error {
             TokenError::Expired => ApiError::unauthorized("the token has expired"),
             TokenError::Invalid => ApiError::unauthorized("the token is not valid"),
         })?;
-        let user = state
-            .store
-            .session_user(&claims.sid, now_ns())
-            .await?
-            .filter(|user| claims.sub == user.id.to_string())
+        let now = Instant::now();
+        let owner = match state.sessions.get(&claims.sid, now) {
+            Some(owner) => Some(owner),
+            None => {
+                let owner = state
+                    .store
+                    .session_user(&claims.sid, now_ns())
+                    .await?
+                    .map(|user| SessionOwner {
+                        user_id: user.id,
+                        email: user.email,
+                        role: user.role,
+                    });
+                if let Some(owner) = &owner {
+                    state.sessions.insert(&claims.sid, owner.clone(), now);
+                }
+                owner
+            }
+        };
+        let owner = owner
+            .filter(|owner| claims.sub == owner.user_id.to_string())
             .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
         Ok(AuthUser {
-            id: user.id,
-            email: user.email,
-            role: user.role,
+            id: owner.user_id,
+            email: owner.email,
+            role: owner.role,
             session: claims.sid,
             expires_at: claims.exp,
         })

@@ -9,10 +9,12 @@
 pub mod extract;
 pub mod password;
 pub mod secret;
+pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 
 pub use extract::{Admin, AuthUser, Operator};
+pub use sessions::SessionCache;
 pub use throttle::LoginThrottle;
 pub use tokens::TokenKeys;
 

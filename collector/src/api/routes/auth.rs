@@ -152,6 +152,7 @@ pub async fn refresh(
         .await?;
     if !rotated {
         state.store.revoke_session(session, now).await?;
+        state.sessions.forget(session);
         return Err(ended());
     }
     let user = state
@@ -167,6 +168,7 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<ApiState>, user: AuthUser) -> ApiResult<StatusCode> {
     state.store.revoke_session(&user.session, now_ns()).await?;
+    state.sessions.forget(&user.session);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -224,5 +226,6 @@ pub async fn change_password(
         ..UserUpdate::default()
     };
     state.store.update_user(user.id, &changes, now_ns()).await?;
+    state.sessions.forget_user(user.id);
     Ok(StatusCode::NO_CONTENT)
 }

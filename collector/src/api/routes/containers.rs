@@ -46,6 +46,9 @@ pub struct ContainerParams {
     pub compose_project: Option<String>,
     /// Also list removed containers (they keep their history).
     pub include_removed: Option<bool>,
+    /// Include each container's full description (ports, mounts, networks, labels), as
+    /// `GET /containers/{id}` has it.
+    pub detail: Option<bool>,
     #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<u64>,
     #[param(minimum = 1, maximum = 1000)]
@@ -93,6 +96,7 @@ pub async fn list(
         label,
         compose_project: query.compose_project,
         include_removed: query.include_removed.unwrap_or(false),
+        detail: query.detail.unwrap_or(false),
     };
     Ok(Json(state.store.containers(&filter, page).await?))
 }

@@ -152,5 +152,8 @@ pub async fn update(
         password_hash,
         settings: None,
     };
-    Ok(Json(state.store.update_user(id, &update, now_ns()).await?))
+    let user = state.store.update_user(id, &update, now_ns()).await?;
+    // A new role, a new password or disabling takes effect at once.
+    state.sessions.forget_user(id);
+    Ok(Json(user))
 }
