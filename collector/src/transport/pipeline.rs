@@ -54,13 +54,21 @@ impl Submission {
         }
     }
 
-    fn acknowledge(&self) {
+    /// What follows a commit: the observer is told, the agent is acknowledged, and the
+    /// records go live.
+    fn committed(self, observe: &CommitObserver, live: &LiveBus) {
+        observe(self.received.elapsed(), self.records.len());
         self.acked.send_if_modified(|acked| {
             let newer = self.seq > *acked;
             if newer {
                 *acked = self.seq;
             }
             newer
+        });
+        live.publish(LiveBatch {
+            host: self.host,
+            host_name: self.host_name,
+            records: self.records,
         });
     }
 }
@@ -141,13 +149,7 @@ async fn write(
                 }
                 retry = Duration::from_millis(100);
                 for submission in pending.drain(..) {
-                    observe(submission.received.elapsed(), submission.records.len());
-                    submission.acknowledge();
-                    live.publish(LiveBatch {
-                        host: submission.host,
-                        host_name: submission.host_name,
-                        records: submission.records,
-                    });
+                    submission.committed(&observe, &live);
                 }
             }
             Err(err) if err.is_transient() => {
@@ -166,15 +168,7 @@ async fn write(
                 error!(error = %dockermon_agent::process::error_chain(&err), frames = pending.len(), "a batch was refused; storing its frames one by one");
                 for submission in pending.drain(..) {
                     match store.ingest_frames(&[submission.frame()]).await {
-                        Ok(_) => {
-                            observe(submission.received.elapsed(), submission.records.len());
-                            submission.acknowledge();
-                            live.publish(LiveBatch {
-                                host: submission.host,
-                                host_name: submission.host_name,
-                                records: submission.records,
-                            });
-                        }
+                        Ok(_) => submission.committed(&observe, &live),
                         Err(err) => {
                             error!(host = %submission.host_name, seq = submission.seq, error = %dockermon_agent::process::error_chain(&err), "frame cannot be stored; closing the agent's session");
                             submission.close_session.cancel();
