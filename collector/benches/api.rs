@@ -25,12 +25,11 @@ use dockermon_collector::transport::Registry;
 use dockermon_collector::ws::{self, Feed, WsSettings, WsState};
 use dockermon_proto::{HostName, Record};
 use futures::{SinkExt, StreamExt};
-use sqlx::{AssertSqlSafe, Connection};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{PER_HOST, S, fleet, latency, load_history, row, sample};
+use support::{PER_HOST, S, fleet, latency, load_history, on_scratch_databases, row, sample};
 
 #[derive(Parser)]
 struct Args {
@@ -65,31 +64,18 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let args = &args;
     runtime.block_on(async {
         println!("| backend | measurement | result |");
         println!("|---|---|---|");
-        if let Some(server) = &args.mysql {
-            let name = format!("dmapibench_{:08x}", rand::random::<u32>());
-            sqlx::any::install_default_drivers();
-            let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await?;
-            let result = rest("MariaDB", &format!("{server}/{name}"), &args).await;
-            sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
-                .execute(&mut admin)
-                .await?;
-            result?;
-        }
-        if let Some(dir) = &args.sqlite_dir {
-            let path = dir.join(format!("dmapibench-{:08x}.db", rand::random::<u32>()));
-            let result = rest("SQLite", &format!("sqlite://{}", path.display()), &args).await;
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            result?;
-        }
-        fan_out(&args).await
+        on_scratch_databases(
+            args.mysql.as_deref(),
+            args.sqlite_dir.as_deref(),
+            "dmapibench",
+            |backend, url| async move { rest(backend, &url, args).await },
+        )
+        .await?;
+        fan_out(args).await
     })
 }
 

@@ -20,7 +20,7 @@ use dockermon_proto::Record;
 use sqlx::{AssertSqlSafe, Connection};
 
 mod support;
-use support::{PER_HOST, S, fleet, latency, load_history, row, sample};
+use support::{PER_HOST, S, fleet, latency, load_history, on_scratch_databases, row, sample};
 
 #[derive(Parser)]
 struct Args {
@@ -55,30 +55,17 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
+    let args = &args;
     runtime.block_on(async {
         println!("| backend | measurement | result |");
         println!("|---|---|---|");
-        if let Some(server) = &args.mysql {
-            let name = format!("dmbench_{:08x}", rand::random::<u32>());
-            sqlx::any::install_default_drivers();
-            let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await?;
-            let result = bench("MariaDB", &format!("{server}/{name}"), &args).await;
-            sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
-                .execute(&mut admin)
-                .await?;
-            result?;
-        }
-        if let Some(dir) = &args.sqlite_dir {
-            let path = dir.join(format!("dmbench-{:08x}.db", rand::random::<u32>()));
-            let result = bench("SQLite", &format!("sqlite://{}", path.display()), &args).await;
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            result?;
-        }
+        on_scratch_databases(
+            args.mysql.as_deref(),
+            args.sqlite_dir.as_deref(),
+            "dmbench",
+            |backend, url| async move { bench(backend, &url, args).await },
+        )
+        .await?;
         anyhow::Ok(())
     })
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each benchmark uses its own part
 
+use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use dockermon_collector::store::{HostId, Store};
@@ -198,4 +200,41 @@ pub(crate) async fn load_history(url: &str, days: i64, now: i64) -> anyhow::Resu
         .fetch_one(&mut conn)
         .await?;
     Ok(rows)
+}
+
+/// Runs `bench` once on a scratch MariaDB database on `mysql` (a server URL without a
+/// database) and once on a scratch SQLite file in `sqlite_dir`, each given as far as set,
+/// and removes the scratch database afterwards whatever the outcome.
+pub(crate) async fn on_scratch_databases<F, Fut>(
+    mysql: Option<&str>,
+    sqlite_dir: Option<&Path>,
+    prefix: &str,
+    bench: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(&'static str, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    if let Some(server) = mysql {
+        let name = format!("{prefix}_{:08x}", rand::random::<u32>());
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        let result = bench("MariaDB", format!("{server}/{name}")).await;
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        result?;
+    }
+    if let Some(dir) = sqlite_dir {
+        let path = dir.join(format!("{prefix}-{:08x}.db", rand::random::<u32>()));
+        let result = bench("SQLite", format!("sqlite://{}", path.display())).await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        result?;
+    }
+    Ok(())
 }
