@@ -7,7 +7,7 @@ use dockermon_proto::now_ns;
 
 use crate::api::auth::password;
 use crate::config::{FirstAdmin, PasswordArgs};
-use crate::store::{Page, Role, Store, StoreError, UserRow, UserUpdate};
+use crate::store::{Page, Role, Store, StoreError, UserRow, UserUpdate, is_valid_email};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -77,7 +77,7 @@ pub async fn add_user(
             "role must be viewer, operator or admin, not {role:?}"
         ))
     })?;
-    if !email.contains('@') {
+    if !is_valid_email(email) {
         return Err(AdminError::Invalid(
             "email must look like name@domain".into(),
         ));

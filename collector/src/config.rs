@@ -676,6 +676,14 @@ impl ApiArgs {
             crate::api::auth::password::check_new(password)
                 .map_err(|reason| invalid("admin_password", reason))?;
         }
+        let admin_email = self
+            .admin_email
+            .clone()
+            .or_else(|| file.admin_email.clone())
+            .unwrap_or_else(|| "admin@localhost".to_owned());
+        if !crate::store::is_valid_email(&admin_email) {
+            return Err(invalid("admin_email", "must look like name@domain"));
+        }
         Ok(ApiConfig {
             listen: self
                 .api_listen
@@ -689,11 +697,7 @@ impl ApiArgs {
             access_ttl,
             session_ttl,
             first_admin: FirstAdmin {
-                email: self
-                    .admin_email
-                    .clone()
-                    .or_else(|| file.admin_email.clone())
-                    .unwrap_or_else(|| "admin@localhost".to_owned()),
+                email: admin_email,
                 password,
             },
         })
@@ -820,6 +824,11 @@ mod tests {
         );
         assert_eq!(config.api.session_ttl, Duration::from_secs(86_400));
 
+        let bad_email = serve(&["--admin-email", "admin"]).resolve(&FileConfig::default());
+        assert_eq!(
+            bad_email.unwrap_err().to_string(),
+            "admin_email: must look like name@domain"
+        );
         let weak = serve(&["--admin-password", "admin"]).resolve(&FileConfig::default());
         assert!(
             weak.unwrap_err()

@@ -42,7 +42,7 @@ pub use queries::{
 };
 pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
 pub use url::DatabaseUrl;
-pub use users::{Credentials, Role, UserAction, UserRow, UserUpdate};
+pub use users::{Credentials, Role, UserAction, UserRow, UserUpdate, is_valid_email};
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

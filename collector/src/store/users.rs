@@ -15,6 +15,18 @@ use utoipa::ToSchema;
 use super::queries::{Page, Paged};
 use super::{ContainerKey, HostId, Result, Store, StoreError};
 
+/// Whether `email` can be a user's: one `@` with something on both sides, no whitespace
+/// or control characters, and within the column's 254 bytes. The API, the shell commands
+/// and the first admin's configuration all check with this.
+pub fn is_valid_email(email: &str) -> bool {
+    email.len() <= 254
+        && email.matches('@').count() == 1
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// What a user may do. Each role can do everything the one before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

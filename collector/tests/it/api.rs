@@ -566,6 +566,18 @@ async fn admins_manage_users_and_hosts(db: TestDb) {
         .call("POST", "/api/v1/users", Some(&admin), Some(new))
         .await;
     assert_error(&again, StatusCode::CONFLICT, "conflict");
+    for email in [
+        "no-at-sign",
+        "two@@example.com",
+        "spa ce@example.com",
+        "@example.com",
+    ] {
+        let body = json!({"email": email, "password": PASSWORD, "role": "viewer"});
+        let answer = api
+            .call("POST", "/api/v1/users", Some(&admin), Some(body))
+            .await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    }
     let weak = json!({"email": "weak@example.com", "password": "short", "role": "viewer"});
     let answer = api
         .call("POST", "/api/v1/users", Some(&admin), Some(weak))

@@ -76,7 +76,7 @@ fn split_refresh(token: &str) -> Option<(&str, &str)> {
         .filter(|(sid, secret)| !sid.is_empty() && !secret.is_empty())
 }
 
-async fn tokens_for(state: &ApiState, user: UserRow, session: &str, secret: &str) -> TokenResponse {
+fn tokens_for(state: &ApiState, user: UserRow, session: &str, secret: &str) -> TokenResponse {
     TokenResponse {
         access_token: state.tokens.issue(user.id, session, user.role, unix_now()),
         token_type: "Bearer",
@@ -123,7 +123,7 @@ pub async fn login(
         .store
         .create_session(&session, user.id, &refresh_hash(&secret), now, expires)
         .await?;
-    Ok(Json(tokens_for(&state, user, &session, &secret).await))
+    Ok(Json(tokens_for(&state, user, &session, &secret)))
 }
 
 /// Exchanges a refresh token for a new pair. Each refresh token works once: presenting
@@ -160,7 +160,7 @@ pub async fn refresh(
         .session_user(session, now)
         .await?
         .ok_or_else(ended)?;
-    Ok(Json(tokens_for(&state, user, session, &new_secret).await))
+    Ok(Json(tokens_for(&state, user, session, &new_secret)))
 }
 
 /// Ends the session: its access and refresh tokens stop working at once.

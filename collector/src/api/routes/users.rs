@@ -12,7 +12,7 @@ use crate::api::ApiState;
 use crate::api::auth::{Admin, password};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params::{self, Path, Query};
-use crate::store::{Paged, Role, StoreError, UserRow, UserUpdate};
+use crate::store::{Paged, Role, StoreError, UserRow, UserUpdate, is_valid_email};
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -51,15 +51,8 @@ pub struct UserChange {
     pub password: Option<String>,
 }
 
-/// Whether `email` looks like one: something, `@`, something, within the column's size.
 fn check_email(email: &str) -> Result<(), ApiError> {
-    let valid = email.len() <= 254
-        && email.matches('@').count() == 1
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
+    if is_valid_email(email) {
         Ok(())
     } else {
         Err(ApiError::bad_request("email must look like name@domain"))
