@@ -3,8 +3,10 @@
 //! Start-up order: certificates are loaded first (a bad file is reported before anything
 //! starts), then the health listener (so `/readyz` can say why the collector is not ready),
 //! then the database, retried with backoff while it is down, then migrations (a failure
-//! stops start-up), then the agent listener and the scheduled jobs. Everything stops from
-//! one `CancellationToken`.
+//! stops start-up), then the agent listener, the first admin (if there are no users), the
+//! API and WebSocket listeners, and the scheduled jobs. The token secret is loaded with the
+//! certificates, so a bad one also stops start-up before anything listens. Everything stops
+//! from one `CancellationToken`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
