@@ -1,14 +1,16 @@
 //! The Dockermon collector: stores what agents report and serves it.
 //!
 //! Module map: [`config`] resolves flags/env/file; [`store`] is the database (MySQL or
-//! SQLite behind one API); [`serve`] runs the service: [`health`] endpoints, the agent
-//! [`transport`] (mutual TLS with the built-in CA from [`pki`], the ingest pipeline and the
-//! [`live`] fan-out) and the [`scheduler`]'s rollups and retention.
+//! SQLite behind one API) and [`inventory`] its current containers in memory; [`serve`]
+//! runs the service: [`health`] endpoints, the agent [`transport`] (mutual TLS with the
+//! built-in CA from [`pki`], the ingest pipeline and the [`live`] fan-out), the people's
+//! [`api`] and [`ws`], and the [`scheduler`]'s rollups and retention.
 
 pub mod admin;
 pub mod api;
 pub mod config;
 pub mod health;
+pub mod inventory;
 pub mod live;
 pub mod pki;
 pub mod scheduler;

@@ -25,6 +25,7 @@ use crate::admin::ensure_first_admin;
 use crate::api::{self, ApiState, auth::TokenKeys};
 use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
+use crate::inventory::Inventory;
 use crate::live::LiveBus;
 use crate::pki::Authority;
 use crate::scheduler;
@@ -114,6 +115,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     }
     let api = ApiState {
         store: store.clone(),
+        inventory: Inventory::new(store.clone()),
         tokens: Arc::new(TokenKeys::new(&jwt_secret, config.api.access_ttl)),
         throttle: Arc::default(),
         sessions: Arc::default(),

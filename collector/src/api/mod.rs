@@ -20,6 +20,7 @@ use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::inventory::Inventory;
 use crate::pki::Authority;
 use crate::store::{Retention, Store};
 use crate::transport::Registry;
@@ -33,6 +34,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// The current containers, in memory, for lists.
+    pub inventory: Arc<Inventory>,
     pub tokens: Arc<auth::TokenKeys>,
     pub throttle: Arc<auth::LoginThrottle>,
     /// Sessions recently found live.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use dockermon_proto::{Container, HostInfo};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row};
+use sqlx::{Any, AssertSqlSafe, QueryBuilder, Row};
 use utoipa::ToSchema;
 
 use super::rollup::{Resolution, Retention};
@@ -450,6 +450,17 @@ impl Store {
         let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM containers");
         push_where(&mut count);
         self.with_total(page, items, count).await
+    }
+
+    /// Every container not removed, with its description, by name then id: what the
+    /// in-memory inventory holds.
+    pub async fn current_containers(&self) -> Result<Vec<ContainerRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE removed_ns IS NULL ORDER BY name, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(container_row).collect()
     }
 
     pub async fn images(&self, host: HostId, page: Page) -> Result<Paged<ImageRow>> {

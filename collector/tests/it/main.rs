@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod fixtures;
+mod inventory;
 mod store;
 mod support;
 mod ws;

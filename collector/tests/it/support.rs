@@ -79,6 +79,7 @@ pub(crate) fn api_state(
 ) -> dockermon_collector::api::ApiState {
     use dockermon_collector::api::{ApiState, auth::TokenKeys};
     ApiState {
+        inventory: dockermon_collector::inventory::Inventory::new(store.clone()),
         store,
         tokens: std::sync::Arc::new(TokenKeys::new(TOKEN_SECRET, token_ttl)),
         throttle: std::sync::Arc::default(),

@@ -74,7 +74,9 @@ pub struct StatsParams {
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const MAX_POINTS: u32 = 10_000;
 
-/// Containers, filtered and paginated, by host and name.
+/// Containers, filtered and paginated, by name and id. Current containers are listed from
+/// memory and may be up to a second behind the agents' reports; removed ones
+/// (`include_removed`) are read from the database.
 #[utoipa::path(get, path = "/api/v1/containers", tag = "containers", security(("bearer" = [])),
     params(ContainerParams),
     responses((status = 200, body = Paged<ContainerRow>), (status = 400, body = ErrorBody),
@@ -98,7 +100,7 @@ pub async fn list(
         include_removed: query.include_removed.unwrap_or(false),
         detail: query.detail.unwrap_or(false),
     };
-    Ok(Json(state.store.containers(&filter, page).await?))
+    Ok(Json(state.inventory.containers(&filter, page).await?))
 }
 
 /// One container.
