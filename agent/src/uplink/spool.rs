@@ -6,6 +6,12 @@
 //! renamed, so a crash leaves either the whole frame or nothing. One file per frame keeps
 //! dropping any frame (not just the oldest) a single `unlink`.
 //!
+//! Frames are not fsynced (unlike the agent's keys and certificates, see `files.rs`): a
+//! frame is written every second or so, and a flush each time would cost more disk wear than
+//! the data is worth. The rename survives the agent's own crash; a power loss can cost the
+//! last seconds of frames, and a frame left empty or torn by one is found undecodable on
+//! open and removed with a warning, never sent.
+//!
 //! Invariants:
 //! - Sequence numbers only grow, across restarts too: the next number is persisted with
 //!   every acknowledgement and drop, and recomputed on open from the frames present.
