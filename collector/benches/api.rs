@@ -30,16 +30,14 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{PER_HOST, S, fleet, latency, load_history, on_scratch_databases, row, sample};
+use support::{
+    PER_HOST, S, ScratchDatabases, fleet, latency, load_history, on_scratch_databases, row, sample,
+};
 
 #[derive(Parser)]
 struct Args {
-    /// MariaDB server URL without a database; a scratch database is created and dropped.
-    #[arg(long)]
-    mysql: Option<String>,
-    /// Directory for the SQLite scratch file.
-    #[arg(long)]
-    sqlite_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    databases: ScratchDatabases,
     #[arg(long, default_value_t = 1000)]
     containers: i64,
     #[arg(long, default_value_t = 30)]
@@ -69,12 +67,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         println!("| backend | measurement | result |");
         println!("|---|---|---|");
-        on_scratch_databases(
-            args.mysql.as_deref(),
-            args.sqlite_dir.as_deref(),
-            "dmapibench",
-            |backend, url| async move { rest(backend, &url, args).await },
-        )
+        on_scratch_databases(&args.databases, "dmapibench", |backend, url| async move {
+            rest(backend, &url, args).await
+        })
         .await?;
         fan_out(args).await
     })

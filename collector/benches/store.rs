@@ -20,16 +20,14 @@ use dockermon_proto::Record;
 use sqlx::{AssertSqlSafe, Connection};
 
 mod support;
-use support::{PER_HOST, S, fleet, latency, load_history, on_scratch_databases, row, sample};
+use support::{
+    PER_HOST, S, ScratchDatabases, fleet, latency, load_history, on_scratch_databases, row, sample,
+};
 
 #[derive(Parser)]
 struct Args {
-    /// MariaDB server URL without a database; a scratch database is created and dropped.
-    #[arg(long)]
-    mysql: Option<String>,
-    /// Directory for the SQLite scratch file.
-    #[arg(long)]
-    sqlite_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    databases: ScratchDatabases,
     /// Containers loaded for the query phase (50 per host).
     #[arg(long, default_value_t = 1000)]
     containers: i64,
@@ -59,12 +57,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         println!("| backend | measurement | result |");
         println!("|---|---|---|");
-        on_scratch_databases(
-            args.mysql.as_deref(),
-            args.sqlite_dir.as_deref(),
-            "dmbench",
-            |backend, url| async move { bench(backend, &url, args).await },
-        )
+        on_scratch_databases(&args.databases, "dmbench", |backend, url| async move {
+            bench(backend, &url, args).await
+        })
         .await?;
         anyhow::Ok(())
     })

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each benchmark uses its own part
 
 use std::future::Future;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dockermon_collector::store::{HostId, Store};
@@ -202,12 +202,22 @@ pub(crate) async fn load_history(url: &str, days: i64, now: i64) -> anyhow::Resu
     Ok(rows)
 }
 
-/// Runs `bench` once on a scratch MariaDB database on `mysql` (a server URL without a
-/// database) and once on a scratch SQLite file in `sqlite_dir`, each given as far as set,
-/// and removes the scratch database afterwards whatever the outcome.
+/// The databases a benchmark runs on: flags every benchmark takes.
+#[derive(clap::Args)]
+pub(crate) struct ScratchDatabases {
+    /// MariaDB server URL without a database; a scratch database is created and dropped.
+    #[arg(long)]
+    mysql: Option<String>,
+    /// Directory for the SQLite scratch file.
+    #[arg(long)]
+    sqlite_dir: Option<PathBuf>,
+}
+
+/// Runs `bench` once on a scratch MariaDB database on the `--mysql` server and once on a
+/// scratch SQLite file in `--sqlite-dir`, each as far as given, and removes the scratch
+/// database afterwards whatever the outcome.
 pub(crate) async fn on_scratch_databases<F, Fut>(
-    mysql: Option<&str>,
-    sqlite_dir: Option<&Path>,
+    databases: &ScratchDatabases,
     prefix: &str,
     bench: F,
 ) -> anyhow::Result<()>
@@ -215,7 +225,7 @@ where
     F: Fn(&'static str, String) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    if let Some(server) = mysql {
+    if let Some(server) = &databases.mysql {
         let name = format!("{prefix}_{:08x}", rand::random::<u32>());
         sqlx::any::install_default_drivers();
         let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
@@ -228,7 +238,7 @@ where
             .await?;
         result?;
     }
-    if let Some(dir) = sqlite_dir {
+    if let Some(dir) = &databases.sqlite_dir {
         let path = dir.join(format!("{prefix}-{:08x}.db", rand::random::<u32>()));
         let result = bench("SQLite", format!("sqlite://{}", path.display())).await;
         for suffix in ["", "-wal", "-shm"] {
