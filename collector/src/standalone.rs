@@ -52,7 +52,7 @@ pub async fn standalone(
     let identity = Identity::Managed {
         state_dir: state_dir.clone(),
     };
-    let join_token = if identity.files().certificate.exists() {
+    let join_token = if identity.enrolled() {
         None
     } else {
         let store = Store::connect(&config.database.url).await?;

@@ -128,7 +128,8 @@ impl Identity {
         }
     }
 
-    fn enrolled(&self) -> bool {
+    /// Whether the certificate, its key and the CA are all in place.
+    pub fn enrolled(&self) -> bool {
         let files = self.files();
         files.certificate.exists() && files.key.exists() && files.ca.exists()
     }
