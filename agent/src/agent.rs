@@ -79,7 +79,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         cancel.clone(),
     ));
     drop(records_tx);
-    tracker.close();
 
     let delivered = match config.output {
         Output::Stdout => output::write_json_lines(records_rx, tokio::io::stdout())
@@ -88,7 +87,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         Output::Collector(uplink) => {
             let (commands_tx, commands_rx) = mpsc::channel(actions::QUEUE);
             let (results_tx, results_rx) = mpsc::channel(actions::QUEUE);
-            tracker.reopen();
             tracker.spawn(actions::run(
                 docker.clone(),
                 config.allowed_actions.clone(),
@@ -96,7 +94,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
                 results_tx,
                 cancel.clone(),
             ));
-            tracker.close();
             let channels = uplink::ActionChannels {
                 commands: commands_tx,
                 results: results_rx,
@@ -108,6 +105,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
     };
     // The output only ends early when it cannot go on; stop the producers then too.
     cancel.cancel();
+    tracker.close();
     tracker.wait().await;
     delivered
 }
