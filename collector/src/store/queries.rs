@@ -648,7 +648,7 @@ impl Store {
 
     /// A page with its total. The total is counted only when the page cannot tell: a page
     /// that is not full and not past the end holds everything up to the end.
-    async fn with_total<T>(
+    pub(super) async fn with_total<T>(
         &self,
         page: Page,
         items: Vec<T>,
@@ -848,7 +848,7 @@ fn host_row(row: &AnyRow) -> Result<HostRow> {
     })
 }
 
-fn push_page(query: &mut QueryBuilder<Any>, order_by: &str, page: Page) {
+pub(super) fn push_page(query: &mut QueryBuilder<Any>, order_by: &str, page: Page) {
     query
         .push(order_by)
         .push(" LIMIT ")

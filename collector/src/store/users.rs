@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row};
 use utoipa::ToSchema;
 
-use super::queries::{Page, Paged};
+use super::queries::{Page, Paged, push_page};
 use super::{ContainerKey, HostId, Result, Store, StoreError};
 
 /// Whether `email` can be a user's: one `@` with something on both sides, no whitespace
@@ -192,25 +192,13 @@ impl Store {
     }
 
     pub async fn users(&self, page: Page) -> Result<Paged<UserRow>> {
-        let total: i64 = sqlx::query("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY id LIMIT ? OFFSET ?"
-        ))
-        .bind(i64::from(page.limit))
-        .bind(page.offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Paged {
-            total: total as u64,
-            offset: page.offset,
-            limit: page.limit,
-            items: rows.iter().map(user_row).collect::<Result<_>>()?,
-        })
+        let mut select: QueryBuilder<Any> =
+            QueryBuilder::new(concat!("SELECT ", user_columns!(), " FROM users"));
+        push_page(&mut select, " ORDER BY id", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(user_row).collect::<Result<_>>()?;
+        self.with_total(page, items, QueryBuilder::new("SELECT COUNT(*) FROM users"))
+            .await
     }
 
     /// Applies `update`. A new password or disabling the user also ends every session of
@@ -294,11 +282,12 @@ impl Store {
 
     /// The user of a live session (not revoked, not expired, user not disabled).
     pub async fn session_user(&self, session: &str, now_ns: i64) -> Result<Option<UserRow>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.email, u.role, u.disabled, u.settings, u.created_ns, u.updated_ns \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ? AND s.revoked_ns IS NULL AND s.expires_ns > ? AND u.disabled = 0",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE disabled = 0 AND id = \
+             (SELECT user_id FROM sessions WHERE id = ? AND revoked_ns IS NULL AND expires_ns > ?)"
+        ))
         .bind(session)
         .bind(now_ns)
         .fetch_optional(&self.pool)
