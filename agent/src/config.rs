@@ -466,18 +466,17 @@ fn in_range(
     min: Duration,
     max: Duration,
 ) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(invalid(
-            key,
-            format!(
-                "{} is out of range: use {} to {}",
-                humantime::format_duration(value),
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
-        ));
-    }
-    Ok(())
+    config_file::within(value, min, max)
+        .map(drop)
+        .map_err(|range| {
+            invalid(
+                key,
+                format!(
+                    "{} is out of range: {range}",
+                    humantime::format_duration(value)
+                ),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -44,9 +44,46 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 2m or 7d"))
 }
 
+/// `value` if it lies within `min..=max`; otherwise what to write instead (`use 1m to 1d`).
+pub fn within(value: Duration, min: Duration, max: Duration) -> Result<Duration, String> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("use {} to {}", humanize(min), humanize(max)))
+    }
+}
+
+/// `90d`, `1h`, `60s`: a whole number of seconds as people write it, in the largest unit
+/// that divides it.
+fn humanize(duration: Duration) -> String {
+    match duration.as_secs() {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_said_as_people_write_durations() {
+        let minute = Duration::from_secs(60);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(within(minute, minute, day), Ok(minute));
+        assert_eq!(within(day, minute, day), Ok(day));
+        assert_eq!(within(day * 2, minute, day), Err("use 1m to 1d".into()));
+        assert_eq!(
+            within(
+                Duration::ZERO,
+                Duration::from_secs(90),
+                Duration::from_secs(600)
+            ),
+            Err("use 90s to 10m".into())
+        );
+    }
 
     #[derive(Debug, Default, PartialEq, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

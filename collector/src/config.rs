@@ -580,9 +580,12 @@ impl ServeArgs {
             Some(text) => duration("agents.stats_interval", text)?,
             None => Duration::from_secs(30),
         };
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&stats_interval) {
-            return Err(invalid("agents.stats_interval", "use 1s to 1h"));
-        }
+        config_file::within(
+            stats_interval,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )
+        .map_err(|range| invalid("agents.stats_interval", range))?;
         let usage_interval = match self
             .agent_usage_interval
             .as_ref()
@@ -636,17 +639,8 @@ impl ApiArgs {
                 Some(text) => duration(key, text)?,
                 None => default,
             };
-            if !range.contains(&value) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "use {} to {}",
-                        humanize(*range.start()),
-                        humanize(*range.end())
-                    ),
-                ));
-            }
-            Ok(value)
+            config_file::within(value, *range.start(), *range.end())
+                .map_err(|range| invalid(key, range))
         };
         let access_ttl = ttl(
             "access_token_ttl",
@@ -721,17 +715,6 @@ fn value_or_file(
                 source,
             }),
         (None, None) => Ok(None),
-    }
-}
-
-/// `90d`, `1h`, `60s`: durations as people write them.
-fn humanize(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    match seconds {
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 
