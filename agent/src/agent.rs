@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, sleep_unless_cancelled};
 use crate::config::{Config, DockerConfig, Output};
 use crate::docker::{self, ConnectError, Docker};
 use crate::inventory::{Inventory, RunningSet};
-use crate::{actions, events, output, stats, uplink, usage};
+use crate::{actions, events, output, profiler, stats, uplink, usage};
 
 /// Records waiting for the output.
 const RECORD_QUEUE: usize = 4096;
@@ -69,7 +69,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         docker.clone(),
         collect_rx.clone(),
         records_tx.clone(),
-        running_rx,
+        running_rx.clone(),
         cancel.clone(),
     ));
     tracker.spawn(usage::run(
@@ -78,25 +78,51 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         records_tx.clone(),
         cancel.clone(),
     ));
-    drop(records_tx);
+    // Profiles are asked for by a collector; printing to stdout needs none.
+    let profile_records = records_tx;
 
     let delivered = match config.output {
-        Output::Stdout => output::write_json_lines(records_rx, tokio::io::stdout())
-            .await
-            .map_err(RunError::Output),
+        Output::Stdout => {
+            drop(profile_records);
+            output::write_json_lines(records_rx, tokio::io::stdout())
+                .await
+                .map_err(RunError::Output)
+        }
         Output::Collector(uplink) => {
-            let (commands_tx, commands_rx) = mpsc::channel(actions::QUEUE);
-            let (results_tx, results_rx) = mpsc::channel(actions::QUEUE);
+            let (actions_tx, actions_rx) = mpsc::channel(actions::QUEUE);
+            let (profiles_tx, profiles_rx) = mpsc::channel(profiler::QUEUE);
+            let (results_tx, results_rx) = mpsc::channel(actions::QUEUE + profiler::QUEUE);
+            let (live_tx, live_rx) = mpsc::channel(profiler::LIVE_QUEUE);
+            let (connected_tx, connected_rx) = watch::channel(false);
+            let (status_tx, status_rx) = watch::channel(profiler::ProfilerStatus::default());
             tracker.spawn(actions::run(
                 docker.clone(),
                 config.allowed_actions.clone(),
-                commands_rx,
-                results_tx,
+                actions_rx,
+                results_tx.clone(),
                 cancel.clone(),
             ));
-            let channels = uplink::ActionChannels {
-                commands: commands_tx,
+            tracker.spawn(profiler::run(
+                profiler::ProfilerWiring {
+                    docker: docker.clone(),
+                    max_sessions: config.max_profiles,
+                    commands: profiles_rx,
+                    results: results_tx,
+                    records: profile_records,
+                    live: live_tx,
+                    running: running_rx,
+                    connected: connected_rx,
+                    status: status_tx,
+                },
+                cancel.clone(),
+            ));
+            let channels = uplink::TaskChannels {
+                actions: actions_tx,
+                profiles: profiles_tx,
                 results: results_rx,
+                live: live_rx,
+                profiler: status_rx,
+                connected: connected_tx,
             };
             uplink::run(*uplink, records_rx, collect_tx, channels, cancel.clone())
                 .await

@@ -110,6 +110,11 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_ALLOW_ACTIONS", value_name = "LIST")]
     pub allow_actions: Option<String>,
 
+    /// Most profile sessions (1-second sampling of one container, started from the
+    /// collector) this agent runs at once. [default: 8]
+    #[arg(long, env = "DOCKERMON_MAX_PROFILES", value_name = "N")]
+    pub max_profiles: Option<usize>,
+
     /// Log filter (tracing's env-filter syntax), written to stderr.
     #[arg(long, env = "DOCKERMON_LOG", default_value = "info")]
     pub log: String,
@@ -161,6 +166,8 @@ pub struct FileConfig {
     pub spool_size: Option<String>,
     /// Container actions the collector may ask for, e.g. `[start, stop, restart]`.
     pub allow_actions: Option<Vec<String>>,
+    /// Most profile sessions at once.
+    pub max_profiles: Option<usize>,
 }
 
 /// The resolved, validated configuration.
@@ -171,6 +178,8 @@ pub struct Config {
     pub output: Output,
     /// Container actions this agent carries out when the collector asks.
     pub allowed_actions: BTreeSet<ContainerAction>,
+    /// Profile sessions this agent runs at once, at most.
+    pub max_profiles: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +346,17 @@ impl Cli {
             Duration::from_secs(600),
         )?;
 
+        let max_profiles = self
+            .max_profiles
+            .or(file.max_profiles)
+            .unwrap_or(crate::profiler::DEFAULT_MAX_SESSIONS);
+        if !(1..=64).contains(&max_profiles) {
+            return Err(invalid(
+                "max_profiles",
+                format!("{max_profiles} is out of range: use 1 to 64"),
+            ));
+        }
+
         let collector = self.collector.clone().or_else(|| file.collector.clone());
         let output = match (self.output.or(file.output), collector) {
             (Some(OutputKind::Stdout), _) | (None, None) => Output::Stdout,
@@ -364,6 +384,7 @@ impl Cli {
             },
             output,
             allowed_actions: self.allowed_actions(&file)?,
+            max_profiles,
         })
     }
 

@@ -3,6 +3,7 @@
 //!
 //! Module map: [`config`] resolves flags/env/file; [`docker`] connects and converts
 //! bollard's models; [`events`], [`inventory`], [`stats`] and [`usage`] are one task each;
+//! [`profiler`] runs the profile sessions a collector asks for;
 //! [`agent`] wires them to an output (stdout, or the [`uplink`] to a collector); [`process`] is the plumbing both binaries share.
 
 pub mod actions;
@@ -17,6 +18,7 @@ pub mod host;
 pub mod inventory;
 pub mod output;
 pub mod process;
+pub mod profiler;
 pub mod stats;
 pub mod uplink;
 pub mod usage;

@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
 fn state(store: Store) -> ApiState {
     ApiState {
         inventory: Inventory::new(store.clone()),
-        store,
+        store: store.clone(),
         tokens: Arc::new(TokenKeys::new(
             b"benchmark secret of thirty-two bytes!",
             Duration::from_secs(3600),
@@ -86,6 +86,12 @@ fn state(store: Store) -> ApiState {
         throttle: Arc::default(),
         sessions: Arc::default(),
         registry: Registry::default(),
+        profiler: dockermon_collector::profiles::Profiler::new(
+            store.clone(),
+            Registry::default(),
+            dockermon_collector::live::LiveBus::default(),
+            Default::default(),
+        ),
         retention: Retention::default(),
         authority: None,
         refresh_ttl: Duration::from_secs(3600),

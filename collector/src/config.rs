@@ -16,6 +16,7 @@ use dockermon_proto::transport::AgentConfig;
 
 use crate::api::auth::secret::SecretSource;
 use crate::pki::PkiPaths;
+use crate::profiles::ProfileSettings;
 use crate::store::{DatabaseUrl, Retention};
 use crate::transport::TlsFiles;
 
@@ -207,6 +208,24 @@ pub struct ServeArgs {
     /// How long the activity log is kept. [default: 90d]
     #[arg(long, env = "DOCKERMON_RETENTION_ACTIVITY", value_name = "DURATION")]
     pub retention_activity: Option<String>,
+    /// How long profile sessions and their samples are kept. [default: 30d]
+    #[arg(long, env = "DOCKERMON_RETENTION_PROFILES", value_name = "DURATION")]
+    pub retention_profiles: Option<String>,
+
+    /// Profile sessions running at once on one host. [default: 8]
+    #[arg(long, env = "DOCKERMON_PROFILE_MAX_PER_HOST", value_name = "N")]
+    pub profile_max_per_host: Option<u64>,
+    /// Profile sessions one user may have running at once. [default: 4]
+    #[arg(long, env = "DOCKERMON_PROFILE_MAX_PER_USER", value_name = "N")]
+    pub profile_max_per_user: Option<u64>,
+    /// The longest a profile session runs, and how long one runs when no duration is
+    /// given. [default: 1h]
+    #[arg(long, env = "DOCKERMON_PROFILE_MAX_DURATION", value_name = "DURATION")]
+    pub profile_max_duration: Option<String>,
+    /// How long a profile started over the WebSocket outlives its last watcher, and how
+    /// long any profile outlives its agent's disconnection. [default: 10s]
+    #[arg(long, env = "DOCKERMON_PROFILE_GRACE", value_name = "DURATION")]
+    pub profile_grace: Option<String>,
 
     /// Address agents connect to (TLS). [default: 0.0.0.0:3812]
     #[arg(long, env = "DOCKERMON_AGENT_LISTEN", value_name = "ADDR")]
@@ -339,6 +358,9 @@ pub struct FileConfig {
     /// What agents are told to collect.
     #[serde(default)]
     pub agents: AgentsFile,
+    /// Bounds and timings of profile sessions.
+    #[serde(default)]
+    pub profiles: ProfilesFile,
     /// Address of the REST API.
     pub api_listen: Option<SocketAddr>,
     /// Address of the WebSocket API.
@@ -365,6 +387,20 @@ pub struct AgentsFile {
     pub usage_interval: Option<String>,
 }
 
+/// Profile sessions in the YAML file, e.g. `max_per_host: 8`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesFile {
+    /// Sessions at once on one host.
+    pub max_per_host: Option<u64>,
+    /// Sessions at once per user.
+    pub max_per_user: Option<u64>,
+    /// The longest session, e.g. `1h`.
+    pub max_duration: Option<String>,
+    /// How long a session outlives its last watcher or its agent's disconnection.
+    pub grace: Option<String>,
+}
+
 /// Retention periods in the YAML file, e.g. `raw: 7d`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +415,8 @@ pub struct RetentionFile {
     pub one_hour: Option<String>,
     /// Activity log.
     pub activity: Option<String>,
+    /// Profile sessions and their samples.
+    pub profiles: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -397,6 +435,7 @@ pub struct ServeConfig {
     pub agent_cert_ttl: Duration,
     pub agent_config: AgentConfig,
     pub api: ApiConfig,
+    pub profiles: ProfileSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -537,6 +576,12 @@ impl ServeArgs {
                 &file.retention.activity,
                 defaults.activity,
             )?,
+            profiles: period(
+                "retention.profiles",
+                &self.retention_profiles,
+                &file.retention.profiles,
+                defaults.profiles,
+            )?,
             ..defaults
         };
         let database = self.database.resolve(file)?;
@@ -614,6 +659,50 @@ impl ServeArgs {
                 usage_timeout_ms: 60_000,
             },
             api: self.api.resolve(file, &database_dir)?,
+            profiles: self.profile_settings(file)?,
+        })
+    }
+
+    fn profile_settings(&self, file: &FileConfig) -> Result<ProfileSettings, ConfigError> {
+        let defaults = ProfileSettings::default();
+        let count = |key: &'static str, flag: Option<u64>, from_file: Option<u64>, default: u64| {
+            let value = flag.or(from_file).unwrap_or(default);
+            if (1..=64).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("{value} is out of range: use 1 to 64"),
+                ))
+            }
+        };
+        Ok(ProfileSettings {
+            max_per_host: count(
+                "profiles.max_per_host",
+                self.profile_max_per_host,
+                file.profiles.max_per_host,
+                defaults.max_per_host,
+            )?,
+            max_per_user: count(
+                "profiles.max_per_user",
+                self.profile_max_per_user,
+                file.profiles.max_per_user,
+                defaults.max_per_user,
+            )?,
+            max_duration: bounded_duration(
+                "profiles.max_duration",
+                &self.profile_max_duration,
+                &file.profiles.max_duration,
+                defaults.max_duration,
+                Duration::from_secs(10)..=Duration::from_secs(86_400),
+            )?,
+            grace: bounded_duration(
+                "profiles.grace",
+                &self.profile_grace,
+                &file.profiles.grace,
+                defaults.grace,
+                Duration::from_secs(1)..=Duration::from_secs(600),
+            )?,
         })
     }
 }
@@ -630,26 +719,14 @@ impl ApiArgs {
             (None, Some(path)) => SecretSource::File(path.clone()),
             (None, None) => SecretSource::in_data_dir(data_dir),
         };
-        let ttl = |key: &'static str,
-                   flag: &Option<String>,
-                   from_file: &Option<String>,
-                   default: Duration,
-                   range: std::ops::RangeInclusive<Duration>| {
-            let value = match flag.as_ref().or(from_file.as_ref()) {
-                Some(text) => duration(key, text)?,
-                None => default,
-            };
-            config_file::within(value, *range.start(), *range.end())
-                .map_err(|range| invalid(key, range))
-        };
-        let access_ttl = ttl(
+        let access_ttl = bounded_duration(
             "access_token_ttl",
             &self.access_token_ttl,
             &file.access_token_ttl,
             Duration::from_secs(15 * 60),
             Duration::from_secs(60)..=Duration::from_secs(86_400),
         )?;
-        let session_ttl = ttl(
+        let session_ttl = bounded_duration(
             "session_ttl",
             &self.session_ttl,
             &file.session_ttl,
@@ -716,6 +793,21 @@ fn value_or_file(
             }),
         (None, None) => Ok(None),
     }
+}
+
+/// A duration from its flag or, without one, the file; else `default`; within `range`.
+fn bounded_duration(
+    key: &'static str,
+    flag: &Option<String>,
+    from_file: &Option<String>,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    let value = match flag.as_ref().or(from_file.as_ref()) {
+        Some(text) => duration(key, text)?,
+        None => default,
+    };
+    config_file::within(value, *range.start(), *range.end()).map_err(|range| invalid(key, range))
 }
 
 pub fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {

@@ -4,7 +4,8 @@
 //! SQLite behind one API) and [`inventory`] its current containers in memory; [`serve`]
 //! runs the service: [`health`] endpoints, the agent [`transport`] (mutual TLS with the
 //! built-in CA from [`pki`], the ingest pipeline and the [`live`] fan-out), the people's
-//! [`api`] and [`ws`], and the [`scheduler`]'s rollups and retention.
+//! [`api`] and [`ws`], the [`profiles`] sessions, and the [`scheduler`]'s rollups and
+//! retention.
 
 pub mod admin;
 pub mod api;
@@ -13,6 +14,7 @@ pub mod health;
 pub mod inventory;
 pub mod live;
 pub mod pki;
+pub mod profiles;
 pub mod scheduler;
 pub mod serve;
 pub mod standalone;

@@ -1,34 +1,88 @@
-//! Live fan-out: what was just committed, for the WebSocket API's subscribers.
+//! Live fan-out: what was just committed, and what profile sessions are doing, for the
+//! WebSocket API's subscribers and for the profiler of every replica.
 //!
 //! This is the one internal interface live data goes through. Its first implementation is
 //! an in-process broadcast channel; with several collector replicas it becomes a broker
-//! (NATS or Redis pub/sub) behind the same two calls, `publish` and `subscribe`, because
-//! an agent and the person watching it may be connected to different replicas.
+//! behind the same two calls, `publish` and `subscribe`, because an agent and the person
+//! watching it may be connected to different replicas. Updates are therefore plain data
+//! (serialisable), never handles into one process.
 //!
 //! A subscriber that falls behind loses the oldest updates (it sees a `Lagged` error and
-//! carries on); publishers never wait.
+//! carries on); publishers never wait. Live data is at most once: what must not be lost is
+//! in the store.
 
 use std::sync::Arc;
 
-use dockermon_proto::{HostName, Record};
+use dockermon_proto::{HostName, ProfileEndReason, ProfileSample, Record};
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::store::HostId;
+use crate::store::{ContainerKey, HostId};
 
 /// Updates kept for slow subscribers before the oldest are dropped.
 const CAPACITY: usize = 4096;
 
 /// Records of one host, committed together.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiveBatch {
     pub host: HostId,
     pub host_name: HostName,
     pub records: Vec<Record>,
 }
 
+/// One live update.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LiveUpdate {
+    /// Records an agent sent, after they were committed.
+    Committed(LiveBatch),
+    /// A profile sample as the agent read it, before it is committed (it will be, with the
+    /// same values, in the session's next batch).
+    ProfileSample(LiveProfileSample),
+    /// A profile session started or ended.
+    Profile(ProfileChange),
+    /// How many WebSocket clients of one replica watch each profile session, in full (a
+    /// session missing from `counts` has none there).
+    ProfileWatchers {
+        replica: u64,
+        counts: Vec<(i64, u32)>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveProfileSample {
+    pub profile_id: i64,
+    pub host: HostId,
+    pub container: ContainerKey,
+    pub sample: ProfileSample,
+    /// When the agent had the sample in hand (Unix nanoseconds).
+    pub read_ns: i64,
+}
+
+/// A profile session's start or end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileChange {
+    pub profile_id: i64,
+    pub host: HostId,
+    pub container: ContainerKey,
+    pub change: ProfileChangeKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ProfileChangeKind {
+    Started {
+        /// Ends when nobody watches it (started over the WebSocket).
+        ends_without_watchers: bool,
+    },
+    Ended {
+        reason: ProfileEndReason,
+        /// Samples the agent read, when it said.
+        samples_read: Option<u64>,
+    },
+}
+
 #[derive(Clone)]
 pub struct LiveBus {
-    sender: broadcast::Sender<Arc<LiveBatch>>,
+    sender: broadcast::Sender<Arc<LiveUpdate>>,
 }
 
 impl Default for LiveBus {
@@ -40,12 +94,12 @@ impl Default for LiveBus {
 }
 
 impl LiveBus {
-    pub fn publish(&self, batch: LiveBatch) {
+    pub fn publish(&self, update: LiveUpdate) {
         // No subscriber is not an error.
-        let _ = self.sender.send(Arc::new(batch));
+        let _ = self.sender.send(Arc::new(update));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveBatch>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveUpdate>> {
         self.sender.subscribe()
     }
 }

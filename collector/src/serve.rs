@@ -28,6 +28,7 @@ use crate::health::{self, Readiness};
 use crate::inventory::Inventory;
 use crate::live::LiveBus;
 use crate::pki::Authority;
+use crate::profiles::Profiler;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store};
 use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
@@ -84,10 +85,18 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         cancel.clone(),
     );
     let registry = Registry::default();
+    let profiler = Profiler::new(
+        store.clone(),
+        registry.clone(),
+        live.clone(),
+        config.profiles.clone(),
+    );
+    tracker.spawn(profiler.clone().run(cancel.clone()));
     let service = Arc::new(AgentService {
         store: store.clone(),
         pipeline,
         registry: registry.clone(),
+        profiler: profiler.clone(),
         authority: authority.clone(),
         agent_config: config.agent_config.clone(),
         agent_cert_ttl: config.agent_cert_ttl,
@@ -120,6 +129,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         throttle: Arc::default(),
         sessions: Arc::default(),
         registry: registry.clone(),
+        profiler,
         retention: config.retention.clone(),
         authority,
         refresh_ttl: config.api.session_ttl,

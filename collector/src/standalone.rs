@@ -87,6 +87,7 @@ pub async fn standalone(
             spool_bytes: dockermon_agent::config::DEFAULT_SPOOL_BYTES,
         })),
         allowed_actions: dockermon_agent::actions::default_allowed(),
+        max_profiles: dockermon_agent::profiler::DEFAULT_MAX_SESSIONS,
     };
     let agent_cancel = cancel.child_token();
     let local_agent = tokio::spawn({

@@ -78,6 +78,8 @@ impl RawAgent {
             .send(&AgentMessage::Hello(Hello {
                 agent_version: "raw".into(),
                 protocol_version: dockermon_proto::PROTOCOL_VERSION,
+                capabilities: Vec::new(),
+                profiles: Vec::new(),
             }))
             .await?;
         match agent.next(Duration::from_secs(30)).await? {

@@ -1,7 +1,8 @@
 //! The wire model shared by the Dockermon agent and collector.
 //!
 //! Every record an agent reports is a [`Record`]: serialised as one JSON object whose
-//! `"type"` field names the variant (`host`, `inventory`, `event`, `stats`, `usage`).
+//! `"type"` field names the variant (`host`, `inventory`, `event`, `stats`, `usage`,
+//! `profile`).
 //! The same shapes travel over the agent ↔ collector transport and out of
 //! `dockermon-agent --output stdout`.
 //!
@@ -21,6 +22,7 @@ mod host;
 mod ids;
 mod inventory;
 pub mod limits;
+mod profile;
 mod record;
 mod stats;
 pub mod transport;
@@ -33,6 +35,7 @@ pub use inventory::{
     Compose, Container, ContainerMount, ContainerNetwork, ContainerState, Health, Image,
     InventoryUpdate, Network, ObjectKind, ObjectRef, Port, Volume,
 };
+pub use profile::{ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample};
 pub use record::Record;
 pub use stats::{BlockIo, NetworkCounters, StatsCounters, StatsRates, StatsSample};
 pub use usage::{ContainerDisk, DiskUsage, UsageSummary, VolumeDisk};

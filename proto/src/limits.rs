@@ -20,6 +20,8 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const MAX_LIST_ENTRIES: usize = 128;
 /// Most objects of one kind in one inventory update.
 pub const MAX_INVENTORY_OBJECTS: usize = 100_000;
+/// Most samples in one profile batch (agents send one batch at least every 10 s).
+pub const MAX_PROFILE_SAMPLES: usize = 3_600;
 
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn truncate(mut s: String, max: usize) -> String {
@@ -150,6 +152,13 @@ pub fn enforce(record: &mut Record) {
         Record::Stats(sample) => {
             name(&mut sample.container_id.0);
             name(&mut sample.name);
+        }
+        Record::Profile(batch) => {
+            name(&mut batch.container_id.0);
+            batch.samples.truncate(MAX_PROFILE_SAMPLES);
+            if let Some(message) = batch.ended.as_mut().and_then(|end| end.message.as_mut()) {
+                text(message);
+            }
         }
         Record::Usage(usage) => {
             usage.per_container.truncate(MAX_LIST_ENTRIES);

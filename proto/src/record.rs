@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DiskUsage, DockerEvent, HostInfo, InventoryUpdate, StatsSample};
+use crate::{DiskUsage, DockerEvent, HostInfo, InventoryUpdate, ProfileBatch, StatsSample};
 
 /// Everything an agent reports. Serialised with a `"type"` field naming the variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +13,9 @@ pub enum Record {
     Event(DockerEvent),
     Stats(StatsSample),
     Usage(DiskUsage),
+    /// Samples of a profile session the collector asked for (agents that announce the
+    /// `profile` capability only).
+    Profile(ProfileBatch),
 }
 
 impl Record {
@@ -24,6 +27,7 @@ impl Record {
             Record::Event(_) => "event",
             Record::Stats(_) => "stats",
             Record::Usage(_) => "usage",
+            Record::Profile(_) => "profile",
         }
     }
 }
@@ -209,6 +213,29 @@ mod tests {
                     containers: 1,
                 }],
                 ..Default::default()
+            }),
+            Record::Profile(ProfileBatch {
+                profile_id: 17,
+                container_id: ContainerId::from("4f1c"),
+                samples: vec![ProfileSample {
+                    time_ns: 1_700_000_000_000_000_001,
+                    counters: StatsCounters {
+                        cpu_total_ns: 5,
+                        pids: 2,
+                        ..Default::default()
+                    },
+                    rates: StatsRates {
+                        interval_ns: 1_000_000_000,
+                        cpu_percent: 99.5,
+                        ..Default::default()
+                    },
+                }],
+                ended: Some(ProfileEnd {
+                    time_ns: 1_700_000_000_500_000_000,
+                    reason: ProfileEndReason::ContainerStopped,
+                    samples: 1,
+                    message: None,
+                }),
             }),
         ]
     }

@@ -9,6 +9,12 @@
 //! message is one JSON text frame with a `"type"` field. Frames larger than
 //! [`MAX_FRAME_BYTES`] are a protocol violation.
 //!
+//! Outside the numbered stream, an agent sends live profile samples
+//! ([`AgentMessage::ProfileSample`], at most once: the same samples also travel in
+//! numbered frames) and its [`AgentStatus`] when it changes. What an agent can do beyond
+//! protocol 1 it announces in [`Hello::capabilities`]; the collector asks for nothing an
+//! agent did not announce, so older agents keep working.
+//!
 //! Enrollment (no client certificate yet) is a JSON `POST` to [`ENROLL_PATH`] over TLS
 //! whose server certificate the agent checks against the CA fingerprint pinned in its
 //! [`JoinToken`]; renewal is a `POST` to [`RENEW_PATH`] with the current certificate.
@@ -18,7 +24,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{HostName, Record};
+use crate::{ContainerId, HostName, ProfileEndReason, ProfileSample, Record};
 
 pub const AGENT_PATH: &str = "/v1/agent";
 pub const ENROLL_PATH: &str = "/v1/enroll";
@@ -36,6 +42,41 @@ pub enum AgentMessage {
     Hello(Hello),
     Data(DataFrame),
     CommandResult(CommandResult),
+    /// A profile sample for live watchers, sent as soon as it is read. Not numbered and
+    /// not acknowledged: lost if the connection is down, and then still delivered in the
+    /// session's [`crate::ProfileBatch`].
+    ProfileSample(LiveProfileSample),
+    /// What the agent is doing now, sent when it changes.
+    Status(AgentStatus),
+}
+
+/// The `profile` capability: the agent runs profile sessions ([`CommandAction::ProfileStart`]).
+pub const CAPABILITY_PROFILE: &str = "profile";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveProfileSample {
+    pub profile_id: u64,
+    pub sample: ProfileSample,
+    /// When the agent had the sample in hand (Unix nanoseconds): where delivery latency to
+    /// watchers is measured from.
+    pub read_ns: i64,
+}
+
+/// The agent's own state, for the collector to show and export.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Profile sessions running on the agent now.
+    #[serde(default)]
+    pub profiles: Vec<u64>,
+    /// Docker stats streams the agent holds open (one per profiled container).
+    #[serde(default)]
+    pub docker_streams: u32,
+    /// Frames in the agent's spool that the collector has not acknowledged.
+    #[serde(default)]
+    pub spool_frames: u64,
+    /// Bytes of those frames.
+    #[serde(default)]
+    pub spool_bytes: u64,
 }
 
 /// Collector → agent.
@@ -58,6 +99,13 @@ pub enum CollectorMessage {
 pub struct Hello {
     pub agent_version: String,
     pub protocol_version: u32,
+    /// What the agent can do beyond the protocol's base (e.g. [`CAPABILITY_PROFILE`]).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The profile sessions still running on the agent: after a reconnect the collector
+    /// ends those it thinks are running and the agent no longer has.
+    #[serde(default)]
+    pub profiles: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +167,26 @@ pub enum CommandAction {
         container_id: String,
         action: ContainerAction,
     },
+    /// Start a profile session (agents with the `profile` capability only).
+    ProfileStart(ProfileStart),
+    /// End a profile session; the agent sends its last samples with this reason.
+    ProfileStop {
+        profile_id: u64,
+        reason: ProfileEndReason,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileStart {
+    pub profile_id: u64,
+    pub container_id: ContainerId,
+    /// Time between samples, 1 to 10 s.
+    pub interval_ms: u64,
+    /// The session ends on its own after this long.
+    pub duration_ms: u64,
+    /// The agent ends the session (`interrupted`) when it has been cut off from the
+    /// collector for this long.
+    pub disconnected_grace_ms: u64,
 }
 
 /// What people may do to a container through Dockermon.
@@ -280,6 +348,14 @@ mod tests {
             AgentMessage::Hello(Hello {
                 agent_version: "0.1.0".into(),
                 protocol_version: 1,
+                capabilities: vec![CAPABILITY_PROFILE.into()],
+                profiles: vec![3],
+            }),
+            AgentMessage::Status(AgentStatus {
+                profiles: vec![3],
+                docker_streams: 1,
+                spool_frames: 2,
+                spool_bytes: 300,
             }),
             AgentMessage::Data(DataFrame {
                 seq: 7,
@@ -326,6 +402,25 @@ mod tests {
                 timeout_ms: 5000,
                 action: CommandAction::SetConfig(config),
             }),
+            CollectorMessage::Command(Command {
+                id: 2,
+                timeout_ms: 5000,
+                action: CommandAction::ProfileStart(ProfileStart {
+                    profile_id: 9,
+                    container_id: "c0ffee".into(),
+                    interval_ms: 1000,
+                    duration_ms: 60_000,
+                    disconnected_grace_ms: 10_000,
+                }),
+            }),
+            CollectorMessage::Command(Command {
+                id: 3,
+                timeout_ms: 5000,
+                action: CommandAction::ProfileStop {
+                    profile_id: 9,
+                    reason: ProfileEndReason::NoWatchers,
+                },
+            }),
         ];
         for message in collector {
             let json = serde_json::to_string(&message).unwrap();
@@ -336,6 +431,20 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn a_hello_from_an_agent_without_capabilities_still_reads() {
+        // Protocol-1 agents from before capabilities existed.
+        let hello: AgentMessage = serde_json::from_str(
+            r#"{"type":"hello","agent_version":"0.1.0","protocol_version":1}"#,
+        )
+        .unwrap();
+        let AgentMessage::Hello(hello) = hello else {
+            panic!("not a hello")
+        };
+        assert!(hello.capabilities.is_empty());
+        assert!(hello.profiles.is_empty());
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dockermon_proto::PROTOCOL_VERSION;
 use dockermon_proto::transport::{
     AgentMessage, CollectorMessage, ErrorBody, Hello, MAX_FRAME_BYTES, Welcome,
 };
@@ -46,10 +45,11 @@ pub(super) struct Session {
     pub(super) welcome: Welcome,
 }
 
-/// Connects, says hello and waits for the welcome.
+/// Connects, says `hello` and waits for the welcome.
 pub(super) async fn open(
     url: &CollectorUrl,
     tls: Arc<rustls::ClientConfig>,
+    hello: Hello,
 ) -> Result<Session, ConnectError> {
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: url.to_string(),
@@ -97,10 +97,7 @@ pub(super) async fn open(
                 },
                 other => ConnectError::Protocol(other.to_string()),
             })?;
-    let hello = AgentMessage::Hello(Hello {
-        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        protocol_version: PROTOCOL_VERSION,
-    });
+    let hello = AgentMessage::Hello(hello);
     stream
         .send(Message::text(
             serde_json::to_string(&hello).expect("hello serialises"),

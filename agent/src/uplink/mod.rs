@@ -10,8 +10,12 @@
 //! Connection: reconnect with exponential backoff and jitter; at most [`WINDOW`] frames in
 //! flight; a ping every 15 s, and a connection silent for 45 s is dead. The collector's
 //! welcome carries the collection settings, applied at once; `set_config` commands change
-//! them later; container commands go to the [`crate::actions`] task and their results come
-//! back through the uplink. Renewal of the agent's certificate is checked hourly.
+//! them later; container commands go to the [`crate::actions`] task and profile commands
+//! to the [`crate::profiler`], and their results come back through the uplink. Live
+//! profile samples are forwarded as they come while connected, and dropped otherwise (they
+//! also travel in spooled frames). The agent's status (profiles, Docker streams, spool
+//! backlog) goes out when the profiler's changes and with every heartbeat. Renewal of the
+//! agent's certificate is checked hourly.
 
 mod connection;
 pub mod identity;
@@ -21,17 +25,18 @@ pub mod url;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use dockermon_proto::Record;
 use dockermon_proto::transport::{
-    AgentConfig, AgentMessage, CollectorMessage, Command, CommandAction, CommandOutcome,
-    CommandResult, JoinToken,
+    AgentConfig, AgentMessage, AgentStatus, CAPABILITY_PROFILE, CollectorMessage, Command,
+    CommandAction, CommandOutcome, CommandResult, Hello, JoinToken, LiveProfileSample,
 };
+use dockermon_proto::{PROTOCOL_VERSION, Record};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::{Backoff, sleep_unless_cancelled};
 use crate::config::CollectConfig;
+use crate::profiler::ProfilerStatus;
 use connection::{Session, SessionEnd};
 pub use identity::{Identity, IdentityError, IdentityFiles};
 use spool::{FrameClass, Spool};
@@ -98,7 +103,7 @@ pub async fn run(
     config: UplinkConfig,
     mut records: mpsc::Receiver<Record>,
     collect: watch::Sender<CollectConfig>,
-    actions: ActionChannels,
+    tasks: TaskChannels,
     cancel: CancellationToken,
 ) -> Result<(), UplinkError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -132,8 +137,7 @@ pub async fn run(
         reconnect_at: Instant::now(),
         backoff,
         collect,
-        actions: actions.commands,
-        results: actions.results,
+        tasks,
     };
     spool = uplink.run(&mut records, &cancel).await;
     drop(spool);
@@ -152,15 +156,23 @@ struct Uplink {
     reconnect_at: Instant,
     backoff: Backoff,
     collect: watch::Sender<CollectConfig>,
-    /// Container commands go to the actions task; their results come back here.
-    actions: mpsc::Sender<Command>,
-    results: mpsc::Receiver<CommandResult>,
+    tasks: TaskChannels,
 }
 
-/// The uplink's ends of the channels to the container actions task.
-pub struct ActionChannels {
-    pub commands: mpsc::Sender<Command>,
+/// The uplink's ends of the channels to the tasks that serve the collector's commands.
+pub struct TaskChannels {
+    /// Container commands go to the actions task.
+    pub actions: mpsc::Sender<Command>,
+    /// Profile commands go to the profiler.
+    pub profiles: mpsc::Sender<Command>,
+    /// Both answer here.
     pub results: mpsc::Receiver<CommandResult>,
+    /// Live profile samples, forwarded while connected.
+    pub live: mpsc::Receiver<LiveProfileSample>,
+    /// The profiler's sessions and streams, for hellos and status messages.
+    pub profiler: watch::Receiver<ProfilerStatus>,
+    /// Whether a collector session is up: profiles end when it has been down too long.
+    pub connected: watch::Sender<bool>,
 }
 
 impl Uplink {
@@ -191,7 +203,9 @@ impl Uplink {
                 () = tokio::time::sleep_until(self.reconnect_at.into()), if self.session.is_none() => {}
                 _ = ping.tick(), if self.session.is_some() => self.heartbeat(),
                 _ = renewal.tick() => self.renew_if_due().await,
-                Some(result) = self.results.recv() => self.answer(result),
+                Some(result) = self.tasks.results.recv() => self.answer(result),
+                Some(sample) = self.tasks.live.recv() => self.forward_live(sample),
+                Ok(()) = self.tasks.profiler.changed() => self.send_status(),
             }
         }
     }
@@ -254,7 +268,13 @@ impl Uplink {
                 return;
             }
         };
-        match connection::open(&self.config.collector, tls).await {
+        let hello = Hello {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            capabilities: vec![CAPABILITY_PROFILE.to_owned()],
+            profiles: self.tasks.profiler.borrow().sessions.clone(),
+        };
+        match connection::open(&self.config.collector, tls, hello).await {
             Ok(session) => {
                 let welcome = session.welcome.clone();
                 if let Err(error) = self.spool.welcome(welcome.last_seq) {
@@ -266,6 +286,8 @@ impl Uplink {
                 self.connected_at = Instant::now();
                 info!(collector = %self.config.collector, host = %welcome.host, last_seq = welcome.last_seq, spooled = self.spool.len(), "connected to the collector");
                 self.session = Some(session);
+                self.tasks.connected.send_replace(true);
+                self.send_status();
             }
             Err(error) => {
                 let delay = self.backoff.next_delay();
@@ -277,6 +299,7 @@ impl Uplink {
 
     fn disconnect(&mut self, reason: &str) {
         self.session = None;
+        self.tasks.connected.send_replace(false);
         // A session that lasted was a success: start the backoff over. One closed right
         // away (a refusal, a protocol error) keeps growing it.
         if self.connected_at.elapsed() >= HEALTHY_SESSION {
@@ -300,13 +323,22 @@ impl Uplink {
             Ok(Some(CollectorMessage::Command(command))) => {
                 let id = command.id;
                 let outcome = match command.action {
-                    CommandAction::Container { .. } => match self.actions.try_send(command) {
+                    CommandAction::Container { .. } => match self.tasks.actions.try_send(command) {
                         // Answered later, from the actions task.
                         Ok(()) => return,
                         Err(_) => CommandOutcome::Failed {
                             message: "too many container actions pending on this agent".into(),
                         },
                     },
+                    CommandAction::ProfileStart(_) | CommandAction::ProfileStop { .. } => {
+                        match self.tasks.profiles.try_send(command) {
+                            // Answered later, from the profiler.
+                            Ok(()) => return,
+                            Err(_) => CommandOutcome::Failed {
+                                message: "too many profile commands pending on this agent".into(),
+                            },
+                        }
+                    }
                     CommandAction::SetConfig(config) => match collect_config(&config) {
                         Ok(collect) => {
                             info!(?collect, "collection settings changed by the collector");
@@ -355,7 +387,26 @@ impl Uplink {
             self.disconnect("the collector stopped answering");
         } else if let Some(session) = &self.session {
             session.ping();
+            self.send_status();
         }
+    }
+
+    /// A live profile sample goes out now, or not at all: the spool has it anyway.
+    fn forward_live(&self, sample: LiveProfileSample) {
+        if let Some(session) = &self.session {
+            session.send_message(&AgentMessage::ProfileSample(sample));
+        }
+    }
+
+    fn send_status(&self) {
+        let Some(session) = &self.session else { return };
+        let profiler = self.tasks.profiler.borrow().clone();
+        session.send_message(&AgentMessage::Status(AgentStatus {
+            profiles: profiler.sessions,
+            docker_streams: profiler.docker_streams,
+            spool_frames: self.spool.len() as u64,
+            spool_bytes: self.spool.bytes(),
+        }));
     }
 
     async fn renew_if_due(&mut self) {

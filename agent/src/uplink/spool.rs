@@ -45,7 +45,7 @@ type Result<T> = std::result::Result<T, SpoolError>;
 pub enum FrameClass {
     /// Stats and disk usage: a new sample follows in seconds.
     Periodic,
-    /// Events, inventory, host records: not repeated.
+    /// Events, inventory, host records, profile samples: not repeated.
     Essential,
 }
 
@@ -53,7 +53,10 @@ impl FrameClass {
     pub fn of(record: &Record) -> FrameClass {
         match record {
             Record::Stats(_) | Record::Usage(_) => FrameClass::Periodic,
-            Record::Host(_) | Record::Inventory(_) | Record::Event(_) => FrameClass::Essential,
+            // Profile samples were asked for and are not repeated.
+            Record::Host(_) | Record::Inventory(_) | Record::Event(_) | Record::Profile(_) => {
+                FrameClass::Essential
+            }
         }
     }
 }
@@ -123,7 +126,7 @@ fn counts(records: &[Record]) -> Dropped {
             Record::Stats(_) => counts.stats += 1,
             Record::Usage(_) => counts.usage += 1,
             Record::Event(_) => counts.events += 1,
-            Record::Host(_) | Record::Inventory(_) => counts.other += 1,
+            Record::Host(_) | Record::Inventory(_) | Record::Profile(_) => counts.other += 1,
         }
     }
     counts

@@ -6,7 +6,7 @@
 //! reaches the client.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -152,6 +152,18 @@ impl From<JsonRejection> for ApiError {
             StatusCode::BAD_REQUEST
         } else {
             status
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
         };
         ApiError::new(status, code, rejection.body_text())
     }

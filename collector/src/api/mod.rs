@@ -42,6 +42,8 @@ pub struct ApiState {
     pub sessions: Arc<auth::SessionCache>,
     /// The connected agents, for live status and commands.
     pub registry: Registry,
+    /// Profile sessions: start, stop, watch.
+    pub profiler: crate::profiles::Profiler,
     pub retention: Retention,
     /// The built-in CA, when the collector has one: join tokens pin its fingerprint.
     pub authority: Option<Arc<Authority>>,
@@ -58,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::hosts::router())
         .merge(routes::containers::router())
         .merge(routes::activity::router())
+        .merge(routes::profiles::router())
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
     Router::new()
         .nest("/api/v1", api)

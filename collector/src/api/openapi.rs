@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{activity, auth, containers, hosts, users};
+use super::routes::{activity, auth, containers, hosts, profiles, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::routes::{activity, auth, containers, hosts, users};
         hosts::networks, hosts::usage, hosts::latest_stats,
         containers::list, containers::one, containers::stats, containers::act,
         activity::list,
+        profiles::start, profiles::list, profiles::one, profiles::stop, profiles::samples,
     ),
     modifiers(&BearerAuth, &CommonErrors),
     tags(
@@ -24,6 +25,7 @@ use super::routes::{activity, auth, containers, hosts, users};
         (name = "hosts", description = "Monitored Docker hosts and what is on them"),
         (name = "containers", description = "Containers and their stats"),
         (name = "activity", description = "Docker events and people's actions"),
+        (name = "profiles", description = "1-second profiles of one container"),
     )
 )]
 pub struct ApiDoc;

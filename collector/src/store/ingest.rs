@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use dockermon_proto::transport::Dropped;
 use dockermon_proto::{
-    DiskUsage, DockerEvent, EventKind, HostInfo, HostName, Record, StatsSample, now_ns,
+    DiskUsage, DockerEvent, EventKind, HostInfo, HostName, ProfileBatch, Record, StatsSample,
+    now_ns,
 };
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, AssertSqlSafe, QueryBuilder, Row};
@@ -30,6 +31,8 @@ pub struct IngestReport {
     pub samples: usize,
     /// Records of hosts deleted before they could be written.
     pub discarded: usize,
+    /// Profile sessions whose last batch this write stored.
+    pub profiles_ended: Vec<super::profiles::EndedProfile>,
 }
 
 const STATS_COLUMNS: &[&str] = &[
@@ -126,6 +129,7 @@ impl Store {
         };
         let mut events: Vec<(HostId, &DockerEvent)> = Vec::new();
         let mut samples: Vec<(HostId, &StatsSample)> = Vec::new();
+        let mut profiles: Vec<(HostId, &ProfileBatch)> = Vec::new();
         let mut report = IngestReport {
             discarded,
             ..IngestReport::default()
@@ -142,6 +146,7 @@ impl Store {
                     Record::Event(event) => events.push((*host, event)),
                     Record::Stats(sample) => samples.push((*host, sample)),
                     Record::Usage(usage) => writer.insert_usage(*host, usage).await?,
+                    Record::Profile(batch) => profiles.push((*host, batch)),
                 }
             }
         }
@@ -149,6 +154,11 @@ impl Store {
         report.samples = samples.len();
         writer.insert_events(&events).await?;
         writer.insert_stats(&samples).await?;
+        for (host, batch) in profiles {
+            if let Some(ended) = writer.apply_profile(host, batch).await? {
+                report.profiles_ended.push(ended);
+            }
+        }
         writer.record_streams(frames).await?;
         if let Some(oldest) = samples.iter().map(|(_, s)| s.time_ns).min() {
             // Last in the transaction: this hot row stays locked only until the commit.

@@ -19,6 +19,7 @@ mod error;
 mod fleet;
 mod ingest;
 mod lease;
+mod profiles;
 mod queries;
 mod rollup;
 mod url;
@@ -35,6 +36,10 @@ use sqlx::{AnyPool, Executor};
 pub use error::{Result, StoreError};
 pub use fleet::{Admission, IssuedCertificate, TokenRefusal};
 pub use ingest::{Frame, IngestReport};
+pub use profiles::{
+    EndedProfile, NewProfile, ProfileEnding, ProfileFilter, ProfileOrigin, ProfileRow,
+    ProfileSampleRow, ProfileState, ProfileSummary,
+};
 pub use queries::{
     ActivityEntry, ActivityFilter, Agg, ContainerFilter, ContainerRow, ContainerSelector, HostRow,
     ImageRow, InvalidPage, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery,

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 pub use pipeline::{CommitObserver, Pipeline};
-pub use registry::{CommandError, Registry};
+pub use registry::{CommandError, ConnectedAgent, Registry};
 pub use tls::{Peer, TlsFiles};
 
 use crate::pki::Authority;
@@ -54,6 +54,8 @@ pub struct AgentService {
     pub store: Store,
     pub pipeline: Pipeline,
     pub registry: Registry,
+    /// Profile sessions: live samples and reconnects of agents go here.
+    pub profiler: crate::profiles::Profiler,
     /// The built-in CA; `None` when agents bring certificates from elsewhere.
     pub authority: Option<Arc<Authority>>,
     pub agent_config: AgentConfig,

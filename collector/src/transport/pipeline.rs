@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::live::{LiveBatch, LiveBus};
+use crate::live::{LiveBatch, LiveBus, LiveUpdate, ProfileChange, ProfileChangeKind};
+use crate::store::EndedProfile;
 use crate::store::{Frame, HostId, Store};
 
 /// Frames waiting for the writer, across all agents.
@@ -65,11 +66,26 @@ impl Submission {
             }
             newer
         });
-        live.publish(LiveBatch {
+        live.publish(LiveUpdate::Committed(LiveBatch {
             host: self.host,
             host_name: self.host_name,
             records: self.records,
-        });
+        }));
+    }
+}
+
+/// Tells watchers and every replica's profiler that these sessions' last samples are in.
+fn publish_ended(live: &LiveBus, ended: Vec<EndedProfile>) {
+    for profile in ended {
+        live.publish(LiveUpdate::Profile(ProfileChange {
+            profile_id: profile.id,
+            host: profile.host,
+            container: profile.container,
+            change: ProfileChangeKind::Ended {
+                reason: profile.reason,
+                samples_read: Some(profile.samples_read),
+            },
+        }));
     }
 }
 
@@ -151,6 +167,7 @@ async fn write(
                 for submission in pending.drain(..) {
                     submission.committed(&observe, &live);
                 }
+                publish_ended(&live, report.profiles_ended);
             }
             Err(err) if err.is_transient() => {
                 // Nothing is acknowledged; the queue fills and pushes back on the agents.
@@ -168,7 +185,10 @@ async fn write(
                 error!(error = %dockermon_agent::process::error_chain(&err), frames = pending.len(), "a batch was refused; storing its frames one by one");
                 for submission in pending.drain(..) {
                     match store.ingest_frames(&[submission.frame()]).await {
-                        Ok(_) => submission.committed(&observe, &live),
+                        Ok(report) => {
+                            submission.committed(&observe, &live);
+                            publish_ended(&live, report.profiles_ended);
+                        }
                         Err(err) => {
                             error!(host = %submission.host_name, seq = submission.seq, error = %dockermon_agent::process::error_chain(&err), "frame cannot be stored; closing the agent's session");
                             submission.close_session.cancel();

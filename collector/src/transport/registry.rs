@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dockermon_proto::HostName;
-use dockermon_proto::transport::{Command, CommandAction, CommandOutcome};
+use dockermon_proto::transport::{AgentStatus, Command, CommandAction, CommandOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,17 @@ struct Entry {
     close: CancellationToken,
     reason: Arc<Mutex<String>>,
     pending: HashMap<u64, oneshot::Sender<CommandOutcome>>,
+    /// What the agent announced it can do in its hello.
+    capabilities: Vec<String>,
+    /// What the agent last said it is doing.
+    status: AgentStatus,
+}
+
+/// An agent that is connected now, as its session describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedAgent {
+    pub capabilities: Vec<String>,
+    pub status: AgentStatus,
 }
 
 #[derive(Clone, Default)]
@@ -61,7 +72,13 @@ pub struct Registry {
 impl Registry {
     /// Registers a session for `host`. An older session for the same host is closed: one
     /// agent, one connection.
-    pub fn connect(&self, host: HostId, name: HostName, serial: String) -> Connection {
+    pub fn connect(
+        &self,
+        host: HostId,
+        name: HostName,
+        serial: String,
+        capabilities: Vec<String>,
+    ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let close = CancellationToken::new();
@@ -74,6 +91,8 @@ impl Registry {
             close: close.clone(),
             reason: reason.clone(),
             pending: HashMap::new(),
+            capabilities,
+            status: AgentStatus::default(),
         };
         if let Some(old) = self
             .entries
@@ -109,6 +128,31 @@ impl Registry {
             .lock()
             .expect("registry lock")
             .contains_key(&host)
+    }
+
+    /// The connected agent of `host`, if any.
+    pub fn agent(&self, host: HostId) -> Option<ConnectedAgent> {
+        self.entries
+            .lock()
+            .expect("registry lock")
+            .get(&host)
+            .map(|entry| ConnectedAgent {
+                capabilities: entry.capabilities.clone(),
+                status: entry.status.clone(),
+            })
+    }
+
+    /// Keeps what a session's agent last reported about itself.
+    pub fn set_status(&self, host: HostId, connection_id: u64, status: AgentStatus) {
+        if let Some(entry) = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .get_mut(&host)
+            .filter(|entry| entry.connection_id == connection_id)
+        {
+            entry.status = status;
+        }
     }
 
     pub fn connected(&self) -> usize {

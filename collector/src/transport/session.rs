@@ -183,9 +183,20 @@ async fn converse(
     .await?;
     info!(host = %peer.host, agent_version = %hello.agent_version, last_seq = committed, "agent connected");
 
-    let mut connection = service
-        .registry
-        .connect(host, peer.host.clone(), peer.serial.clone());
+    // What the agent says about itself is bounded like everything else it sends.
+    let capabilities: Vec<String> = hello
+        .capabilities
+        .iter()
+        .take(32)
+        .map(|c| limits::truncate(c.clone(), 64))
+        .collect();
+    let mut connection =
+        service
+            .registry
+            .connect(host, peer.host.clone(), peer.serial.clone(), capabilities);
+    let mut on_agent = hello.profiles.clone();
+    on_agent.truncate(1024);
+    service.profiler.agent_connected(host, on_agent);
     let result = stream(
         socket,
         peer,
@@ -259,6 +270,8 @@ async fn stream(
                             .map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;
                     }
                     AgentMessage::CommandResult(result) => service.registry.complete(host, result.id, result.outcome),
+                    AgentMessage::ProfileSample(live) => service.profiler.live_sample(host, live.profile_id, live.sample, live.read_ns),
+                    AgentMessage::Status(status) => service.registry.set_status(host, connection.id, status),
                     AgentMessage::Hello(_) => return Err(End::Violation(POLICY, "a second hello".into())),
                 }
             }

@@ -1,6 +1,7 @@
-//! Turns what the ingest pipeline committed ([`crate::live::LiveBus`]) into ready-to-send
-//! WebSocket messages, once per update rather than once per subscriber, and broadcasts them
-//! to every connection, which keeps those its subscriptions ask for.
+//! Turns live updates ([`crate::live::LiveBus`]: what the ingest pipeline committed, and
+//! profile samples and ends) into ready-to-send WebSocket messages, once per update rather
+//! than once per subscriber, and broadcasts them to every connection, which keeps those
+//! its subscriptions ask for.
 
 use std::sync::Arc;
 
@@ -12,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::messages::ServerMessage;
-use crate::live::{LiveBatch, LiveBus};
-use crate::store::HostId;
+use crate::live::{LiveBatch, LiveBus, LiveUpdate, ProfileChangeKind};
+use crate::store::{HostId, ProfileSampleRow, Role};
 
 /// Messages kept for connections that are behind; one further behind is too slow.
 const CAPACITY: usize = 1024;
@@ -28,13 +29,18 @@ pub enum Topic {
     Stats,
     /// Inventory changes (containers, images, volumes, networks).
     Inventory,
+    /// One container's profile session: its samples and its end. Subscribing starts it.
+    Profile,
 }
 
 impl Topic {
-    /// The role needed to see it. Every topic is readable by viewers today; profile
-    /// streams (operators) will not be.
-    pub fn required_role(self) -> crate::store::Role {
-        crate::store::Role::Viewer
+    /// The role needed to subscribe: a profile subscription starts a profile session,
+    /// which operators do.
+    pub fn required_role(self) -> Role {
+        match self {
+            Topic::Profile => Role::Operator,
+            Topic::Events | Topic::Stats | Topic::Inventory => Role::Viewer,
+        }
     }
 }
 
@@ -43,6 +49,10 @@ impl Topic {
 pub struct Outgoing {
     pub topic: Topic,
     pub host: HostId,
+    /// The profile session, for the `profile` topic.
+    pub profile: Option<i64>,
+    /// The profile session ended with this message.
+    pub profile_ended: bool,
     pub text: Utf8Bytes,
 }
 
@@ -74,7 +84,7 @@ impl Feed {
                 Record::Event(event) => events.push(event),
                 Record::Stats(sample) => stats.push(sample),
                 Record::Inventory(update) => inventory.push(update),
-                Record::Host(_) | Record::Usage(_) => {}
+                Record::Host(_) | Record::Usage(_) | Record::Profile(_) => {}
             }
         }
         let host = batch.host;
@@ -112,22 +122,82 @@ impl Feed {
     }
 
     fn send(&self, topic: Topic, host: HostId, message: &ServerMessage<'_>) {
-        let text = message.to_text();
+        self.send_outgoing(Outgoing {
+            topic,
+            host,
+            profile: None,
+            profile_ended: false,
+            text: message.to_text(),
+        });
+    }
+
+    fn send_outgoing(&self, outgoing: Outgoing) {
         // No connection is listening: not an error.
-        let _ = self.sender.send(Arc::new(Outgoing { topic, host, text }));
+        let _ = self.sender.send(Arc::new(outgoing));
+    }
+
+    /// Serialises a live update for the connections that want it.
+    pub fn publish_update(&self, update: &LiveUpdate) {
+        match update {
+            LiveUpdate::Committed(batch) => self.publish(batch),
+            LiveUpdate::ProfileSample(live) => {
+                let items = [ProfileSampleRow::from(&live.sample)];
+                let message = ServerMessage::Profile {
+                    profile: live.profile_id,
+                    host: live.host,
+                    container: live.container,
+                    read_ns: live.read_ns,
+                    items: &items,
+                };
+                self.send_outgoing(Outgoing {
+                    topic: Topic::Profile,
+                    host: live.host,
+                    profile: Some(live.profile_id),
+                    profile_ended: false,
+                    text: message.to_text(),
+                });
+            }
+            LiveUpdate::Profile(change) => {
+                // Subscribers are told of a start by their own subscription's answer.
+                let ProfileChangeKind::Ended {
+                    reason,
+                    samples_read,
+                } = &change.change
+                else {
+                    return;
+                };
+                let message = ServerMessage::ProfileState {
+                    profile: change.profile_id,
+                    host: change.host,
+                    container: change.container,
+                    state: "ended",
+                    joined: None,
+                    reason: Some(reason.as_str()),
+                    samples: *samples_read,
+                };
+                self.send_outgoing(Outgoing {
+                    topic: Topic::Profile,
+                    host: change.host,
+                    profile: Some(change.profile_id),
+                    profile_ended: true,
+                    text: message.to_text(),
+                });
+            }
+            LiveUpdate::ProfileWatchers { .. } => {}
+        }
     }
 }
 
-/// Feeds committed batches to WebSocket connections until cancelled.
+/// Feeds live updates to WebSocket connections until cancelled.
 pub async fn run(live: LiveBus, feed: Feed, cancel: CancellationToken) {
-    let mut batches = live.subscribe();
+    let mut updates = live.subscribe();
     loop {
-        let batch = tokio::select! {
+        let update = tokio::select! {
             () = cancel.cancelled() => return,
-            batch = batches.recv() => batch,
+            update = updates.recv() => update,
         };
-        match batch {
-            Ok(batch) => feed.publish(&batch),
+        match update {
+            Ok(update) => feed.publish_update(&update),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 warn!(
                     missed,

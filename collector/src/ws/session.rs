@@ -5,11 +5,12 @@
 //! socket, and this loop never waits on the socket, so a client that stops reading fills
 //! its own queue (or falls behind the feed) and is disconnected, without holding anyone up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use dockermon_proto::ProfileEndReason;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
@@ -20,7 +21,9 @@ use super::fanout::{Outgoing, Topic};
 use super::messages::{ClientMessage, ServerMessage};
 use crate::api::auth::AuthUser;
 use crate::api::auth::tokens::unix_now;
-use crate::store::HostId;
+use crate::api::error::ApiError;
+use crate::profiles::{Actor, ProfileError, StartRequest, Started, WatchGuard};
+use crate::store::{ContainerKey, HostId, ProfileOrigin};
 
 type Subscription = (Topic, Option<HostId>);
 
@@ -47,11 +50,21 @@ impl Ending {
     }
 }
 
+/// A profile start this connection asked for, answered from its own task.
+type StartAnswer = (ContainerKey, Result<Started, ProfileError>);
+
 struct Connection {
     state: WsState,
     queue: mpsc::Sender<Message>,
     user: Option<AuthUser>,
     subscriptions: HashSet<Subscription>,
+    /// Profile sessions watched, by container; dropping a guard stops counting this watcher.
+    profiles: HashMap<ContainerKey, WatchGuard>,
+    /// Profile subscriptions waiting for their session to start.
+    starting: HashSet<ContainerKey>,
+    /// Where profile starts answer; starting one can take as long as an agent's answer,
+    /// which this loop must not wait for.
+    started: mpsc::Sender<StartAnswer>,
     last_heard: Instant,
 }
 
@@ -60,11 +73,15 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
     let (sink, mut stream) = socket.split();
     let (queue, outgoing) = mpsc::channel(settings.send_queue);
     let writer = tokio::spawn(write(sink, outgoing));
+    let (started, mut start_answers) = mpsc::channel(8);
     let mut connection = Connection {
         state: state.clone(),
         queue,
         user: None,
         subscriptions: HashSet::new(),
+        profiles: HashMap::new(),
+        starting: HashSet::new(),
+        started,
         last_heard: Instant::now(),
     };
     // Taken only while something is subscribed, so an idle connection never lags.
@@ -86,6 +103,10 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
                 Some(Err(_)) | None => Err(Ending::silent(close_code::POLICY)),
             },
             update = next_update(&mut feed) => connection.forward(update),
+            Some((container, answer)) = start_answers.recv() => {
+                connection.profile_started(container, answer);
+                Ok(())
+            }
             _ = ping.tick() => connection.heartbeat(),
             _ = session_check.tick(), if connection.user.is_some() => connection.check_session().await,
             () = tokio::time::sleep_until(deadline.into()) => match connection.user {
@@ -96,7 +117,8 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
         if let Err(ending) = ended {
             break ending;
         }
-        match (connection.subscriptions.is_empty(), feed.is_some()) {
+        let listening = !connection.subscriptions.is_empty() || !connection.profiles.is_empty();
+        match (!listening, feed.is_some()) {
             (true, true) => feed = None,
             (false, false) => feed = Some(state.feed.subscribe()),
             _ => {}
@@ -144,32 +166,174 @@ impl Connection {
         match message {
             ClientMessage::Ping => self.send(&ServerMessage::Pong),
             ClientMessage::Identify { token } => self.identify(&token).await?,
-            ClientMessage::Subscribe { topic, host } => {
+            ClientMessage::Subscribe {
+                topic,
+                host,
+                container,
+                interval,
+                duration,
+            } => {
                 let Some(user) = &self.user else {
                     self.error("unauthorized", "identify first");
                     return Ok(());
                 };
                 if user.require(topic.required_role()).is_err() {
                     self.error("forbidden", "your role cannot see this topic");
-                } else if self.subscriptions.len() >= self.state.settings.max_subscriptions
+                } else if self.subscriptions.len() + self.profiles.len() + self.starting.len()
+                    >= self.state.settings.max_subscriptions
                     && !self.subscriptions.contains(&(topic, host))
                 {
                     self.error("too_many_subscriptions", "unsubscribe from something first");
+                } else if topic == Topic::Profile {
+                    match container {
+                        Some(container) => self.start_profile(container, interval, duration),
+                        None => {
+                            self.error("bad_message", "a profile subscription names its container")
+                        }
+                    }
                 } else {
                     self.subscriptions.insert((topic, host));
-                    self.send(&ServerMessage::Subscribed { topic, host });
+                    self.send(&ServerMessage::Subscribed {
+                        topic,
+                        host,
+                        container: None,
+                        profile: None,
+                    });
                 }
             }
-            ClientMessage::Unsubscribe { topic, host } => {
+            ClientMessage::Unsubscribe {
+                topic,
+                host,
+                container,
+            } => {
                 if self.user.is_none() {
                     self.error("unauthorized", "identify first");
                     return Ok(());
                 }
-                self.subscriptions.remove(&(topic, host));
-                self.send(&ServerMessage::Unsubscribed { topic, host });
+                match (topic, container) {
+                    (Topic::Profile, Some(container)) => {
+                        // The guard goes: this watcher no longer counts.
+                        self.profiles.remove(&container);
+                        self.starting.remove(&container);
+                    }
+                    _ => {
+                        self.subscriptions.remove(&(topic, host));
+                    }
+                }
+                self.send(&ServerMessage::Unsubscribed {
+                    topic,
+                    host,
+                    container,
+                });
             }
+            ClientMessage::ProfileStop { profile } => self.stop_profile(profile),
         }
         Ok(())
+    }
+
+    /// Starts (or joins) a container's profile session in a task of its own; the answer
+    /// comes back through `started`.
+    fn start_profile(
+        &mut self,
+        container: ContainerKey,
+        interval: Option<u64>,
+        duration: Option<u64>,
+    ) {
+        let Some(user) = &self.user else { return };
+        if let Some(watching) = self.profiles.get(&container) {
+            let profile = Some(watching.profile_id());
+            self.send(&ServerMessage::Subscribed {
+                topic: Topic::Profile,
+                host: None,
+                container: Some(container),
+                profile,
+            });
+            return;
+        }
+        if !self.starting.insert(container) {
+            return;
+        }
+        let request = StartRequest {
+            container,
+            actor: Actor {
+                id: user.id,
+                email: user.email.clone(),
+            },
+            origin: ProfileOrigin::Websocket,
+            duration: duration.map(Duration::from_secs),
+            interval: interval.map(Duration::from_secs),
+        };
+        let profiler = self.state.api.profiler.clone();
+        let answers = self.started.clone();
+        tokio::spawn(async move {
+            let answer = profiler.start(request).await;
+            let _ = answers.send((container, answer)).await;
+        });
+    }
+
+    fn profile_started(&mut self, container: ContainerKey, answer: Result<Started, ProfileError>) {
+        if !self.starting.remove(&container) {
+            // Unsubscribed meanwhile: not watched, so the session's grace applies.
+            return;
+        }
+        match answer {
+            Ok(started) => {
+                let profile = &started.profile;
+                let guard = self.state.api.profiler.watch(profile.id);
+                self.profiles.insert(container, guard);
+                self.send(&ServerMessage::Subscribed {
+                    topic: Topic::Profile,
+                    host: Some(profile.host_id),
+                    container: Some(container),
+                    profile: Some(profile.id),
+                });
+                self.send(&ServerMessage::ProfileState {
+                    profile: profile.id,
+                    host: profile.host_id,
+                    container,
+                    state: "started",
+                    joined: Some(started.joined),
+                    reason: None,
+                    samples: None,
+                });
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                self.error(error.code, &error.message);
+            }
+        }
+    }
+
+    /// Stops a profile session for everyone, in a task of its own (it waits for the
+    /// agent's last samples); every watcher then gets its `ended` state.
+    fn stop_profile(&self, profile: i64) {
+        let Some(user) = &self.user else {
+            self.error("unauthorized", "identify first");
+            return;
+        };
+        if let Err(error) = user.require(crate::store::Role::Operator) {
+            self.error(error.code, &error.message);
+            return;
+        }
+        let actor = Actor {
+            id: user.id,
+            email: user.email.clone(),
+        };
+        let profiler = self.state.api.profiler.clone();
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            if let Err(error) = profiler
+                .stop(profile, Some(&actor), ProfileEndReason::Stopped)
+                .await
+            {
+                let error = ApiError::from(error);
+                let message = ServerMessage::Error {
+                    code: error.code,
+                    message: &error.message,
+                };
+                let _ = queue.try_send(Message::Text(message.to_text()));
+            }
+        });
     }
 
     /// Authenticates (or re-authenticates) the connection. A bad token ends it.
@@ -230,12 +394,22 @@ impl Connection {
                 ));
             }
         };
-        let wanted = self.subscriptions.contains(&(update.topic, None))
-            || self
-                .subscriptions
-                .contains(&(update.topic, Some(update.host)));
+        let wanted = match update.profile {
+            Some(profile) => self.profiles.values().any(|g| g.profile_id() == profile),
+            None => {
+                self.subscriptions.contains(&(update.topic, None))
+                    || self
+                        .subscriptions
+                        .contains(&(update.topic, Some(update.host)))
+            }
+        };
         if wanted {
             self.enqueue(Message::Text(update.text.clone()))?;
+            if update.profile_ended {
+                // Nothing more will come of that session; a new subscription starts anew.
+                self.profiles
+                    .retain(|_, guard| Some(guard.profile_id()) != update.profile);
+            }
         }
         Ok(())
     }

@@ -80,11 +80,17 @@ pub(crate) fn api_state(
     use dockermon_collector::api::{ApiState, auth::TokenKeys};
     ApiState {
         inventory: dockermon_collector::inventory::Inventory::new(store.clone()),
-        store,
+        store: store.clone(),
         tokens: std::sync::Arc::new(TokenKeys::new(TOKEN_SECRET, token_ttl)),
         throttle: std::sync::Arc::default(),
         sessions: std::sync::Arc::default(),
         registry: dockermon_collector::transport::Registry::default(),
+        profiler: dockermon_collector::profiles::Profiler::new(
+            store.clone(),
+            dockermon_collector::transport::Registry::default(),
+            dockermon_collector::live::LiveBus::default(),
+            Default::default(),
+        ),
         retention: dockermon_collector::store::Retention::default(),
         authority,
         refresh_ttl: Duration::from_secs(3600),

@@ -6,35 +6,9 @@ use serde_json::{Value, json};
 
 use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
 use dockermon_e2e::fleet::WAIT;
-use dockermon_e2e::http;
 use dockermon_e2e::wait::eventually;
 
-use crate::support::{ADMIN_PASSWORD, Setup};
-
-async fn call(
-    setup: &Setup,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    http::json(
-        setup.collector.api_address,
-        method,
-        path,
-        token,
-        body.as_ref(),
-    )
-    .await
-    .expect("the API answers")
-}
-
-async fn sign_in(setup: &Setup, email: &str, password: &str) -> String {
-    let body = json!({"email": email, "password": password});
-    let (status, tokens) = call(setup, "POST", "/api/v1/auth/login", None, Some(body)).await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
+use crate::support::{ADMIN_PASSWORD, Setup, call, sign_in};
 
 async fn state_of(name: &str) -> String {
     docker(&["inspect", "-f", "{{.State.Status}}", name])

@@ -3,6 +3,7 @@
 
 mod api;
 mod delivery;
+mod profiles;
 mod protocol;
 mod security;
 mod support;

@@ -114,6 +114,8 @@ async fn bad_frames_close_only_their_own_connection() {
         .send(&AgentMessage::Hello(Hello {
             agent_version: "9.0".into(),
             protocol_version: 99,
+            capabilities: Vec::new(),
+            profiles: Vec::new(),
         }))
         .await
         .unwrap();
@@ -193,10 +195,17 @@ impl InProcessCollector {
             cancel.clone(),
         );
         let registry = Registry::default();
+        let profiler = dockermon_collector::profiles::Profiler::new(
+            store.clone(),
+            registry.clone(),
+            LiveBus::default(),
+            Default::default(),
+        );
         let service = Arc::new(AgentService {
             store: store.clone(),
             pipeline,
             registry: registry.clone(),
+            profiler,
             authority: Some(authority.clone()),
             agent_config: AgentConfig {
                 stats_interval_ms: 3_600_000,

@@ -8,8 +8,10 @@ use dockermon_e2e::docker::{
     Cleanup, EventOracle, TEST_IMAGE, docker, ensure_test_image, unique_name,
 };
 use dockermon_e2e::fleet::{Agent, Collector, WAIT};
+use dockermon_e2e::http;
 use dockermon_e2e::mysql::MysqlDatabase;
 use dockermon_e2e::wait::eventually;
+use serde_json::{Value, json};
 
 /// The password of the collector's first admin, `admin@localhost`.
 pub(crate) const ADMIN_PASSWORD: &str = "end-to-end admin password";
@@ -24,23 +26,26 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) async fn new() -> Setup {
+        Setup::with(&[]).await
+    }
+
+    /// A collector with `extra` flags besides the suite's usual ones.
+    pub(crate) async fn with(extra: &[&str]) -> Setup {
         ensure_test_image().await.unwrap();
         let database = MysqlDatabase::create().await;
         let dir = tempfile::tempdir().unwrap();
-        let collector = Collector::start(
-            &dir.path().join("collector"),
-            &database.url,
-            &[
-                "--agent-stats-interval",
-                "1s",
-                "--agent-usage-interval",
-                "off",
-                "--admin-password",
-                ADMIN_PASSWORD,
-            ],
-        )
-        .await
-        .unwrap();
+        let mut args = vec![
+            "--agent-stats-interval",
+            "1s",
+            "--agent-usage-interval",
+            "off",
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ];
+        args.extend_from_slice(extra);
+        let collector = Collector::start(&dir.path().join("collector"), &database.url, &args)
+            .await
+            .unwrap();
         let store = Store::connect(&DatabaseUrl::parse(&database.url).unwrap())
             .await
             .unwrap();
@@ -220,3 +225,39 @@ impl Churn {
 }
 
 pub(crate) const SHORT: Duration = Duration::from_secs(30);
+
+/// One API request to the setup's collector; its status and JSON answer.
+pub(crate) async fn call(
+    setup: &Setup,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    http::json(
+        setup.collector.api_address,
+        method,
+        path,
+        token,
+        body.as_ref(),
+    )
+    .await
+    .expect("the API answers")
+}
+
+/// Signs in; the access token.
+pub(crate) async fn sign_in(setup: &Setup, email: &str, password: &str) -> String {
+    let body = json!({"email": email, "password": password});
+    let (status, tokens) = call(setup, "POST", "/api/v1/auth/login", None, Some(body)).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Creates a user with `role` (as the admin) and signs them in; their access token.
+pub(crate) async fn user_token(setup: &Setup, admin: &str, email: &str, role: &str) -> String {
+    const PASSWORD: &str = "a long enough password";
+    let body = json!({"email": email, "password": PASSWORD, "role": role});
+    let (status, user) = call(setup, "POST", "/api/v1/users", Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{user}");
+    sign_in(setup, email, PASSWORD).await
+}

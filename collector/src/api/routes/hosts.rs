@@ -40,6 +40,22 @@ pub struct HostView {
     #[serde(flatten)]
     pub host: HostRow,
     pub connected: bool,
+    /// What the connected agent says about itself; `None` while it is not connected.
+    pub agent: Option<AgentView>,
+}
+
+/// A connected agent's own report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    /// What it can do beyond the base protocol (`profile`).
+    pub capabilities: Vec<String>,
+    /// Profile sessions it runs now.
+    pub profiles: Vec<u64>,
+    /// Docker stats streams it holds open (one per profiled container).
+    pub docker_streams: u32,
+    /// Frames in its spool not yet acknowledged, and their bytes.
+    pub spool_frames: u64,
+    pub spool_bytes: u64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,8 +95,16 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 const MAX_TOKEN_TTL: u64 = 7 * 86_400;
 
 fn view(state: &ApiState, host: HostRow) -> HostView {
+    let agent = state.registry.agent(host.id).map(|agent| AgentView {
+        capabilities: agent.capabilities,
+        profiles: agent.status.profiles,
+        docker_streams: agent.status.docker_streams,
+        spool_frames: agent.status.spool_frames,
+        spool_bytes: agent.status.spool_bytes,
+    });
     HostView {
-        connected: state.registry.is_connected(host.id),
+        connected: agent.is_some(),
+        agent,
         host,
     }
 }

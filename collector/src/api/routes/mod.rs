@@ -4,4 +4,5 @@ pub mod activity;
 pub mod auth;
 pub mod containers;
 pub mod hosts;
+pub mod profiles;
 pub mod users;

@@ -1,0 +1,11 @@
+-- Profile samples keep the counters as well as the rates, the interval the rates cover (so a
+-- session's totals are exact: rate × interval is the counter's increase), and the memory
+-- limit, so a chart can show usage against it.
+ALTER TABLE profile_samples
+    ADD COLUMN interval_ns BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN memory_limit_bytes BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN cpu_total_ns BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN net_rx_bytes BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN net_tx_bytes BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN block_read_bytes BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN block_write_bytes BIGINT NOT NULL DEFAULT 0;
