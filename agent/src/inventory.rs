@@ -52,6 +52,8 @@ pub struct Running {
     pub name: String,
     /// Distinguishes runs of one container: counters restart with each run.
     pub started_at_ns: Option<i64>,
+    /// Docker's network mode: whether the container has network counters of its own.
+    pub network_mode: Option<String>,
 }
 
 pub type RunningSet = Arc<Vec<Running>>;
@@ -265,6 +267,7 @@ impl Inventory {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 started_at_ns: c.started_at_ns,
+                network_mode: c.network_mode.clone(),
             })
             .collect();
         running.sort_by(|a, b| a.id.cmp(&b.id));

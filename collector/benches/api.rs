@@ -92,6 +92,7 @@ fn state(store: Store) -> ApiState {
             dockermon_collector::live::LiveBus::default(),
             Default::default(),
         ),
+        metrics: std::sync::Arc::default(),
         retention: Retention::default(),
         authority: None,
         refresh_ttl: Duration::from_secs(3600),
@@ -340,6 +341,7 @@ async fn fan_out(args: &Args) -> anyhow::Result<()> {
             host: HostId(1),
             host_name: HostName::new("host-0001")?,
             records,
+            dropped: Default::default(),
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

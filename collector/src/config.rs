@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use dockermon_proto::transport::AgentConfig;
 
 use crate::api::auth::secret::SecretSource;
+use crate::metrics::MetricsConfig;
 use crate::pki::PkiPaths;
 use crate::profiles::ProfileSettings;
 use crate::store::{DatabaseUrl, Retention};
@@ -195,6 +197,14 @@ pub struct ServeArgs {
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
     pub health_listen: Option<SocketAddr>,
+    /// A file holding a token scrapers of /metrics must present (`Authorization: Bearer
+    /// …`). [default: none, /metrics is open, as exporters' are]
+    #[arg(long, env = "DOCKERMON_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Docker label keys exported on container series as `container_label_<key>`,
+    /// comma-separated (compose project and service always are). [default: none]
+    #[arg(long, env = "DOCKERMON_METRICS_LABELS", value_name = "KEYS")]
+    pub metrics_labels: Option<String>,
 
     /// How long raw (30-second) stats are kept. [default: 7d]
     #[arg(long, env = "DOCKERMON_RETENTION_RAW", value_name = "DURATION")]
@@ -342,6 +352,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Address for health and metrics.
     pub health_listen: Option<SocketAddr>,
+    /// What /metrics exports, and who may scrape it.
+    #[serde(default)]
+    pub metrics: MetricsFile,
     /// How long data is kept.
     #[serde(default)]
     pub retention: RetentionFile,
@@ -385,6 +398,16 @@ pub struct AgentsFile {
     pub stats_interval: Option<String>,
     /// Disk usage interval, or `off`.
     pub usage_interval: Option<String>,
+}
+
+/// `/metrics` in the YAML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// File holding the token scrapers must present.
+    pub token_file: Option<PathBuf>,
+    /// Docker label keys exported as `container_label_<key>`.
+    pub labels: Option<Vec<String>>,
 }
 
 /// Profile sessions in the YAML file, e.g. `max_per_host: 8`.
@@ -436,6 +459,9 @@ pub struct ServeConfig {
     pub agent_config: AgentConfig,
     pub api: ApiConfig,
     pub profiles: ProfileSettings,
+    pub metrics: MetricsConfig,
+    /// The token `/metrics` asks for, if any.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -660,7 +686,54 @@ impl ServeArgs {
             },
             api: self.api.resolve(file, &database_dir)?,
             profiles: self.profile_settings(file)?,
+            metrics: MetricsConfig {
+                labels: self.metrics_labels(file)?,
+                ..MetricsConfig::default()
+            },
+            metrics_token: self.metrics_token(file)?,
         })
+    }
+
+    fn metrics_labels(&self, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
+        let keys: Vec<String> = match (&self.metrics_labels, &file.metrics.labels) {
+            (Some(list), _) => list.split(',').map(|key| key.trim().to_owned()).collect(),
+            (None, Some(list)) => list.clone(),
+            (None, None) => Vec::new(),
+        };
+        let keys: Vec<String> = keys.into_iter().filter(|key| !key.is_empty()).collect();
+        if keys.len() > 32 {
+            return Err(invalid(
+                "metrics.labels",
+                "at most 32 label keys: each one multiplies the series Prometheus keeps",
+            ));
+        }
+        Ok(keys)
+    }
+
+    fn metrics_token(&self, file: &FileConfig) -> Result<Option<Arc<str>>, ConfigError> {
+        let Some(path) = self
+            .metrics_token_file
+            .as_ref()
+            .or(file.metrics.token_file.as_ref())
+        else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            what: "metrics token file",
+            path: path.clone(),
+            source,
+        })?;
+        let token = token.trim();
+        if token.len() < 16 {
+            return Err(invalid(
+                "metrics.token_file",
+                format!(
+                    "{} holds a token shorter than 16 characters",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Some(Arc::from(token)))
     }
 
     fn profile_settings(&self, file: &FileConfig) -> Result<ProfileSettings, ConfigError> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod health;
 pub mod inventory;
 pub mod live;
+pub mod metrics;
 pub mod pki;
 pub mod profiles;
 pub mod scheduler;

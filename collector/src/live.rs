@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use dockermon_proto::transport::Dropped;
 use dockermon_proto::{HostName, ProfileEndReason, ProfileSample, Record};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -28,6 +29,9 @@ pub struct LiveBatch {
     pub host: HostId,
     pub host_name: HostName,
     pub records: Vec<Record>,
+    /// What the agent's spool had dropped when it sent them.
+    #[serde(default)]
+    pub dropped: Dropped,
 }
 
 /// One live update.

@@ -3,6 +3,8 @@
 //! dies loses the lease when it expires.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dockermon_proto::now_ns;
@@ -19,7 +21,15 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const SESSION_RECORDS: Duration = Duration::from_secs(7 * 86_400);
 const LEASE_TTL: Duration = Duration::from_secs(600);
 
-pub async fn run(store: Store, retention: Retention, holder: String, cancel: CancellationToken) {
+/// Runs the jobs until `cancel` fires. `leader` says whether this replica holds the rollups
+/// lease (renewed every minute): the replica that also reports hosts connected nowhere.
+pub async fn run(
+    store: Store,
+    retention: Retention,
+    holder: String,
+    leader: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
     let mut rollups = tokio::time::interval(ROLLUP_EVERY);
     let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
     rollups.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -28,11 +38,12 @@ pub async fn run(store: Store, retention: Retention, holder: String, cancel: Can
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = rollups.tick() => {
-                under_lease(&store, "rollups", &holder, async {
+                let held = under_lease(&store, "rollups", &holder, async {
                     let report = store.run_rollups(now_ns()).await?;
                     debug!(buckets_5m = report.buckets[0], buckets_1h = report.buckets[1], "rollups done");
                     Ok(())
                 }).await;
+                leader.store(held, Ordering::Relaxed);
             }
             _ = retention_tick.tick() => {
                 under_lease(&store, "retention", &holder, async {
@@ -50,12 +61,13 @@ pub async fn run(store: Store, retention: Retention, holder: String, cancel: Can
     }
 }
 
+/// Runs `job` if this replica holds (or takes) the lease; says whether it does.
 async fn under_lease(
     store: &Store,
     lease: &str,
     holder: &str,
     job: impl Future<Output = Result<(), crate::store::StoreError>>,
-) {
+) -> bool {
     match store
         .acquire_lease(lease, holder, now_ns(), LEASE_TTL.as_nanos() as i64)
         .await
@@ -64,8 +76,15 @@ async fn under_lease(
             if let Err(error) = job.await {
                 warn!(%error, job = lease, "scheduled job failed; it runs again next time");
             }
+            true
         }
-        Ok(false) => debug!(job = lease, "another replica holds the lease"),
-        Err(error) => warn!(%error, job = lease, "cannot take the lease"),
+        Ok(false) => {
+            debug!(job = lease, "another replica holds the lease");
+            false
+        }
+        Err(error) => {
+            warn!(%error, job = lease, "cannot take the lease");
+            false
+        }
     }
 }

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use dockermon_agent::process::error_chain;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::admin::ensure_first_admin;
 use crate::api::{self, ApiState, auth::TokenKeys};
@@ -27,6 +28,7 @@ use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
 use crate::inventory::Inventory;
 use crate::live::LiveBus;
+use crate::metrics::{self, CollectorMetrics, FleetMetrics, MetricsEndpoint};
 use crate::pki::Authority;
 use crate::profiles::Profiler;
 use crate::scheduler;
@@ -62,9 +64,21 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         .load()
         .context("cannot load the token secret")?;
 
+    // What /metrics serves exists from the start; it fills once agents connect.
+    let registry = Registry::default();
+    let own_metrics = Arc::new(CollectorMetrics::default());
+    let fleet_metrics = Arc::new(FleetMetrics::new(config.metrics.clone()));
+    let leader = Arc::new(AtomicBool::new(false));
+    let metrics = MetricsEndpoint {
+        fleet: fleet_metrics.clone(),
+        registry: registry.clone(),
+        own: own_metrics.clone(),
+        token: config.metrics_token.clone(),
+        leader: leader.clone(),
+    };
     let listener = bind(config.health_listen, "health_listen").await?;
     info!(address = %listener.local_addr()?, "health endpoints listening");
-    let router = health::router(readiness.clone());
+    let router = health::router(readiness.clone()).merge(metrics::router(metrics));
     spawn_server(&tracker, listener, router, "health", &cancel);
 
     let Some(store) = connect(&config.database.url, &readiness, &cancel).await else {
@@ -81,10 +95,14 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
         live.clone(),
-        Box::new(|_, _| {}),
+        own_metrics.clone(),
         cancel.clone(),
     );
-    let registry = Registry::default();
+    tracker.spawn(
+        fleet_metrics
+            .clone()
+            .run(live.clone(), store.clone(), cancel.clone()),
+    );
     let profiler = Profiler::new(
         store.clone(),
         registry.clone(),
@@ -97,6 +115,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         pipeline,
         registry: registry.clone(),
         profiler: profiler.clone(),
+        metrics: fleet_metrics.clone(),
         authority: authority.clone(),
         agent_config: config.agent_config.clone(),
         agent_cert_ttl: config.agent_cert_ttl,
@@ -130,6 +149,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         sessions: Arc::default(),
         registry: registry.clone(),
         profiler,
+        metrics: own_metrics.clone(),
         retention: config.retention.clone(),
         authority,
         refresh_ttl: config.api.session_ttl,
@@ -166,6 +186,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         store.clone(),
         config.retention.clone(),
         holder_id(),
+        leader,
         cancel.clone(),
     ));
 

@@ -1,6 +1,7 @@
 //! Shared support for Dockermon's tests against real parts: the local test image and
 //! Docker CLI helpers ([`docker`]), a Docker socket proxy that can cut connections
-//! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), processes whose JSON-lines output is recorded ([`process`]) and
+//! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), a real Prometheus
+//! server ([`prometheus`]), processes whose JSON-lines output is recorded ([`process`]) and
 //! deadline-bounded waiting ([`wait`]), the project's binaries built fresh ([`binaries`])
 //! and run as a collector with agents ([`fleet`]), talked to over HTTP ([`http`]). The end-to-end suites live in `tests/`.
 
@@ -10,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod mysql;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod raw_agent;
 pub mod tcp;

@@ -83,6 +83,39 @@ pub struct Container {
     pub mounts: Vec<ContainerMount>,
     #[serde(default)]
     pub networks: Vec<ContainerNetwork>,
+    /// Docker's `State.OOMKilled`: the kernel's OOM killer ended the last run. Kept in the
+    /// state, not only as an event, so it is known whatever events were missed.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// `HostConfig.RestartPolicy.Name` (`no`, `always`, `unless-stopped`, `on-failure`).
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+    /// `HostConfig.NetworkMode` (`bridge`, `host`, `none`, `container:<id>`, a network's
+    /// name): whether the container has network counters of its own.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// The resources Docker grants the container (`HostConfig`); `None` from agents that
+    /// predate it.
+    #[serde(default)]
+    pub resources: Option<ContainerResources>,
+}
+
+/// What Docker grants a container, from its `HostConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerResources {
+    /// Memory limit in bytes (`Memory`); `None`: unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// Memory plus swap limit in bytes (`MemorySwap`); `None`: unlimited or unset.
+    pub memory_swap_limit_bytes: Option<u64>,
+    /// CFS quota in microseconds per period (`CpuQuota`, or `NanoCpus` × period); `None`:
+    /// no CPU limit.
+    pub cpu_quota_us: Option<u64>,
+    /// CFS period in microseconds (`CpuPeriod`; the kernel's 100000 when unset).
+    pub cpu_period_us: u64,
+    /// Relative CPU weight (`CpuShares`; 1024 when unset).
+    pub cpu_shares: u64,
+    /// The cgroup parent (`CgroupParent`), when set.
+    pub cgroup_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -32,12 +32,15 @@ pub use event::{DockerEvent, EventKind};
 pub use host::HostInfo;
 pub use ids::{ContainerId, HostName, InvalidHostName};
 pub use inventory::{
-    Compose, Container, ContainerMount, ContainerNetwork, ContainerState, Health, Image,
-    InventoryUpdate, Network, ObjectKind, ObjectRef, Port, Volume,
+    Compose, Container, ContainerMount, ContainerNetwork, ContainerResources, ContainerState,
+    Health, Image, InventoryUpdate, Network, ObjectKind, ObjectRef, Port, Volume,
 };
 pub use profile::{ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample};
 pub use record::Record;
-pub use stats::{BlockIo, NetworkCounters, StatsCounters, StatsRates, StatsSample};
+pub use stats::{
+    BlockIo, CounterDetail, CounterGroup, CpuThrottling, DeviceIo, InterfaceCounters,
+    NetworkCounters, StatsCounters, StatsRates, StatsSample,
+};
 pub use usage::{ContainerDisk, DiskUsage, UsageSummary, VolumeDisk};
 
 /// Version of the record model and the agent ↔ collector protocol. Bumped on any change

@@ -79,6 +79,17 @@ mod tests {
                 ip_address: Some("172.17.0.2".into()),
                 mac_address: None,
             }],
+            oom_killed: true,
+            restart_policy: Some("unless-stopped".into()),
+            network_mode: Some("bridge".into()),
+            resources: Some(ContainerResources {
+                memory_limit_bytes: Some(1 << 30),
+                memory_swap_limit_bytes: None,
+                cpu_quota_us: Some(50_000),
+                cpu_period_us: 100_000,
+                cpu_shares: 1024,
+                cgroup_parent: None,
+            }),
         }
     }
 
@@ -183,6 +194,33 @@ mod tests {
                         write_ops: 12,
                     },
                     pids: 13,
+                    absent: vec![CounterGroup::Memory],
+                    detail: Some(Box::new(CounterDetail {
+                        cpu_user_ns: Some(7),
+                        cpu_kernel_ns: None,
+                        cpu_throttling: Some(CpuThrottling {
+                            periods: 10,
+                            throttled_periods: 2,
+                            throttled_ns: 3,
+                        }),
+                        interfaces: vec![InterfaceCounters {
+                            name: "eth0".into(),
+                            counters: NetworkCounters {
+                                rx_bytes: 1,
+                                ..Default::default()
+                            },
+                        }],
+                        devices: vec![DeviceIo {
+                            major: 8,
+                            minor: 0,
+                            name: Some("/dev/sda".into()),
+                            io: BlockIo {
+                                read_bytes: 9,
+                                ..Default::default()
+                            },
+                        }],
+                        ..Default::default()
+                    })),
                 },
                 rates: Some(StatsRates {
                     interval_ns: 30_000_000_000,
@@ -275,6 +313,22 @@ mod tests {
             panic!("not an event")
         };
         assert_eq!(event.kind, EventKind::Unknown);
+    }
+
+    #[test]
+    fn samples_of_agents_that_predate_absent_groups_and_details_still_read() {
+        let json = r#"{"type":"stats","time_ns":1,"container_id":"c","name":"web","rates":null,
+            "counters":{"cpu_total_ns":1,"cpu_system_ns":2,"online_cpus":1,"memory_usage_bytes":3,
+            "memory_working_set_bytes":2,"memory_limit_bytes":9,"pids":1,
+            "network":{"rx_bytes":0,"tx_bytes":0,"rx_packets":0,"tx_packets":0,"rx_errors":0,
+                       "tx_errors":0,"rx_dropped":0,"tx_dropped":0},
+            "block_io":{"read_bytes":0,"write_bytes":0,"read_ops":0,"write_ops":0}}}"#;
+        let Record::Stats(sample) = serde_json::from_str(json).unwrap() else {
+            panic!("not stats")
+        };
+        assert!(sample.counters.absent.is_empty());
+        assert!(sample.counters.detail.is_none());
+        assert!(sample.counters.has(CounterGroup::Network));
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct StatsSample {
     pub rates: Option<StatsRates>,
 }
 
+/// The counters of one container at one moment. The summed figures (CPU, memory, network,
+/// block IO, pids) are always there; a group Docker did not report is listed in `absent`,
+/// and its figures then read 0 but are not data ("no data" is not zero: a container on the
+/// host's network has no network counters of its own). `detail` carries the finer
+/// counters, where the agent could read them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StatsCounters {
     /// CPU time the container used, all cores, in nanoseconds.
@@ -36,6 +41,100 @@ pub struct StatsCounters {
     pub network: NetworkCounters,
     pub block_io: BlockIo,
     pub pids: u64,
+    /// Groups of counters that were not measured for this container; their fields above
+    /// read 0. Empty from agents that predate it (they reported 0 for "not measured").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<CounterGroup>,
+    /// Finer counters: CPU by mode and throttling, the memory breakdown, network per
+    /// interface, block IO per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Box<CounterDetail>>,
+}
+
+impl StatsCounters {
+    /// Whether a group was measured.
+    pub fn has(&self, group: CounterGroup) -> bool {
+        !self.absent.contains(&group)
+    }
+}
+
+/// A group of counters that may be missing for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterGroup {
+    /// No network of its own (`--network host`, `--network container:…`).
+    Network,
+    /// No block IO accounting (the cgroup controller is not there).
+    BlockIo,
+    /// No memory accounting.
+    Memory,
+    /// No pids accounting.
+    Pids,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Counters Docker's summary leaves out, each `None` where the agent could not read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CounterDetail {
+    /// CPU time in user mode, all cores, in nanoseconds (`usage_in_usermode`).
+    #[serde(default)]
+    pub cpu_user_ns: Option<u64>,
+    /// CPU time in kernel mode, all cores, in nanoseconds (`usage_in_kernelmode`).
+    #[serde(default)]
+    pub cpu_kernel_ns: Option<u64>,
+    /// CFS bandwidth control, where the container has a CPU limit (`throttling_data`).
+    #[serde(default)]
+    pub cpu_throttling: Option<CpuThrottling>,
+    /// Anonymous memory: cgroup v1 `total_rss`, v2 `anon`.
+    #[serde(default)]
+    pub memory_rss_bytes: Option<u64>,
+    /// Page cache: cgroup v1 `total_cache`, v2 `file`.
+    #[serde(default)]
+    pub memory_cache_bytes: Option<u64>,
+    /// Swap in use: cgroup v1 `total_swap` (with swap accounting).
+    #[serde(default)]
+    pub memory_swap_bytes: Option<u64>,
+    /// Times the memory limit was hit: cgroup v1 `memory.failcnt`.
+    #[serde(default)]
+    pub memory_failcnt: Option<u64>,
+    /// Highest memory usage seen: cgroup v1 `memory.max_usage_in_bytes`.
+    #[serde(default)]
+    pub memory_max_usage_bytes: Option<u64>,
+    /// Network counters per interface, by name.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceCounters>,
+    /// Block IO per device.
+    #[serde(default)]
+    pub devices: Vec<DeviceIo>,
+}
+
+/// CFS bandwidth control counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CpuThrottling {
+    /// Enforcement periods that elapsed.
+    pub periods: u64,
+    /// Periods in which the container was throttled.
+    pub throttled_periods: u64,
+    /// Time the container was throttled, in nanoseconds.
+    pub throttled_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    /// The interface's name inside the container (`eth0`).
+    pub name: String,
+    pub counters: NetworkCounters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceIo {
+    pub major: u64,
+    pub minor: u64,
+    /// `/dev/sda`, where the agent could resolve the device number.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub io: BlockIo,
 }
 
 /// Network counters summed over all of a container's interfaces.

@@ -10,8 +10,8 @@ use bollard::models::{
 };
 use dockermon_proto::limits::{MAX_NAME_BYTES, MAX_TEXT_BYTES, bound_labels, bound_list, truncate};
 use dockermon_proto::{
-    Compose, Container, ContainerId, ContainerMount, ContainerNetwork, ContainerState, DockerEvent,
-    EventKind, Health, Image, Network, Port, Volume,
+    Compose, Container, ContainerId, ContainerMount, ContainerNetwork, ContainerResources,
+    ContainerState, DockerEvent, EventKind, Health, Image, Network, Port, Volume,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -40,6 +40,7 @@ pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> 
     let raw_labels = config.labels.unwrap_or_default();
     let compose = compose_of(&raw_labels);
     let network_settings = c.network_settings.unwrap_or_default();
+    let host_config = c.host_config.unwrap_or_default();
 
     let mut ports: Vec<Port> = network_settings
         .ports
@@ -135,7 +136,47 @@ pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> 
         ports: bound_list(ports),
         mounts: bound_list(mounts),
         networks: bound_list(networks),
+        oom_killed: state.oom_killed.unwrap_or(false),
+        restart_policy: host_config
+            .restart_policy
+            .as_ref()
+            .and_then(|policy| policy.name)
+            .map(|name| name.to_string())
+            .filter(|name| !name.is_empty()),
+        network_mode: host_config.network_mode.clone().map(name),
+        resources: Some(resources_of(&host_config)),
     })
+}
+
+/// The CFS period the kernel uses when a container does not set one, in microseconds.
+const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+/// The CPU weight of a container that does not set one.
+const DEFAULT_CPU_SHARES: u64 = 1024;
+
+/// What Docker grants a container. Docker writes "unlimited" as 0 (memory, quota) or -1
+/// (swap); both become `None`. `--cpus` is `NanoCpus`, which Docker enforces as a quota over
+/// the default period (Docker refuses `NanoCpus` together with `CpuPeriod`/`CpuQuota`).
+fn resources_of(host: &bollard::models::HostConfig) -> ContainerResources {
+    let positive =
+        |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0);
+    let cpu_period_us = positive(host.cpu_period).unwrap_or(DEFAULT_CPU_PERIOD_US);
+    let cpu_quota_us = positive(host.cpu_quota).or_else(|| {
+        positive(host.nano_cpus).map(|nano| {
+            (u128::from(nano) * u128::from(DEFAULT_CPU_PERIOD_US) / 1_000_000_000) as u64
+        })
+    });
+    ContainerResources {
+        memory_limit_bytes: positive(host.memory),
+        memory_swap_limit_bytes: positive(host.memory_swap),
+        cpu_quota_us,
+        cpu_period_us,
+        cpu_shares: positive(host.cpu_shares).unwrap_or(DEFAULT_CPU_SHARES),
+        cgroup_parent: host
+            .cgroup_parent
+            .clone()
+            .filter(|parent| !parent.is_empty())
+            .map(|parent| truncate(parent, MAX_TEXT_BYTES)),
+    }
 }
 
 fn compose_of(labels: &HashMap<String, String>) -> Option<Compose> {
@@ -289,9 +330,12 @@ mod tests {
             "Name": "/shop-web-1",
             "Image": "sha256:feed",
             "RestartCount": 3,
-            "State": {"Status": "exited", "ExitCode": 137,
+            "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": true,
                       "StartedAt": "2024-05-01T12:00:01Z", "FinishedAt": "2024-05-01T12:05:00Z",
                       "Health": {"Status": "unhealthy", "FailingStreak": 3, "Log": []}},
+            "HostConfig": {"Memory": 16777216, "MemorySwap": 33554432, "NanoCpus": 1500000000,
+                           "CpuQuota": 0, "CpuPeriod": 0, "CpuShares": 0, "NetworkMode": "host",
+                           "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}},
             "Config": {"Image": "nginx:1.27", "ExposedPorts": {"80/tcp": {}},
                        "Labels": {"com.docker.compose.project": "shop",
                                   "com.docker.compose.service": "web",
@@ -334,6 +378,45 @@ mod tests {
         assert!(!c.mounts[0].read_write);
         assert_eq!(c.networks[0].ip_address.as_deref(), Some("172.18.0.2"));
         assert_eq!(c.networks[0].mac_address, None);
+        assert!(c.oom_killed);
+        assert_eq!(c.restart_policy.as_deref(), Some("on-failure"));
+        assert_eq!(c.network_mode.as_deref(), Some("host"));
+        assert_eq!(
+            c.resources,
+            Some(ContainerResources {
+                memory_limit_bytes: Some(16 << 20),
+                memory_swap_limit_bytes: Some(32 << 20),
+                cpu_quota_us: Some(150_000),
+                cpu_period_us: 100_000,
+                cpu_shares: 1024,
+                cgroup_parent: None,
+            }),
+            "--cpus 1.5 is a 150 ms quota per 100 ms period"
+        );
+    }
+
+    #[test]
+    fn unlimited_resources_are_none() {
+        let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "c0ffee", "Name": "/free",
+            "State": {"Status": "running", "OOMKilled": false},
+            "HostConfig": {"Memory": 0, "MemorySwap": -1, "NanoCpus": 0, "CpuQuota": -1,
+                           "CpuPeriod": 50000, "CpuShares": 512, "CgroupParent": "/tenants"}
+        }))
+        .unwrap();
+        let c = container_from_inspect(inspect).unwrap();
+        assert!(!c.oom_killed);
+        assert_eq!(
+            c.resources,
+            Some(ContainerResources {
+                memory_limit_bytes: None,
+                memory_swap_limit_bytes: None,
+                cpu_quota_us: None,
+                cpu_period_us: 50_000,
+                cpu_shares: 512,
+                cgroup_parent: Some("/tenants".into()),
+            })
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tracing::{debug, info};
 
 use crate::docker::{Docker, is_gone_or_stopped, root_cause};
 use crate::inventory::RunningSet;
-use crate::stats::{Reading, rates, reading_from};
+use crate::stats::{Reading, has_own_network, rates, reading_from};
 
 /// The longest a sample waits in memory before it is handed to the spool.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
@@ -98,6 +98,14 @@ pub(super) async fn run(
     let ends_at = Instant::now() + Duration::from_millis(start.duration_ms);
     let grace = Duration::from_millis(start.disconnected_grace_ms);
     let mut cut_off_since = (!*wiring.connected.borrow()).then(Instant::now);
+    let own_network = has_own_network(
+        wiring
+            .running
+            .borrow()
+            .iter()
+            .find(|c| c.id == container)
+            .and_then(|c| c.network_mode.as_deref()),
+    );
 
     let options = StatsOptions {
         stream: true,
@@ -160,7 +168,7 @@ pub(super) async fn run(
                 Some(Ok(stats)) => {
                     last_reading = Instant::now();
                     // An all-zero reading dated year 1: the container is not running.
-                    let Some(reading) = reading_from(&stats) else {
+                    let Some(reading) = reading_from(&stats, own_network) else {
                         break (ProfileEndReason::ContainerStopped, None);
                     };
                     let Some(before) = &previous else {

@@ -7,6 +7,7 @@
 //! start time): counters restart with every run.
 
 mod counters;
+mod devices;
 mod rates;
 
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub use counters::{Reading, reading_from};
+pub use counters::{Reading, has_own_network, reading_from};
+pub use devices::DeviceNames;
 pub use rates::rates;
 
 use crate::config::CollectConfig;
@@ -47,6 +49,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(config.stats_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut previous: HashMap<ContainerId, (Option<i64>, Reading)> = HashMap::new();
+    let mut devices = DeviceNames::default();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -93,7 +96,8 @@ pub async fn run(
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "stats sweep done"
         );
-        for (container, reading) in readings {
+        for (container, mut reading) in readings {
+            devices.fill(&mut reading.counters);
             let rates = previous
                 .get(&container.id)
                 .filter(|(run, _)| *run == container.started_at_ns)
@@ -132,7 +136,10 @@ pub async fn sample(
             .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
     };
     match with_timeout(REQUEST_TIMEOUT, request).await {
-        Ok(stats) => Ok(reading_from(&stats).map(|reading| (container, reading))),
+        Ok(stats) => {
+            let own_network = has_own_network(container.network_mode.as_deref());
+            Ok(reading_from(&stats, own_network).map(|reading| (container, reading)))
+        }
         Err(error) if is_gone_or_stopped(&error) => Ok(None),
         Err(error) => Err(format!("{}: {}", container.name, root_cause(&error))),
     }

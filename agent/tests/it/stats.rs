@@ -208,6 +208,7 @@ async fn a_container_that_stopped_or_vanished_is_skipped_not_an_error() {
         id: ContainerId::from(id),
         name: name.clone(),
         started_at_ns: None,
+        network_mode: None,
     };
 
     // What the sweeper believes is running, as it was a moment ago…

@@ -66,6 +66,10 @@ pub(crate) fn container(docker_id: &str, name: &str) -> Container {
         ports: vec![],
         mounts: vec![],
         networks: vec![],
+        oom_killed: false,
+        restart_policy: None,
+        network_mode: None,
+        resources: None,
     }
 }
 

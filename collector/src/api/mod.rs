@@ -12,11 +12,14 @@ pub mod routes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -44,6 +47,8 @@ pub struct ApiState {
     pub registry: Registry,
     /// Profile sessions: start, stop, watch.
     pub profiler: crate::profiles::Profiler,
+    /// The collector's own metrics (requests are counted by route template).
+    pub metrics: Arc<crate::metrics::CollectorMetrics>,
     pub retention: Retention,
     /// The built-in CA, when the collector has one: join tokens pin its fingerprint.
     pub authority: Option<Arc<Authority>>,
@@ -66,7 +71,42 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api/v1", api)
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Counts every request by route template (never the raw path), method and status.
+async fn count_request(
+    State(metrics): State<Arc<crate::metrics::CollectorMetrics>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .api_requests
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
+        .inc();
+    metrics
+        .api_seconds
+        .with_label_values(&[route.as_str(), method])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// The client's address, for throttling. Taken from the connection (a proxy in front

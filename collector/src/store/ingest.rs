@@ -296,10 +296,7 @@ impl Writer<'_> {
     }
 
     async fn insert_usage(&mut self, host: HostId, usage: &DiskUsage) -> Result<()> {
-        let detail = serde_json::json!({
-            "per_container": usage.per_container,
-            "per_volume": usage.per_volume,
-        });
+        let detail = super::queries::usage_detail(usage);
         let mut insert: QueryBuilder<Any> = QueryBuilder::new(
             "INSERT INTO host_usage (host_id, time_ns, layers_bytes, \
              images_count, images_active, images_bytes, images_reclaimable_bytes, \

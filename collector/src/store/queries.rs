@@ -291,6 +291,55 @@ fn container_row_with(row: &AnyRow, with_detail: bool) -> Result<ContainerRow> {
     })
 }
 
+fn usage_row(host: HostId, row: &AnyRow) -> Result<UsageRow> {
+    let four = |prefix: &str| -> Result<[i64; 4]> {
+        Ok([
+            row.try_get(format!("{prefix}_count").as_str())?,
+            row.try_get(format!("{prefix}_active").as_str())?,
+            row.try_get(format!("{prefix}_bytes").as_str())?,
+            row.try_get(format!("{prefix}_reclaimable_bytes").as_str())?,
+        ])
+    };
+    Ok(UsageRow {
+        host_id: host,
+        time_ns: row.try_get("time_ns")?,
+        layers_bytes: row.try_get("layers_bytes")?,
+        images: four("images")?,
+        containers: four("containers")?,
+        volumes: four("volumes")?,
+        build_cache: four("build_cache")?,
+        detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
+    })
+}
+
+impl UsageRow {
+    /// The row a disk usage record is stored as.
+    pub fn from_record(host: HostId, usage: &dockermon_proto::DiskUsage) -> UsageRow {
+        let four = |s: &dockermon_proto::UsageSummary| {
+            [s.count, s.active, s.size_bytes, s.reclaimable_bytes]
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+        };
+        UsageRow {
+            host_id: host,
+            time_ns: usage.time_ns,
+            layers_bytes: i64::try_from(usage.layers_bytes).unwrap_or(i64::MAX),
+            images: four(&usage.images),
+            containers: four(&usage.containers),
+            volumes: four(&usage.volumes),
+            build_cache: four(&usage.build_cache),
+            detail: usage_detail(usage),
+        }
+    }
+}
+
+/// What of a disk usage record is kept as JSON: the largest containers and volumes.
+pub(super) fn usage_detail(usage: &dockermon_proto::DiskUsage) -> serde_json::Value {
+    serde_json::json!({
+        "per_container": usage.per_container,
+        "per_volume": usage.per_volume,
+    })
+}
+
 fn container_row(row: &AnyRow) -> Result<ContainerRow> {
     container_row_with(row, true)
 }
@@ -452,6 +501,18 @@ impl Store {
         self.with_total(page, items, count).await
     }
 
+    /// A host's containers not removed, with their descriptions, by name then id.
+    pub async fn current_containers_of(&self, host: HostId) -> Result<Vec<ContainerRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE host_id = ? AND removed_ns IS NULL \
+             ORDER BY name, id"
+        )))
+        .bind(host.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(container_row).collect()
+    }
+
     /// Every container not removed, with its description, by name then id: what the
     /// in-memory inventory holds.
     pub async fn current_containers(&self) -> Result<Vec<ContainerRow>> {
@@ -545,6 +606,16 @@ impl Store {
         self.with_total(page, items, count).await
     }
 
+    /// The newest disk usage record of a host.
+    pub async fn latest_usage(&self, host: HostId) -> Result<Option<UsageRow>> {
+        let row =
+            sqlx::query("SELECT * FROM host_usage WHERE host_id = ? ORDER BY time_ns DESC LIMIT 1")
+                .bind(host.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(|row| usage_row(host, row)).transpose()
+    }
+
     /// Disk usage of a host over a time range, oldest first, at most `limit` records.
     pub async fn usage(
         &self,
@@ -562,28 +633,7 @@ impl Store {
         .bind(i64::from(limit.min(Page::MAX_LIMIT)))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let four = |prefix: &str| -> Result<[i64; 4]> {
-                    Ok([
-                        row.try_get(format!("{prefix}_count").as_str())?,
-                        row.try_get(format!("{prefix}_active").as_str())?,
-                        row.try_get(format!("{prefix}_bytes").as_str())?,
-                        row.try_get(format!("{prefix}_reclaimable_bytes").as_str())?,
-                    ])
-                };
-                Ok(UsageRow {
-                    host_id: host,
-                    time_ns: row.try_get("time_ns")?,
-                    layers_bytes: row.try_get("layers_bytes")?,
-                    images: four("images")?,
-                    containers: four("containers")?,
-                    volumes: four("volumes")?,
-                    build_cache: four("build_cache")?,
-                    detail: serde_json::from_str(&row.try_get::<String, _>("detail")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| usage_row(host, row)).collect()
     }
 
     /// The activity log, newest first.

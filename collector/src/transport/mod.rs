@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-pub use pipeline::{CommitObserver, Pipeline};
+pub use pipeline::Pipeline;
 pub use registry::{CommandError, ConnectedAgent, Registry};
 pub use tls::{Peer, TlsFiles};
 
@@ -56,6 +56,8 @@ pub struct AgentService {
     pub registry: Registry,
     /// Profile sessions: live samples and reconnects of agents go here.
     pub profiler: crate::profiles::Profiler,
+    /// What `/metrics` shows of the hosts connected here: loaded when an agent connects.
+    pub metrics: Arc<crate::metrics::FleetMetrics>,
     /// The built-in CA; `None` when agents bring certificates from elsewhere.
     pub authority: Option<Arc<Authority>>,
     pub agent_config: AgentConfig,

@@ -14,6 +14,7 @@
 //! can be cumulative. Acknowledgements travel through a `watch` per session (the newest
 //! committed sequence number), so the writer never waits for a session.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dockermon_proto::transport::Dropped;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::live::{LiveBatch, LiveBus, LiveUpdate, ProfileChange, ProfileChangeKind};
+use crate::metrics::CollectorMetrics;
 use crate::store::EndedProfile;
 use crate::store::{Frame, HostId, Store};
 
@@ -55,10 +57,10 @@ impl Submission {
         }
     }
 
-    /// What follows a commit: the observer is told, the agent is acknowledged, and the
-    /// records go live.
-    fn committed(self, observe: &CommitObserver, live: &LiveBus) {
-        observe(self.received.elapsed(), self.records.len());
+    /// What follows a commit: it is counted, the agent is acknowledged, and the records go
+    /// live.
+    fn committed(self, metrics: &CollectorMetrics, live: &LiveBus) {
+        metrics.committed(self.received.elapsed(), &self.records);
         self.acked.send_if_modified(|acked| {
             let newer = self.seq > *acked;
             if newer {
@@ -70,6 +72,7 @@ impl Submission {
             host: self.host,
             host_name: self.host_name,
             records: self.records,
+            dropped: self.dropped,
         }));
     }
 }
@@ -98,20 +101,17 @@ pub struct Pipeline {
 #[error("the ingest pipeline has stopped")]
 pub struct PipelineStopped;
 
-/// Observes each committed frame: how long it waited between receipt and commit.
-pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
-
 impl Pipeline {
     /// Starts the writer; it stops when `cancel` fires (uncommitted frames are not
     /// acknowledged, so agents send them again).
     pub fn start(
         store: Store,
         live: LiveBus,
-        observe: CommitObserver,
+        metrics: Arc<CollectorMetrics>,
         cancel: CancellationToken,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(write(store, receiver, live, observe, cancel));
+        let writer = tokio::spawn(write(store, receiver, live, metrics, cancel));
         (Pipeline { queue }, writer)
     }
 
@@ -128,7 +128,7 @@ async fn write(
     store: Store,
     mut queue: mpsc::Receiver<Submission>,
     live: LiveBus,
-    observe: CommitObserver,
+    metrics: Arc<CollectorMetrics>,
     cancel: CancellationToken,
 ) {
     let mut pending: Vec<Submission> = Vec::new();
@@ -165,11 +165,12 @@ async fn write(
                 }
                 retry = Duration::from_millis(100);
                 for submission in pending.drain(..) {
-                    submission.committed(&observe, &live);
+                    submission.committed(&metrics, &live);
                 }
                 publish_ended(&live, report.profiles_ended);
             }
             Err(err) if err.is_transient() => {
+                metrics.store_errors.with_label_values(&["transient"]).inc();
                 // Nothing is acknowledged; the queue fills and pushes back on the agents.
                 warn!(error = %dockermon_agent::process::error_chain(&err), retry_in_ms = retry.as_millis() as u64, "cannot store frames; retrying");
                 tokio::select! {
@@ -186,10 +187,11 @@ async fn write(
                 for submission in pending.drain(..) {
                     match store.ingest_frames(&[submission.frame()]).await {
                         Ok(report) => {
-                            submission.committed(&observe, &live);
+                            submission.committed(&metrics, &live);
                             publish_ended(&live, report.profiles_ended);
                         }
                         Err(err) => {
+                            metrics.store_errors.with_label_values(&["refused"]).inc();
                             error!(host = %submission.host_name, seq = submission.seq, error = %dockermon_agent::process::error_chain(&err), "frame cannot be stored; closing the agent's session");
                             submission.close_session.cancel();
                         }

@@ -15,6 +15,7 @@ use dockermon_proto::transport::{AgentStatus, Command, CommandAction, CommandOut
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::tls::Peer;
 use crate::store::HostId;
 
 /// Commands queued for one agent before `command` reports it busy.
@@ -46,6 +47,7 @@ struct Entry {
     connection_id: u64,
     name: HostName,
     serial: String,
+    certificate_expires_s: i64,
     commands: mpsc::Sender<Command>,
     close: CancellationToken,
     reason: Arc<Mutex<String>>,
@@ -61,6 +63,8 @@ struct Entry {
 pub struct ConnectedAgent {
     pub capabilities: Vec<String>,
     pub status: AgentStatus,
+    /// When the certificate it connected with expires (Unix seconds).
+    pub certificate_expires_s: i64,
 }
 
 #[derive(Clone, Default)]
@@ -72,21 +76,16 @@ pub struct Registry {
 impl Registry {
     /// Registers a session for `host`. An older session for the same host is closed: one
     /// agent, one connection.
-    pub fn connect(
-        &self,
-        host: HostId,
-        name: HostName,
-        serial: String,
-        capabilities: Vec<String>,
-    ) -> Connection {
+    pub fn connect(&self, host: HostId, peer: &Peer, capabilities: Vec<String>) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let close = CancellationToken::new();
         let reason = Arc::new(Mutex::new(String::new()));
         let entry = Entry {
             connection_id: id,
-            name,
-            serial,
+            name: peer.host.clone(),
+            serial: peer.serial.clone(),
+            certificate_expires_s: peer.not_after_s,
             commands,
             close: close.clone(),
             reason: reason.clone(),
@@ -139,6 +138,7 @@ impl Registry {
             .map(|entry| ConnectedAgent {
                 capabilities: entry.capabilities.clone(),
                 status: entry.status.clone(),
+                certificate_expires_s: entry.certificate_expires_s,
             })
     }
 

@@ -190,10 +190,16 @@ async fn converse(
         .take(32)
         .map(|c| limits::truncate(c.clone(), 64))
         .collect();
-    let mut connection =
-        service
-            .registry
-            .connect(host, peer.host.clone(), peer.serial.clone(), capabilities);
+    let mut connection = service.registry.connect(host, peer, capabilities);
+    // Before this session's frames are read, so none of them is applied before the load.
+    if let Err(error) = service
+        .metrics
+        .attach(&service.store, host, &peer.host, connection.id)
+        .await
+    {
+        service.registry.disconnect(host, connection.id);
+        return Err(End::Closed(AWAY, format!("store unavailable: {error}")));
+    }
     let mut on_agent = hello.profiles.clone();
     on_agent.truncate(1024);
     service.profiler.agent_connected(host, on_agent);
@@ -208,6 +214,7 @@ async fn converse(
     )
     .await;
     service.registry.disconnect(host, connection.id);
+    service.metrics.detach(host, connection.id);
     result
 }
 

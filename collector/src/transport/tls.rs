@@ -80,6 +80,8 @@ pub struct Peer {
     pub host: HostName,
     /// The certificate's serial number, lower-case hex.
     pub serial: String,
+    /// When the certificate expires (Unix seconds).
+    pub not_after_s: i64,
 }
 
 /// Why a verified client certificate still does not identify a host.
@@ -106,5 +108,6 @@ pub fn peer_of(certificate: &CertificateDer<'_>) -> Result<Peer, PeerError> {
     Ok(Peer {
         host,
         serial: to_hex(parsed.raw_serial()),
+        not_after_s: parsed.validity().not_after.timestamp(),
     })
 }

@@ -89,6 +89,8 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
     let mut ping = tokio::time::interval(settings.ping_every);
     let mut session_check = tokio::time::interval(settings.session_check);
     let identify_by = Instant::now() + settings.identify_within;
+    let metrics = state.api.metrics.clone();
+    metrics.ws_clients.inc();
 
     let ending = loop {
         let deadline = match &connection.user {
@@ -129,6 +131,10 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
         reason = ending.reason,
         "websocket closed"
     );
+    metrics.ws_clients.dec();
+    if ending.error == "too_slow" {
+        metrics.ws_dropped.with_label_values(&["too_slow"]).inc();
+    }
     if !ending.error.is_empty() {
         connection.error(ending.error, ending.reason);
     }

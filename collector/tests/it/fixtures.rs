@@ -56,6 +56,10 @@ pub(crate) fn container(docker_id: &str, name: &str, created_ns: i64) -> Contain
         ports: vec![],
         mounts: vec![],
         networks: vec![],
+        oom_killed: false,
+        restart_policy: None,
+        network_mode: None,
+        resources: None,
     }
 }
 

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod fixtures;
 mod inventory;
+mod metrics;
 mod profiles;
 mod store;
 mod support;

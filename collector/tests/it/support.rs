@@ -91,6 +91,7 @@ pub(crate) fn api_state(
             dockermon_collector::live::LiveBus::default(),
             Default::default(),
         ),
+        metrics: std::sync::Arc::default(),
         retention: dockermon_collector::store::Retention::default(),
         authority,
         refresh_ttl: Duration::from_secs(3600),

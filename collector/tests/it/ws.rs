@@ -98,6 +98,7 @@ impl Server {
             host: HostId(host),
             host_name: HostName::new(format!("docker-{host}")).unwrap(),
             records,
+            dropped: Default::default(),
         });
     }
 }

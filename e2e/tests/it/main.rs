@@ -3,6 +3,7 @@
 
 mod api;
 mod delivery;
+mod metrics;
 mod profiles;
 mod protocol;
 mod security;

@@ -191,7 +191,7 @@ impl InProcessCollector {
         let (pipeline, _writer) = Pipeline::start(
             store.clone(),
             LiveBus::default(),
-            Box::new(|_, _| {}),
+            Arc::default(),
             cancel.clone(),
         );
         let registry = Registry::default();
@@ -206,6 +206,9 @@ impl InProcessCollector {
             pipeline,
             registry: registry.clone(),
             profiler,
+            metrics: Arc::new(dockermon_collector::metrics::FleetMetrics::new(
+                Default::default(),
+            )),
             authority: Some(authority.clone()),
             agent_config: AgentConfig {
                 stats_interval_ms: 3_600_000,
