@@ -214,7 +214,7 @@ def main():
         time.sleep(3)
         baseline = measure(args.seconds, [p.pid for p in baseline_procs], children=True)
         for p in baseline_procs:
-            p.terminate()
+            p.kill()  # `docker stats` does not end on SIGTERM while streaming
             p.wait()
 
         print(f"\n| {args.profiles} concurrent 1-second profiles, {args.seconds} s | client CPU (% of a core) "
