@@ -14,6 +14,11 @@
 //!   newest event the previous run wrote to its spool: what was between Docker and the
 //!   spool when the agent died is read again from Docker, and the collector recognises what
 //!   it already has.
+//! - When a resumption cannot prove it lost nothing, the agent says so with a gap record
+//!   (an event of kind `gap`, attributes `from_ns`, `to_ns`, `reason`): Docker replayed as
+//!   many events as it keeps and none of them reached back to the newest one already
+//!   reported (`reason: docker_buffer_full`), or Docker itself was unreachable for a while
+//!   and may have restarted with an empty buffer (`reason: docker_unreachable`).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -33,6 +38,8 @@ use crate::inventory::Hint;
 const REPLAY_WINDOW_NS: i64 = 2_000_000_000;
 /// Most event keys remembered for recognising replays; beyond this, the oldest go first.
 const MAX_REMEMBERED: usize = 20_000;
+/// How many past events Docker keeps for `since` (moby's `daemon/events` `eventsLimit`).
+pub const DOCKER_EVENT_BUFFER: u32 = 256;
 
 /// Where the event stream resumes, and which events around there were already reported.
 #[derive(Debug)]
@@ -66,6 +73,11 @@ impl EventCursor {
         )
     }
 
+    /// Docker time of the newest event reported (or where the cursor started).
+    pub fn newest_ns(&self) -> i64 {
+        self.newest_ns
+    }
+
     /// Records `event` and says whether it is new (true) or a replay already reported.
     pub fn accept(&mut self, event: &DockerEvent) -> bool {
         let key = event.key();
@@ -87,6 +99,80 @@ impl EventCursor {
     }
 }
 
+/// Checks one subscription's replay for proof that nothing was lost since `after_ns`, the
+/// newest event reported before it.
+///
+/// Docker replays, from its buffer of the last [`DOCKER_EVENT_BUFFER`] events, those since
+/// the time asked for, then streams new ones. A replay shorter than the buffer had room to
+/// spare, so nothing since then was pushed out; a replay that reaches back to `after_ns`
+/// overlaps what was reported. Only a full replay that starts after `after_ns` may have
+/// lost events: those between `after_ns` and the oldest replayed one.
+#[derive(Debug)]
+pub struct ReplayCheck {
+    after_ns: i64,
+    subscribed_at_ns: i64,
+    replayed: u32,
+    oldest_ns: i64,
+    done: bool,
+}
+
+impl ReplayCheck {
+    pub fn new(after_ns: i64, subscribed_at_ns: i64) -> Self {
+        ReplayCheck {
+            after_ns,
+            subscribed_at_ns,
+            replayed: 0,
+            oldest_ns: i64::MAX,
+            done: false,
+        }
+    }
+
+    /// Looks at the next event of the subscription (replayed or not, before the cursor
+    /// drops replays); returns the gap record once the replay proves it may have lost some.
+    pub fn observe(&mut self, event_time_ns: i64) -> Option<DockerEvent> {
+        if self.done {
+            return None;
+        }
+        if event_time_ns > self.subscribed_at_ns || event_time_ns <= self.after_ns {
+            // Live already, or the replay overlaps what was reported: nothing lost.
+            self.done = true;
+            return None;
+        }
+        self.replayed += 1;
+        self.oldest_ns = self.oldest_ns.min(event_time_ns);
+        if self.replayed < DOCKER_EVENT_BUFFER {
+            return None;
+        }
+        self.done = true;
+        Some(gap_record(
+            self.after_ns,
+            self.oldest_ns,
+            "docker_buffer_full",
+        ))
+    }
+}
+
+/// Dockermon's record that events between `from_ns` and `to_ns` may be missing. It is
+/// dated `to_ns`, where the hole ends, and carries no actor.
+pub fn gap_record(from_ns: i64, to_ns: i64, reason: &str) -> DockerEvent {
+    DockerEvent {
+        time_ns: to_ns,
+        kind: EventKind::Gap,
+        action: "gap".to_owned(),
+        actor_id: String::new(),
+        actor_name: None,
+        attributes: [
+            ("from_ns", from_ns.to_string()),
+            ("to_ns", to_ns.to_string()),
+            ("reason", reason.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        scope: None,
+    }
+}
+
 /// Watches events from `start_ns` (the agent's start, or the newest event a previous run
 /// spooled) until `cancel` fires.
 pub async fn run(
@@ -104,6 +190,7 @@ pub async fn run(
             ..Default::default()
         };
         debug!(since = %options.since.as_deref().unwrap_or(""), "subscribing to docker events");
+        let mut check = ReplayCheck::new(cursor.newest_ns(), dockermon_proto::now_ns());
         let mut stream = docker.api.events(Some(options));
         let ended = loop {
             let next = tokio::select! {
@@ -115,6 +202,17 @@ pub async fn run(
                     let Some(event) = event_from_message(message) else {
                         continue;
                     };
+                    if let Some(gap) = check.observe(event.time_ns) {
+                        warn!(
+                            from_ns = %gap.attributes["from_ns"],
+                            to_ns = %gap.attributes["to_ns"],
+                            "docker no longer holds every event since the last one reported; \
+                             recording a gap"
+                        );
+                        if records.send(Record::Event(gap)).await.is_err() {
+                            return;
+                        }
+                    }
                     if !cursor.accept(&event) {
                         debug!(key = %event.key(), "dropped replayed docker event");
                         continue;
@@ -144,17 +242,32 @@ pub async fn run(
         };
         warn!(reason = %ended, "docker events stream interrupted; reconnecting");
         drop(stream);
+        let mut unreachable = false;
         loop {
             if !sleep_unless_cancelled(backoff.next_delay(), &cancel).await {
                 return;
             }
             match docker.api.ping().await {
                 Ok(_) => break,
-                Err(error) => debug!(error = %root_cause(&error), "docker still unreachable"),
+                Err(error) => {
+                    unreachable = true;
+                    debug!(error = %root_cause(&error), "docker still unreachable");
+                }
             }
         }
         backoff.reset();
         info!("docker reachable again; resuming events");
+        if unreachable {
+            // Docker may have restarted, and its buffer of past events with it.
+            let gap = gap_record(
+                cursor.newest_ns(),
+                dockermon_proto::now_ns(),
+                "docker_unreachable",
+            );
+            if records.send(Record::Event(gap)).await.is_err() {
+                return;
+            }
+        }
         // Whatever happened in the gap, the inventory is rebuilt from scratch.
         let _ = hints.send(Hint::Resync).await;
     }
@@ -259,5 +372,46 @@ mod tests {
             ..event(1, "reload")
         };
         assert_eq!(hint_for(&daemon), Some(Hint::Host));
+    }
+
+    /// The times of a replay of `count` events, one a millisecond from `first_ns`.
+    fn replay(check: &mut ReplayCheck, first_ns: i64, count: i64) -> Vec<DockerEvent> {
+        (0..count)
+            .filter_map(|i| check.observe(first_ns + i * 1_000_000))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_replay_after_the_newest_reported_event_is_a_gap() {
+        let after = 1_000_000_000_000;
+        let now = after + 300_000_000_000;
+        let mut check = ReplayCheck::new(after, now);
+        let gaps = replay(&mut check, after + 60_000_000_000, 300);
+        assert_eq!(gaps.len(), 1, "one gap per resumption");
+        let gap = &gaps[0];
+        assert_eq!(gap.kind, EventKind::Gap);
+        assert_eq!(gap.attributes["from_ns"], after.to_string());
+        assert_eq!(
+            gap.attributes["to_ns"],
+            (after + 60_000_000_000).to_string()
+        );
+        assert_eq!(gap.attributes["reason"], "docker_buffer_full");
+        assert_eq!(gap.time_ns, after + 60_000_000_000);
+    }
+
+    #[test]
+    fn a_replay_with_room_to_spare_or_reaching_back_is_whole() {
+        let after = 1_000_000_000_000;
+        let now = after + 300_000_000_000;
+        // 255 events: Docker's buffer was not full, nothing was pushed out.
+        let mut check = ReplayCheck::new(after, now);
+        assert!(replay(&mut check, after + 1, 255).is_empty());
+        // The first replayed event is one already reported: the replay overlaps.
+        let mut check = ReplayCheck::new(after, now);
+        assert!(replay(&mut check, after - 2_000_000_000, 400).is_empty());
+        // Live events after a short replay do not count towards the buffer.
+        let mut check = ReplayCheck::new(after, now);
+        assert!(replay(&mut check, after + 1, 10).is_empty());
+        assert!(replay(&mut check, now + 1, 400).is_empty());
     }
 }

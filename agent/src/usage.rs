@@ -1,6 +1,7 @@
 //! Disk usage (`docker system df`), measured rarely because it is expensive for dockerd:
 //! it walks every layer and volume. Each measurement has a timeout; an interval of `off`
-//! disables it.
+//! disables it. Engines before 23.0 refuse a measurement while another client's runs; it
+//! is asked again, within the timeout, rather than skipped.
 //!
 //! The answer changed shape in Engine API 1.52 (summaries under `ImageUsage`, … instead
 //! of full lists), so it is read through [`crate::docker::get_json`] and both shapes are
@@ -72,14 +73,40 @@ pub async fn run(
     }
 }
 
+/// First wait before asking again when Docker is busy measuring for someone else; it
+/// doubles each time, within the measurement's timeout.
+const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether Docker refused because another disk usage operation is running: engines
+/// before 23.0 answer a concurrent `/system/df` (from `docker system df`, or another
+/// monitor) with a 500 instead of sharing the answer.
+fn is_busy(error: &RawError) -> bool {
+    matches!(error, RawError::Status { status: 500, message }
+        if message.contains("disk usage operation is already running"))
+}
+
 async fn measure(docker: &Docker) -> Result<DiskUsage, RawError> {
     let started = std::time::Instant::now();
-    let df: SystemDf = get_json(
-        &docker.endpoint,
-        &docker.api_version,
-        "/system/df?verbose=1",
-    )
-    .await?;
+    let mut wait = BUSY_RETRY_AFTER;
+    let df: SystemDf = loop {
+        match get_json(
+            &docker.endpoint,
+            &docker.api_version,
+            "/system/df?verbose=1",
+        )
+        .await
+        {
+            Err(error) if is_busy(&error) => {
+                debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    "docker is measuring disk usage for someone else; asking again"
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            answer => break answer?,
+        }
+    };
     debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "disk usage measured"
@@ -425,5 +452,19 @@ mod tests {
         assert_eq!(usage.per_container.len(), 1);
         assert_eq!(usage.per_container[0].name, "web");
         assert_eq!(usage.build_cache.reclaimable_bytes, 5);
+    }
+
+    #[test]
+    fn only_a_concurrent_measurement_is_asked_again() {
+        let busy = RawError::Status {
+            status: 500,
+            message: r#"{"message":"a disk usage operation is already running"}"#.into(),
+        };
+        assert!(is_busy(&busy));
+        let other = RawError::Status {
+            status: 500,
+            message: r#"{"message":"layer does not exist"}"#.into(),
+        };
+        assert!(!is_busy(&other));
     }
 }

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use dockermon_proto::Container;
 
-use crate::store::{ContainerFilter, ContainerRow, Page, Paged, Result, Store};
+use crate::store::{
+    ContainerFilter, ContainerRow, Page, Paged, Result, Store, label_filter_warning,
+};
 
 /// A snapshot older than this starts a reload in the background.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(500);
@@ -73,7 +75,17 @@ impl Inventory {
         let snapshot = self.snapshot().await?;
         let mut total = 0u64;
         let mut items = Vec::new();
-        for entry in snapshot.containers.iter().filter(|e| matches(filter, e)) {
+        let mut labels_dropped = 0u64;
+        for entry in &snapshot.containers {
+            if filter.label.is_some()
+                && entry.summary.truncated.is_some_and(|t| t.labels > 0)
+                && matches_except_label(filter, entry)
+            {
+                labels_dropped += 1;
+            }
+            if !matches(filter, entry) {
+                continue;
+            }
             if total >= page.offset && items.len() < page.limit as usize {
                 items.push(ContainerRow {
                     detail: if filter.detail {
@@ -91,6 +103,7 @@ impl Inventory {
             offset: page.offset,
             limit: page.limit,
             items,
+            warnings: label_filter_warning(labels_dropped).into_iter().collect(),
         })
     }
 
@@ -156,6 +169,18 @@ impl Inventory {
 
 /// Whether a container passes `filter`, as the store's `WHERE` clause decides it.
 fn matches(filter: &ContainerFilter, entry: &Entry) -> bool {
+    matches_except_label(filter, entry)
+        && filter.label.as_ref().is_none_or(|(key, value)| {
+            let found = entry.detail.as_ref().and_then(|d| d.labels.get(key));
+            match value {
+                Some(value) => found == Some(value),
+                None => found.is_some(),
+            }
+        })
+}
+
+/// Whether a container passes every part of `filter` but the label.
+fn matches_except_label(filter: &ContainerFilter, entry: &Entry) -> bool {
     let row = &entry.summary;
     let equal = |wanted: &Option<String>, have: Option<&str>| {
         wanted.as_deref().is_none_or(|wanted| have == Some(wanted))
@@ -164,11 +189,4 @@ fn matches(filter: &ContainerFilter, entry: &Entry) -> bool {
         && equal(&filter.state, Some(&row.state))
         && equal(&filter.name, Some(&row.name))
         && equal(&filter.compose_project, row.compose_project.as_deref())
-        && filter.label.as_ref().is_none_or(|(key, value)| {
-            let found = entry.detail.as_ref().and_then(|d| d.labels.get(key));
-            match value {
-                Some(value) => found == Some(value),
-                None => found.is_some(),
-            }
-        })
 }

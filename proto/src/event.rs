@@ -51,6 +51,9 @@ pub enum EventKind {
     Secret,
     Config,
     Builder,
+    /// Dockermon's own record that events may be missing between two times (its attributes
+    /// `from_ns`, `to_ns` and `reason`): the agent could not prove it resumed without loss.
+    Gap,
     #[serde(other)]
     Unknown,
 }
@@ -69,6 +72,7 @@ impl EventKind {
             "secret" => Self::Secret,
             "config" => Self::Config,
             "builder" => Self::Builder,
+            "gap" => Self::Gap,
             _ => Self::Unknown,
         }
     }
@@ -86,6 +90,7 @@ impl EventKind {
             Self::Secret => "secret",
             Self::Config => "config",
             Self::Builder => "builder",
+            Self::Gap => "gap",
             Self::Unknown => "unknown",
         }
     }

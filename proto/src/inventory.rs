@@ -98,6 +98,40 @@ pub struct Container {
     /// predate it.
     #[serde(default)]
     pub resources: Option<ContainerResources>,
+    /// What the bounds on container-controlled text cut from this record.
+    #[serde(default, skip_serializing_if = "Truncated::is_none")]
+    pub truncated: Truncated,
+}
+
+/// What the bounds of [`crate::limits`] cut from a record: nothing is dropped silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Truncated {
+    /// The name was longer than [`crate::limits::MAX_NAME_BYTES`] and was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name: bool,
+    /// Labels left out beyond [`crate::limits::MAX_LABELS`] (and label keys or values cut).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels: u32,
+    /// Image tags left out beyond [`crate::limits::MAX_LIST_ENTRIES`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tags: u32,
+    /// Ports, mounts and networks left out beyond [`crate::limits::MAX_LIST_ENTRIES`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ports: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mounts: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub networks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Truncated {
+    pub fn is_none(&self) -> bool {
+        *self == Truncated::default()
+    }
 }
 
 /// What Docker grants a container, from its `HostConfig`.
@@ -218,6 +252,9 @@ pub struct Image {
     pub created_ns: i64,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (tags, labels).
+    #[serde(default, skip_serializing_if = "Truncated::is_none")]
+    pub truncated: Truncated,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,6 +267,9 @@ pub struct Volume {
     pub created_ns: Option<i64>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (name, labels).
+    #[serde(default, skip_serializing_if = "Truncated::is_none")]
+    pub truncated: Truncated,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,4 +282,7 @@ pub struct Network {
     pub created_ns: Option<i64>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (name, labels).
+    #[serde(default, skip_serializing_if = "Truncated::is_none")]
+    pub truncated: Truncated,
 }

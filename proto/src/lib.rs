@@ -24,6 +24,7 @@ mod inventory;
 pub mod limits;
 mod profile;
 mod record;
+pub mod redact;
 mod stats;
 pub mod transport;
 mod usage;
@@ -33,7 +34,7 @@ pub use host::HostInfo;
 pub use ids::{ContainerId, HostName, InvalidHostName};
 pub use inventory::{
     Compose, Container, ContainerMount, ContainerNetwork, ContainerResources, ContainerState,
-    Health, Image, InventoryUpdate, Network, ObjectKind, ObjectRef, Port, Volume,
+    Health, Image, InventoryUpdate, Network, ObjectKind, ObjectRef, Port, Truncated, Volume,
 };
 pub use profile::{ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample};
 pub use record::Record;

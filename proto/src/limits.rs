@@ -37,36 +37,72 @@ pub fn truncate(mut s: String, max: usize) -> String {
 
 /// A label map bounded in count and sizes. Keys are kept in sorted order, so the same
 /// labels always keep the same subset. Keys that would collide after truncation keep
-/// the first value.
+/// the first value. Secret-looking values are redacted ([`crate::redact`]).
 pub fn bound_labels<I>(labels: I) -> BTreeMap<String, String>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    bound_labels_counted(labels).0
+}
+
+/// [`bound_labels`], and how many labels it left out or cut.
+pub fn bound_labels_counted<I>(labels: I) -> (BTreeMap<String, String>, u32)
 where
     I: IntoIterator<Item = (String, String)>,
 {
     let sorted: BTreeMap<String, String> = labels.into_iter().collect();
     let mut bounded = BTreeMap::new();
+    let mut cut = 0u32;
     for (key, value) in sorted {
         if bounded.len() == MAX_LABELS {
-            break;
+            cut = cut.saturating_add(1);
+            continue;
+        }
+        if key.len() > MAX_LABEL_KEY_BYTES || value.len() > MAX_LABEL_VALUE_BYTES {
+            cut = cut.saturating_add(1);
         }
         bounded
             .entry(truncate(key, MAX_LABEL_KEY_BYTES))
             .or_insert_with(|| truncate(value, MAX_LABEL_VALUE_BYTES));
     }
-    bounded
+    crate::redact::labels(&mut bounded);
+    (bounded, cut)
 }
 
 /// A list cut to [`MAX_LIST_ENTRIES`].
-pub fn bound_list<T>(mut list: Vec<T>) -> Vec<T> {
+pub fn bound_list<T>(list: Vec<T>) -> Vec<T> {
+    bound_list_counted(list).0
+}
+
+/// [`bound_list`], and how many entries it left out.
+pub fn bound_list_counted<T>(mut list: Vec<T>) -> (Vec<T>, u32) {
+    let dropped = list.len().saturating_sub(MAX_LIST_ENTRIES);
     list.truncate(MAX_LIST_ENTRIES);
-    list
+    (list, u32::try_from(dropped).unwrap_or(u32::MAX))
+}
+
+/// A name cut to [`MAX_NAME_BYTES`], and whether it was.
+pub fn bound_name(name: String) -> (String, bool) {
+    let cut = name.len() > MAX_NAME_BYTES;
+    (truncate(name, MAX_NAME_BYTES), cut)
 }
 
 /// Applies every bound to a record received from an agent: the collector never trusts
-/// that an agent (or something speaking for one) applied them.
-pub fn enforce(record: &mut Record) {
+/// that an agent (or something speaking for one) applied them. What is cut from an object
+/// is counted in its `truncated`; returns how many whole objects were left out (inventory
+/// objects beyond [`MAX_INVENTORY_OBJECTS`], profile samples beyond [`MAX_PROFILE_SAMPLES`]),
+/// which only a misbehaving agent sends and which the caller reports.
+pub fn enforce(record: &mut Record) -> usize {
+    let mut dropped = 0usize;
+    let mut cap = |len: usize, max: usize| dropped += len.saturating_sub(max);
     let name = |s: &mut String| *s = truncate(std::mem::take(s), MAX_NAME_BYTES);
     let text = |s: &mut String| *s = truncate(std::mem::take(s), MAX_TEXT_BYTES);
-    let labels = |map: &mut BTreeMap<String, String>| *map = bound_labels(std::mem::take(map));
+    let labels = |map: &mut BTreeMap<String, String>| {
+        let (bounded, cut) = bound_labels_counted(std::mem::take(map));
+        *map = bounded;
+        cut
+    };
+    let list = |len: usize| u32::try_from(len.saturating_sub(MAX_LIST_ENTRIES)).unwrap_or(u32::MAX);
     match record {
         Record::Host(host) => {
             for field in [
@@ -86,6 +122,15 @@ pub fn enforce(record: &mut Record) {
             }
         }
         Record::Inventory(update) => {
+            for len in [
+                update.containers.len(),
+                update.images.len(),
+                update.volumes.len(),
+                update.networks.len(),
+                update.removed.len(),
+            ] {
+                cap(len, MAX_INVENTORY_OBJECTS);
+            }
             update.containers.truncate(MAX_INVENTORY_OBJECTS);
             update.images.truncate(MAX_INVENTORY_OBJECTS);
             update.volumes.truncate(MAX_INVENTORY_OBJECTS);
@@ -93,6 +138,7 @@ pub fn enforce(record: &mut Record) {
             update.removed.truncate(MAX_INVENTORY_OBJECTS);
             for c in &mut update.containers {
                 name(&mut c.id.0);
+                c.truncated.name |= c.name.len() > MAX_NAME_BYTES;
                 name(&mut c.name);
                 name(&mut c.image);
                 name(&mut c.image_id);
@@ -100,7 +146,10 @@ pub fn enforce(record: &mut Record) {
                     name(&mut compose.project);
                     name(&mut compose.service);
                 }
-                labels(&mut c.labels);
+                c.truncated.labels = c.truncated.labels.saturating_add(labels(&mut c.labels));
+                c.truncated.ports = c.truncated.ports.saturating_add(list(c.ports.len()));
+                c.truncated.mounts = c.truncated.mounts.saturating_add(list(c.mounts.len()));
+                c.truncated.networks = c.truncated.networks.saturating_add(list(c.networks.len()));
                 c.ports.truncate(MAX_LIST_ENTRIES);
                 c.mounts.truncate(MAX_LIST_ENTRIES);
                 c.networks.truncate(MAX_LIST_ENTRIES);
@@ -119,34 +168,39 @@ pub fn enforce(record: &mut Record) {
             }
             for i in &mut update.images {
                 name(&mut i.id);
+                i.truncated.tags = i.truncated.tags.saturating_add(list(i.tags.len()));
                 i.tags.truncate(MAX_LIST_ENTRIES);
                 i.tags.iter_mut().for_each(name);
-                labels(&mut i.labels);
+                i.truncated.labels = i.truncated.labels.saturating_add(labels(&mut i.labels));
             }
             for v in &mut update.volumes {
+                v.truncated.name |= v.name.len() > MAX_NAME_BYTES;
                 name(&mut v.name);
                 name(&mut v.driver);
                 text(&mut v.mountpoint);
                 name(&mut v.scope);
-                labels(&mut v.labels);
+                v.truncated.labels = v.truncated.labels.saturating_add(labels(&mut v.labels));
             }
             for n in &mut update.networks {
                 name(&mut n.id);
+                n.truncated.name |= n.name.len() > MAX_NAME_BYTES;
                 name(&mut n.name);
                 name(&mut n.driver);
                 name(&mut n.scope);
-                labels(&mut n.labels);
+                n.truncated.labels = n.truncated.labels.saturating_add(labels(&mut n.labels));
             }
             for removed in &mut update.removed {
                 name(&mut removed.id);
             }
         }
         Record::Event(event) => {
+            crate::redact::event(event);
             text(&mut event.action);
             name(&mut event.actor_id);
             if let Some(actor) = &mut event.actor_name {
                 name(actor);
             }
+            // Attributes beyond the bound are not the event's own (see `redact`).
             labels(&mut event.attributes);
         }
         Record::Stats(sample) => {
@@ -155,6 +209,7 @@ pub fn enforce(record: &mut Record) {
         }
         Record::Profile(batch) => {
             name(&mut batch.container_id.0);
+            cap(batch.samples.len(), MAX_PROFILE_SAMPLES);
             batch.samples.truncate(MAX_PROFILE_SAMPLES);
             if let Some(message) = batch.ended.as_mut().and_then(|end| end.message.as_mut()) {
                 text(message);
@@ -172,6 +227,7 @@ pub fn enforce(record: &mut Record) {
             }
         }
     }
+    dropped
 }
 
 #[cfg(test)]
@@ -225,6 +281,51 @@ mod enforce_tests {
         assert_eq!(event.action.len(), MAX_TEXT_BYTES);
         assert_eq!(event.actor_id.len(), MAX_NAME_BYTES);
         assert_eq!(event.actor_name.unwrap().len(), MAX_NAME_BYTES);
-        assert_eq!(event.attributes.len(), MAX_LABELS);
+        assert!(
+            event.attributes.is_empty(),
+            "attributes that do not describe the event are dropped"
+        );
+    }
+
+    #[test]
+    fn what_the_bounds_cut_is_said() {
+        let mut container = crate::Container {
+            id: "c".into(),
+            name: "n".repeat(300),
+            image: "i".into(),
+            image_id: "sha256:i".into(),
+            created_ns: 1,
+            state: crate::ContainerState::Running,
+            health: None,
+            restart_count: 0,
+            exit_code: None,
+            started_at_ns: None,
+            finished_at_ns: None,
+            compose: None,
+            labels: (0..74).map(|i| (format!("k{i:02}"), "v".into())).collect(),
+            ports: vec![],
+            mounts: vec![],
+            networks: vec![],
+            oom_killed: false,
+            restart_policy: None,
+            network_mode: None,
+            resources: None,
+            truncated: Default::default(),
+        };
+        container.labels.insert("zz.team".into(), "ops".into());
+        let mut record = Record::Inventory(crate::InventoryUpdate {
+            containers: vec![container],
+            ..Default::default()
+        });
+        enforce(&mut record);
+        let Record::Inventory(update) = record else {
+            unreachable!()
+        };
+        let c = &update.containers[0];
+        assert_eq!(c.name.len(), MAX_NAME_BYTES);
+        assert!(c.truncated.name);
+        assert_eq!(c.labels.len(), MAX_LABELS);
+        assert_eq!(c.truncated.labels, 11, "75 labels, 64 kept");
+        assert!(!c.labels.contains_key("zz.team"));
     }
 }

@@ -90,6 +90,10 @@ mod tests {
                 cpu_shares: 1024,
                 cgroup_parent: None,
             }),
+            truncated: Truncated {
+                labels: 3,
+                ..Default::default()
+            },
         }
     }
 
@@ -128,6 +132,7 @@ mod tests {
                     size_bytes: 190_000_000,
                     created_ns: 3,
                     labels: BTreeMap::new(),
+                    truncated: Truncated::default(),
                 }],
                 volumes: vec![Volume {
                     name: "data".into(),
@@ -136,6 +141,7 @@ mod tests {
                     scope: "local".into(),
                     created_ns: Some(4),
                     labels: BTreeMap::new(),
+                    truncated: Truncated::default(),
                 }],
                 networks: vec![Network {
                     id: "n1".into(),
@@ -145,6 +151,7 @@ mod tests {
                     internal: false,
                     created_ns: None,
                     labels: BTreeMap::new(),
+                    truncated: Default::default(),
                 }],
                 removed: vec![],
             }),

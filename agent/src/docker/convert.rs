@@ -8,10 +8,13 @@ use bollard::models::{
     ContainerInspectResponse, EventMessage, ImageInspect, ImageSummary, Network as DockerNetwork,
     NetworkInspect, Volume as DockerVolume,
 };
-use dockermon_proto::limits::{MAX_NAME_BYTES, MAX_TEXT_BYTES, bound_labels, bound_list, truncate};
+use dockermon_proto::limits::{
+    MAX_NAME_BYTES, MAX_TEXT_BYTES, bound_labels, bound_labels_counted, bound_list_counted,
+    bound_name, truncate,
+};
 use dockermon_proto::{
     Compose, Container, ContainerId, ContainerMount, ContainerNetwork, ContainerResources,
-    ContainerState, DockerEvent, EventKind, Health, Image, Network, Port, Volume,
+    ContainerState, DockerEvent, EventKind, Health, Image, Network, Port, Truncated, Volume,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -24,8 +27,11 @@ pub fn parse_time_ns(text: &str) -> Option<i64> {
     (ns > 0).then(|| i64::try_from(ns).ok()).flatten()
 }
 
-fn labels(map: Option<HashMap<String, String>>) -> std::collections::BTreeMap<String, String> {
-    bound_labels(map.unwrap_or_default())
+/// Labels bounded, and how many were left out or cut.
+fn labels(
+    map: Option<HashMap<String, String>>,
+) -> (std::collections::BTreeMap<String, String>, u32) {
+    bound_labels_counted(map.unwrap_or_default())
 }
 
 fn name(s: impl Into<String>) -> String {
@@ -103,9 +109,19 @@ pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> 
         .collect();
     networks.sort_by(|a, b| a.name.cmp(&b.name));
 
+    let (container_name, name_cut) = bound_name(
+        c.name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+    );
+    let (labels, labels_cut) = bound_labels_counted(raw_labels);
+    let (ports, ports_cut) = bound_list_counted(ports);
+    let (mounts, mounts_cut) = bound_list_counted(mounts);
+    let (networks, networks_cut) = bound_list_counted(networks);
     Some(Container {
         id,
-        name: name(c.name.unwrap_or_default().trim_start_matches('/')),
+        name: container_name,
         image: name(config.image.unwrap_or_default()),
         image_id: c.image.unwrap_or_default(),
         created_ns: c.created.as_deref().and_then(parse_time_ns).unwrap_or(0),
@@ -132,10 +148,10 @@ pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> 
         started_at_ns: state.started_at.as_deref().and_then(parse_time_ns),
         finished_at_ns: state.finished_at.as_deref().and_then(parse_time_ns),
         compose,
-        labels: bound_labels(raw_labels),
-        ports: bound_list(ports),
-        mounts: bound_list(mounts),
-        networks: bound_list(networks),
+        labels,
+        ports,
+        mounts,
+        networks,
         oom_killed: state.oom_killed.unwrap_or(false),
         restart_policy: host_config
             .restart_policy
@@ -145,6 +161,14 @@ pub fn container_from_inspect(c: ContainerInspectResponse) -> Option<Container> 
             .filter(|name| !name.is_empty()),
         network_mode: host_config.network_mode.clone().map(name),
         resources: Some(resources_of(&host_config)),
+        truncated: Truncated {
+            name: name_cut,
+            labels: labels_cut,
+            ports: ports_cut,
+            mounts: mounts_cut,
+            networks: networks_cut,
+            ..Truncated::default()
+        },
     })
 }
 
@@ -192,46 +216,69 @@ fn compose_of(labels: &HashMap<String, String>) -> Option<Compose> {
 }
 
 pub fn image_from_summary(i: ImageSummary) -> Image {
-    Image {
-        id: i.id,
-        tags: bound_list(
-            i.repo_tags
-                .into_iter()
-                .filter(|t| t != "<none>:<none>")
-                .map(name)
-                .collect(),
-        ),
-        size_bytes: u64::try_from(i.size).unwrap_or(0),
-        created_ns: i.created.saturating_mul(1_000_000_000),
-        labels: bound_labels(i.labels),
-    }
+    image(
+        i.id,
+        i.repo_tags,
+        u64::try_from(i.size).unwrap_or(0),
+        i.created.saturating_mul(1_000_000_000),
+        i.labels,
+    )
 }
 
 pub fn image_from_inspect(i: ImageInspect) -> Option<Image> {
-    Some(Image {
-        id: i.id?,
-        tags: bound_list(
-            i.repo_tags
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|t| t != "<none>:<none>")
-                .map(name)
-                .collect(),
-        ),
-        size_bytes: i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-        created_ns: i.created.as_deref().and_then(parse_time_ns).unwrap_or(0),
-        labels: labels(i.config.and_then(|c| c.labels)),
-    })
+    Some(image(
+        i.id?,
+        i.repo_tags.unwrap_or_default(),
+        i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        i.created.as_deref().and_then(parse_time_ns).unwrap_or(0),
+        i.config.and_then(|c| c.labels).unwrap_or_default(),
+    ))
+}
+
+/// An image, its tags (Docker's `<none>:<none>` is no tag) and labels bounded.
+fn image(
+    id: String,
+    tags: Vec<String>,
+    size_bytes: u64,
+    created_ns: i64,
+    labels: HashMap<String, String>,
+) -> Image {
+    let (tags, tags_cut) = bound_list_counted(
+        tags.into_iter()
+            .filter(|t| t != "<none>:<none>")
+            .map(name)
+            .collect(),
+    );
+    let (labels, labels_cut) = bound_labels_counted(labels);
+    Image {
+        id,
+        tags,
+        size_bytes,
+        created_ns,
+        labels,
+        truncated: Truncated {
+            tags: tags_cut,
+            labels: labels_cut,
+            ..Truncated::default()
+        },
+    }
 }
 
 pub fn volume_from(v: DockerVolume) -> Volume {
+    let (volume_name, name_cut) = bound_name(v.name);
+    let (labels, labels_cut) = bound_labels_counted(v.labels);
     Volume {
-        name: name(v.name),
+        name: volume_name,
         driver: name(v.driver),
         mountpoint: truncate(v.mountpoint, MAX_TEXT_BYTES),
         scope: v.scope.map(|s| s.to_string()).unwrap_or_default(),
         created_ns: v.created_at.as_deref().and_then(parse_time_ns),
-        labels: bound_labels(v.labels),
+        labels,
+        truncated: Truncated {
+            name: name_cut,
+            labels: labels_cut,
+            ..Default::default()
+        },
     }
 }
 
@@ -239,14 +286,21 @@ pub fn volume_from(v: DockerVolume) -> Volume {
 macro_rules! network_from {
     ($n:expr) => {{
         let n = $n;
+        let (network_name, name_cut) = bound_name(n.name.unwrap_or_default());
+        let (labels, labels_cut) = labels(n.labels);
         Some(Network {
             id: n.id?,
-            name: name(n.name.unwrap_or_default()),
+            name: network_name,
             driver: name(n.driver.unwrap_or_default()),
             scope: n.scope.unwrap_or_default(),
             internal: n.internal.unwrap_or(false),
             created_ns: n.created.as_deref().and_then(parse_time_ns),
-            labels: labels(n.labels),
+            labels,
+            truncated: Truncated {
+                name: name_cut,
+                labels: labels_cut,
+                ..Default::default()
+            },
         })
     }};
 }
@@ -267,7 +321,7 @@ pub fn event_from_message(message: EventMessage) -> Option<DockerEvent> {
     let actor = message.actor.unwrap_or_default();
     let attributes = actor.attributes.unwrap_or_default();
     let actor_name = attributes.get("name").cloned().map(name);
-    Some(DockerEvent {
+    let mut event = DockerEvent {
         time_ns,
         kind: message
             .typ
@@ -281,7 +335,10 @@ pub fn event_from_message(message: EventMessage) -> Option<DockerEvent> {
             .scope
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty()),
-    })
+    };
+    // Command lines and copied labels never leave the agent.
+    dockermon_proto::redact::event(&mut event);
+    Some(event)
 }
 
 #[cfg(test)]
@@ -304,7 +361,7 @@ mod tests {
         let message: EventMessage = serde_json::from_value(serde_json::json!({
             "Type": "container",
             "Action": "die",
-            "Actor": {"ID": "abc", "Attributes": {"name": "web", "exitCode": "137", "x": "y".repeat(5000)}},
+            "Actor": {"ID": "abc", "Attributes": {"name": "web", "exitCode": "137", "image": "y".repeat(5000), "tier": "front"}},
             "scope": "local",
             "time": 1_700_000_000,
             "timeNano": 1_700_000_000_123_456_789i64
@@ -315,8 +372,12 @@ mod tests {
         assert_eq!(event.kind, EventKind::Container);
         assert_eq!(event.actor_name.as_deref(), Some("web"));
         assert_eq!(
-            event.attributes["x"].len(),
+            event.attributes["image"].len(),
             dockermon_proto::limits::MAX_LABEL_VALUE_BYTES
+        );
+        assert!(
+            !event.attributes.contains_key("tier"),
+            "container labels Docker copies into events are the inventory's"
         );
         assert_eq!(event.scope.as_deref(), Some("local"));
     }

@@ -70,6 +70,7 @@ pub(crate) fn container(docker_id: &str, name: &str) -> Container {
         restart_policy: None,
         network_mode: None,
         resources: None,
+        truncated: Default::default(),
     }
 }
 

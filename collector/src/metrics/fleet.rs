@@ -463,6 +463,7 @@ mod tests {
             restart_policy: None,
             network_mode: None,
             resources: None,
+            truncated: Default::default(),
         }
     }
 }

@@ -1,19 +1,30 @@
 //! Logical containers and the rest of a host's inventory.
 //!
-//! A logical container is identified on its host by its compose project/service/number
-//! when it has them, else by its name. Re-creating a container (new Docker id, same
-//! identity) continues the same logical container, so its history is one series. The
-//! mapping from every Docker id ever seen to its logical container lives in
-//! `container_instances` and never changes.
+//! The identity rule (see ARCHITECTURE.md, "Two live containers are never one"): a logical
+//! container is a succession of Docker instances (ids), named on its host by its compose
+//! project/service/number when it has them, else by its name. A new instance with the same
+//! identity continues the logical container (its history is one series) unless the
+//! current instance is live (running, paused, restarting, or known only from its samples)
+//! while the new one is live too: two containers that run at the same time are never one
+//! record. Such a newcomer gets its own logical container, named by its identity and its
+//! Docker id; when the one holding the plain identity is removed, the live one takes the
+//! identity over (the removed one keeps its history under its own id). A newcomer that
+//! joined while only created (compose's re-creation creates the new container before
+//! stopping the old) and then starts while the old one still runs is split off before its
+//! first sample.
 //!
-//! Updates from an older instance never overwrite a newer one (guarded by the Docker
-//! creation time), and removing an old instance after its replacement exists does not
-//! mark the logical container removed.
+//! The mapping from every Docker id to its logical container lives in
+//! `container_instances`. Updates from an older instance never overwrite a newer one
+//! (guarded by the Docker creation time), and removing an old instance after its
+//! replacement exists does not mark the logical container removed. A container known only
+//! from events (created and removed while its agent was cut off) still gets a record.
 
 use std::collections::HashMap;
 
 use dockermon_proto::limits::truncate;
-use dockermon_proto::{Compose, Container, InventoryUpdate, ObjectKind};
+use dockermon_proto::{
+    Compose, Container, DockerEvent, EventKind, InventoryUpdate, ObjectKind, Truncated,
+};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::dialect::upsert;
@@ -34,6 +45,15 @@ pub(super) fn identity_of(name: &str, compose: Option<&Compose>) -> String {
         ),
         None => format!("name/{name}"),
     }
+}
+
+/// The `truncated` column of an object: JSON, or NULL when the bounds cut nothing.
+fn truncated_column(truncated: &Truncated) -> Result<Option<String>> {
+    Ok(if truncated.is_none() {
+        None
+    } else {
+        Some(serde_json::to_string(truncated)?)
+    })
 }
 
 /// Strings are cut to their column's size on the way in: a value a strict-mode database
@@ -69,63 +89,135 @@ impl Writer<'_> {
     }
 
     /// The logical container for a Docker id, created (with what is known of it) when new.
+    /// `state` is what the instance is known to be doing (a sample means running).
     pub(super) async fn resolve_container(
         &mut self,
         host: HostId,
         docker_id: &str,
         name: &str,
         compose: Option<&Compose>,
+        state: &str,
     ) -> Result<ContainerKey> {
-        let now = self.now;
         if let Some(found) = self.known_container(host, docker_id).await? {
             self.learned.insert((host, docker_id.to_owned()), found);
             return Ok(found);
         }
         let identity = fit(&identity_of(name, compose), 600);
-        let existing = sqlx::query("SELECT id FROM containers WHERE host_id = ? AND identity = ?")
-            .bind(host.0)
-            .bind(&identity)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        let key = match existing {
-            Some(row) => ContainerKey(row.get::<i64, _>(0)),
+        let holder = sqlx::query(
+            "SELECT id, state, removed_ns FROM containers WHERE host_id = ? AND identity = ?",
+        )
+        .bind(host.0)
+        .bind(&identity)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let key = match holder {
+            Some(row) => {
+                let holder_live =
+                    row.get::<Option<i64>, _>(2).is_none() && is_live(&row.get::<String, _>(1));
+                if holder_live && is_live(state) {
+                    // Both run at once: never one record.
+                    let own = fit(&own_identity(&identity, docker_id), 600);
+                    self.create_container(host, &own, docker_id, name, compose, state)
+                        .await?
+                } else {
+                    ContainerKey(row.get::<i64, _>(0))
+                }
+            }
             None => {
-                sqlx::query(
-                    "INSERT INTO containers (host_id, identity, docker_id, name, state, created_ns, \
-                     compose_project, compose_service, compose_number, detail, first_seen_ns, last_seen_ns) \
-                     VALUES (?, ?, ?, ?, 'unknown', 0, ?, ?, ?, '{}', ?, ?)",
-                )
-                .bind(host.0)
-                .bind(&identity)
-                .bind(fit(docker_id, 128))
-                .bind(fit(name, 256))
-                .bind(compose.map(|c| fit(&c.project, 256)))
-                .bind(compose.map(|c| fit(&c.service, 256)))
-                .bind(compose.and_then(|c| c.number).map(i64::from))
-                .bind(now)
-                .bind(now)
-                .execute(&mut *self.conn)
-                .await?;
-                let row =
-                    sqlx::query("SELECT id FROM containers WHERE host_id = ? AND identity = ?")
-                        .bind(host.0)
-                        .bind(&identity)
-                        .fetch_one(&mut *self.conn)
-                        .await?;
-                ContainerKey(row.get::<i64, _>(0))
+                self.create_container(host, &identity, docker_id, name, compose, state)
+                    .await?
             }
         };
+        self.map_instance(host, docker_id, key).await?;
+        Ok(key)
+    }
+
+    /// A new logical container, its current instance `docker_id`.
+    async fn create_container(
+        &mut self,
+        host: HostId,
+        identity: &str,
+        docker_id: &str,
+        name: &str,
+        compose: Option<&Compose>,
+        state: &str,
+    ) -> Result<ContainerKey> {
+        let now = self.now;
+        sqlx::query(
+            "INSERT INTO containers (host_id, identity, docker_id, name, state, created_ns, \
+             compose_project, compose_service, compose_number, detail, first_seen_ns, last_seen_ns) \
+             VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, '{}', ?, ?)",
+        )
+        .bind(host.0)
+        .bind(identity)
+        .bind(fit(docker_id, 128))
+        .bind(fit(name, 256))
+        .bind(state)
+        .bind(compose.map(|c| fit(&c.project, 256)))
+        .bind(compose.map(|c| fit(&c.service, 256)))
+        .bind(compose.and_then(|c| c.number).map(i64::from))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *self.conn)
+        .await?;
+        let row = sqlx::query("SELECT id FROM containers WHERE host_id = ? AND identity = ?")
+            .bind(host.0)
+            .bind(identity)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        Ok(ContainerKey(row.get::<i64, _>(0)))
+    }
+
+    /// Records (or moves) the mapping of a Docker id to its logical container.
+    async fn map_instance(
+        &mut self,
+        host: HostId,
+        docker_id: &str,
+        key: ContainerKey,
+    ) -> Result<()> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO container_instances (host_id, docker_id, container_id, first_seen_ns) VALUES (?, ?, ?, ?){}",
-            super::dialect::ignore_duplicates(self.store.backend, "host_id")
+            super::dialect::upsert(self.store.backend, &["host_id", "docker_id"], &["container_id"])
         )))
         .bind(host.0)
         .bind(fit(docker_id, 128))
         .bind(key.0)
-        .bind(now)
+        .bind(self.now)
         .execute(&mut *self.conn)
         .await?;
         self.learned.insert((host, docker_id.to_owned()), key);
+        Ok(())
+    }
+
+    /// An instance that joined a logical container while only created, now live while that
+    /// container's current instance runs too, leaves for a logical container of its own.
+    /// It has no samples yet (the agent samples it only once it is running); its events go
+    /// with it.
+    async fn split_off(
+        &mut self,
+        host: HostId,
+        from: ContainerKey,
+        container: &Container,
+    ) -> Result<ContainerKey> {
+        let identity = identity_of(&container.name, container.compose.as_ref());
+        let own = fit(&own_identity(&identity, container.id.as_str()), 600);
+        let key = self
+            .create_container(
+                host,
+                &own,
+                container.id.as_str(),
+                &container.name,
+                container.compose.as_ref(),
+                container.state.as_str(),
+            )
+            .await?;
+        self.map_instance(host, container.id.as_str(), key).await?;
+        sqlx::query("UPDATE activity SET container_id = ? WHERE container_id = ? AND actor_id = ?")
+            .bind(key.0)
+            .bind(from.0)
+            .bind(fit(container.id.as_str(), 256))
+            .execute(&mut *self.conn)
+            .await?;
         Ok(key)
     }
 
@@ -136,21 +228,40 @@ impl Writer<'_> {
         container: &Container,
     ) -> Result<ContainerKey> {
         let now = self.now;
-        let key = self
+        let mut key = self
             .resolve_container(
                 host,
                 container.id.as_str(),
                 &container.name,
                 container.compose.as_ref(),
+                container.state.as_str(),
             )
             .await?;
+        if is_live(container.state.as_str()) {
+            let current = sqlx::query(
+                "SELECT docker_id, state, removed_ns, created_ns FROM containers WHERE id = ?",
+            )
+            .bind(key.0)
+            .fetch_one(&mut *self.conn)
+            .await?;
+            // A late update from an older instance is history, not a second live one.
+            let other_live = current.get::<String, _>(0) != fit(container.id.as_str(), 128)
+                && current.get::<Option<i64>, _>(2).is_none()
+                && is_live(&current.get::<String, _>(1))
+                && container.created_ns >= current.get::<i64, _>(3);
+            if other_live {
+                key = self.split_off(host, key, container).await?;
+            }
+        }
         let compose = container.compose.as_ref();
-        // An update from an older instance (created before the current one) is ignored.
+        // An update from an older instance (created before the current one) is ignored, and
+        // a newer one takes over only from a current instance that no longer runs.
         sqlx::query(
             "UPDATE containers SET docker_id = ?, name = ?, image = ?, image_id = ?, state = ?, health = ?, \
              restart_count = ?, exit_code = ?, created_ns = ?, started_ns = ?, finished_ns = ?, \
              compose_project = ?, compose_service = ?, compose_number = ?, detail = ?, last_seen_ns = ?, \
-             removed_ns = NULL WHERE id = ? AND created_ns <= ?",
+             oom_killed = ?, truncated = ?, labels_dropped = ?, removed_ns = NULL WHERE id = ? AND created_ns <= ? AND (docker_id = ? OR removed_ns IS NOT NULL \
+             OR state NOT IN ('running', 'paused', 'restarting', 'unknown'))",
         )
         .bind(fit(container.id.as_str(), 128))
         .bind(fit(&container.name, 256))
@@ -168,26 +279,144 @@ impl Writer<'_> {
         .bind(compose.and_then(|c| c.number).map(i64::from))
         .bind(serde_json::to_string(container)?)
         .bind(now)
+        .bind(i64::from(container.oom_killed))
+        .bind(truncated_column(&container.truncated)?)
+        .bind(i64::from(container.truncated.labels))
         .bind(key.0)
         .bind(container.created_ns)
+        .bind(fit(container.id.as_str(), 128))
         .execute(&mut *self.conn)
         .await?;
-        // A rename moves the identity too, unless another logical container holds it.
-        let identity = fit(&identity_of(&container.name, compose), 600);
-        let holder = sqlx::query("SELECT id FROM containers WHERE host_id = ? AND identity = ?")
-            .bind(host.0)
-            .bind(&identity)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        if holder.is_none() {
-            sqlx::query("UPDATE containers SET identity = ? WHERE id = ? AND docker_id = ?")
-                .bind(&identity)
-                .bind(key.0)
-                .bind(fit(container.id.as_str(), 128))
-                .execute(&mut *self.conn)
-                .await?;
-        }
+        self.claim_identity(host, key, container).await?;
         Ok(key)
+    }
+
+    /// The current instance of a logical container takes the identity its name (or compose
+    /// labels) stand for: after a rename, or once the one that held it while both ran is
+    /// removed. A live holder keeps it; a removed holder keeps its history under its own id.
+    async fn claim_identity(
+        &mut self,
+        host: HostId,
+        key: ContainerKey,
+        container: &Container,
+    ) -> Result<()> {
+        let identity = fit(
+            &identity_of(&container.name, container.compose.as_ref()),
+            600,
+        );
+        let docker_id = fit(container.id.as_str(), 128);
+        let holder = sqlx::query(
+            "SELECT id, docker_id, removed_ns FROM containers WHERE host_id = ? AND identity = ?",
+        )
+        .bind(host.0)
+        .bind(&identity)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        match holder {
+            Some(row) if row.get::<i64, _>(0) == key.0 => return Ok(()),
+            Some(row) if row.get::<Option<i64>, _>(2).is_none() => return Ok(()),
+            Some(row) => {
+                let own = fit(&own_identity(&identity, &row.get::<String, _>(1)), 600);
+                sqlx::query("UPDATE containers SET identity = ? WHERE id = ?")
+                    .bind(&own)
+                    .bind(row.get::<i64, _>(0))
+                    .execute(&mut *self.conn)
+                    .await?;
+            }
+            None => {}
+        }
+        sqlx::query("UPDATE containers SET identity = ? WHERE id = ? AND docker_id = ?")
+            .bind(&identity)
+            .bind(key.0)
+            .bind(&docker_id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// A container instance is gone. Only the current instance's removal removes the
+    /// logical container (shown as `removed`, its history kept).
+    async fn remove_container(&mut self, host: HostId, docker_id: &str) -> Result<()> {
+        if let Some(key) = self.known_container(host, docker_id).await? {
+            sqlx::query(
+                "UPDATE containers SET removed_ns = ?, state = 'removed' \
+                 WHERE id = ? AND docker_id = ? AND removed_ns IS NULL",
+            )
+            .bind(self.now)
+            .bind(key.0)
+            .bind(fit(docker_id, 128))
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The logical container of a container event's actor, created from what the event
+    /// says (its name, compose labels, what it did) when the inventory never described
+    /// it: a container created and removed while its agent was cut off still has a record,
+    /// and its events link to it. `None` for an event that names no container.
+    pub(super) async fn container_of_event(
+        &mut self,
+        host: HostId,
+        event: &DockerEvent,
+    ) -> Result<Option<ContainerKey>> {
+        if event.kind != EventKind::Container || event.actor_id.is_empty() {
+            return Ok(None);
+        }
+        if let Some(key) = self.known_container(host, &event.actor_id).await? {
+            self.learned.insert((host, event.actor_id.clone()), key);
+            self.follow_event(key, event).await?;
+            return Ok(Some(key));
+        }
+        let Some(name) = event
+            .actor_name
+            .clone()
+            .or_else(|| event.attributes.get("name").cloned())
+        else {
+            return Ok(None);
+        };
+        let attribute = |key: &str| event.attributes.get(key).cloned();
+        let compose = match (
+            attribute("com.docker.compose.project"),
+            attribute("com.docker.compose.service"),
+        ) {
+            (Some(project), Some(service)) => Some(Compose {
+                project,
+                service,
+                number: attribute("com.docker.compose.container-number")
+                    .and_then(|n| n.parse().ok()),
+            }),
+            _ => None,
+        };
+        let state = state_after(event).unwrap_or("created");
+        let key = self
+            .resolve_container(host, &event.actor_id, &name, compose.as_ref(), state)
+            .await?;
+        self.follow_event(key, event).await?;
+        Ok(Some(key))
+    }
+
+    /// Keeps the state of a container known only from events in step with them; the
+    /// inventory's description, once there is one, is left alone.
+    async fn follow_event(&mut self, key: ContainerKey, event: &DockerEvent) -> Result<()> {
+        let Some(state) = state_after(event) else {
+            return Ok(());
+        };
+        let removed = (state == "removed").then_some(event.time_ns);
+        sqlx::query(
+            "UPDATE containers SET state = ?, removed_ns = COALESCE(?, removed_ns), \
+             image = COALESCE(?, image), last_seen_ns = ? \
+             WHERE id = ? AND docker_id = ? AND detail = '{}'",
+        )
+        .bind(state)
+        .bind(removed)
+        .bind(event.attributes.get("image").map(|image| fit(image, 256)))
+        .bind(self.now)
+        .bind(key.0)
+        .bind(fit(&event.actor_id, 128))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
     }
 
     /// Applies a full inventory (replacing what was known) or a change set.
@@ -198,14 +427,43 @@ impl Writer<'_> {
     ) -> Result<()> {
         let now = self.now;
         let backend = self.store.backend;
-        for container in &update.containers {
+        // The order within an update is Docker's hint order, which says nothing; apply the
+        // removal of an old instance, then instances that do not run, then those that do, so
+        // a re-created container takes over from its predecessor rather than split from it.
+        for removed in update
+            .removed
+            .iter()
+            .filter(|r| r.kind == ObjectKind::Container)
+        {
+            self.remove_container(host, &removed.id).await?;
+        }
+        if update.full {
+            // A full snapshot removes what it does not mention, first for the same reason.
+            let current = sqlx::query(
+                "SELECT docker_id FROM containers WHERE host_id = ? AND removed_ns IS NULL",
+            )
+            .bind(host.0)
+            .fetch_all(&mut *self.conn)
+            .await?;
+            let listed: std::collections::HashSet<&str> =
+                update.containers.iter().map(|c| c.id.as_str()).collect();
+            for row in current {
+                let docker_id: String = row.get(0);
+                if !listed.contains(docker_id.as_str()) {
+                    self.remove_container(host, &docker_id).await?;
+                }
+            }
+        }
+        let mut containers: Vec<&Container> = update.containers.iter().collect();
+        containers.sort_by_key(|c| is_live(c.state.as_str()));
+        for container in containers {
             self.upsert_container(host, container).await?;
         }
         for image in &update.images {
             sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO images (host_id, image_id, tags, size_bytes, created_ns, labels, last_seen_ns) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?){}",
-                upsert(backend, &["host_id", "image_id"], &["tags", "size_bytes", "created_ns", "labels", "last_seen_ns"])
+                "INSERT INTO images (host_id, image_id, tags, size_bytes, created_ns, labels, truncated, last_seen_ns) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?){}",
+                upsert(backend, &["host_id", "image_id"], &["tags", "size_bytes", "created_ns", "labels", "truncated", "last_seen_ns"])
             )))
             .bind(host.0)
             .bind(fit(&image.id, 128))
@@ -213,15 +471,16 @@ impl Writer<'_> {
             .bind(saturating_i64(image.size_bytes))
             .bind(image.created_ns)
             .bind(serde_json::to_string(&image.labels)?)
+            .bind(truncated_column(&image.truncated)?)
             .bind(now)
             .execute(&mut *self.conn)
             .await?;
         }
         for volume in &update.volumes {
             sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO volumes (host_id, name, driver, mountpoint, scope, created_ns, labels, last_seen_ns) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?){}",
-                upsert(backend, &["host_id", "name"], &["driver", "mountpoint", "scope", "created_ns", "labels", "last_seen_ns"])
+                "INSERT INTO volumes (host_id, name, driver, mountpoint, scope, created_ns, labels, truncated, last_seen_ns) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){}",
+                upsert(backend, &["host_id", "name"], &["driver", "mountpoint", "scope", "created_ns", "labels", "truncated", "last_seen_ns"])
             )))
             .bind(host.0)
             .bind(fit(&volume.name, 256))
@@ -230,18 +489,19 @@ impl Writer<'_> {
             .bind(fit(&volume.scope, 16))
             .bind(volume.created_ns)
             .bind(serde_json::to_string(&volume.labels)?)
+            .bind(truncated_column(&volume.truncated)?)
             .bind(now)
             .execute(&mut *self.conn)
             .await?;
         }
         for network in &update.networks {
             sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO networks (host_id, network_id, name, driver, scope, internal, created_ns, labels, last_seen_ns) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){}",
+                "INSERT INTO networks (host_id, network_id, name, driver, scope, internal, created_ns, labels, truncated, last_seen_ns) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}",
                 upsert(
                     backend,
                     &["host_id", "network_id"],
-                    &["name", "driver", "scope", "internal", "created_ns", "labels", "last_seen_ns"]
+                    &["name", "driver", "scope", "internal", "created_ns", "labels", "truncated", "last_seen_ns"]
                 )
             )))
             .bind(host.0)
@@ -252,6 +512,7 @@ impl Writer<'_> {
             .bind(i64::from(network.internal))
             .bind(network.created_ns)
             .bind(serde_json::to_string(&network.labels)?)
+            .bind(truncated_column(&network.truncated)?)
             .bind(now)
             .execute(&mut *self.conn)
             .await?;
@@ -260,7 +521,7 @@ impl Writer<'_> {
         if update.full {
             // Everything the snapshot did not mention is gone. Rows it mentioned carry
             // exactly `now`, so `<>` (not `<`) is immune to clock differences between replicas.
-            sqlx::query("UPDATE containers SET removed_ns = ? WHERE host_id = ? AND removed_ns IS NULL AND last_seen_ns <> ?")
+            sqlx::query("UPDATE containers SET removed_ns = ?, state = 'removed' WHERE host_id = ? AND removed_ns IS NULL AND last_seen_ns <> ?")
                 .bind(now)
                 .bind(host.0)
                 .bind(now)
@@ -279,20 +540,7 @@ impl Writer<'_> {
 
         for removed in &update.removed {
             match removed.kind {
-                ObjectKind::Container => {
-                    if let Some(key) = self.known_container(host, &removed.id).await? {
-                        // Only the current instance's removal removes the logical container.
-                        sqlx::query(
-                            "UPDATE containers SET removed_ns = ? \
-                             WHERE id = ? AND docker_id = ? AND removed_ns IS NULL",
-                        )
-                        .bind(now)
-                        .bind(key.0)
-                        .bind(fit(&removed.id, 128))
-                        .execute(&mut *self.conn)
-                        .await?;
-                    }
-                }
+                ObjectKind::Container => {}
                 ObjectKind::Image => {
                     sqlx::query("DELETE FROM images WHERE host_id = ? AND image_id = ?")
                         .bind(host.0)
@@ -318,6 +566,30 @@ impl Writer<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether an instance in this state counts as live for the identity rule: it runs (or
+/// could at once), or is known only from its samples (`unknown`), which means it ran.
+fn is_live(state: &str) -> bool {
+    matches!(state, "running" | "paused" | "restarting" | "unknown")
+}
+
+/// The identity of a logical container that could not have its plain one (another, live,
+/// held it): the plain identity and the Docker id, unique on the host.
+fn own_identity(identity: &str, docker_id: &str) -> String {
+    format!("{identity}@{docker_id}")
+}
+
+/// The state a container event leaves its container in, where it says.
+fn state_after(event: &DockerEvent) -> Option<&'static str> {
+    Some(match event.action.split(':').next().unwrap_or_default() {
+        "create" => "created",
+        "start" | "restart" | "unpause" => "running",
+        "pause" => "paused",
+        "die" | "stop" | "kill" | "oom" => "exited",
+        "destroy" => "removed",
+        _ => return None,
+    })
 }
 
 fn health_str(health: dockermon_proto::Health) -> &'static str {

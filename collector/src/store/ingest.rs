@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use dockermon_proto::transport::Dropped;
 use dockermon_proto::{
-    DiskUsage, DockerEvent, EventKind, HostInfo, HostName, ProfileBatch, Record, StatsSample,
+    CounterGroup, DiskUsage, DockerEvent, HostInfo, HostName, ProfileBatch, Record, StatsSample,
     now_ns,
 };
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use super::dialect::{ignore_duplicates, upsert_if_newer};
 use super::{Backend, ContainerKey, HostId, Result, Store};
 
 /// Rows per multi-row insert: well under MySQL's 65,535 placeholders and SQLite's 32,766
-/// at 17 columns, and a fixed size keeps prepared statements reusable.
+/// at 18 columns, and a fixed size keeps prepared statements reusable.
 const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -50,7 +50,25 @@ const STATS_COLUMNS: &[&str] = &[
     "block_read_bytes_per_s",
     "block_write_bytes_per_s",
     "pids",
+    "absent",
 ];
+
+/// The `absent` bit of each counter group that may not be measured.
+pub(super) const ABSENT_BITS: [(CounterGroup, i64); 4] = [
+    (CounterGroup::Network, 1),
+    (CounterGroup::BlockIo, 2),
+    (CounterGroup::Memory, 4),
+    (CounterGroup::Pids, 8),
+];
+
+/// The groups a sample did not measure, as the `absent` column's bitmask.
+fn absent_bits(counters: &dockermon_proto::StatsCounters) -> i64 {
+    ABSENT_BITS
+        .iter()
+        .filter(|(group, _)| !counters.has(*group))
+        .map(|(_, bit)| bit)
+        .sum()
+}
 
 impl Store {
     /// The id of the host with this name, registering it on first sight.
@@ -193,10 +211,7 @@ impl Writer<'_> {
     async fn insert_events(&mut self, events: &[(HostId, &DockerEvent)]) -> Result<()> {
         let mut rows = Vec::with_capacity(events.len());
         for (host, event) in events {
-            let container = match event.kind {
-                EventKind::Container => self.known_container(*host, &event.actor_id).await?,
-                _ => None,
-            };
+            let container = self.container_of_event(*host, event).await?;
             rows.push((
                 *host,
                 *event,
@@ -232,7 +247,14 @@ impl Writer<'_> {
         let mut rows: Vec<(HostId, ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
         for (host, sample) in samples {
             let key = self
-                .resolve_container(*host, sample.container_id.as_str(), &sample.name, None)
+                .resolve_container(
+                    *host,
+                    sample.container_id.as_str(),
+                    &sample.name,
+                    None,
+                    // A sample means it runs; its inventory says more when it comes.
+                    "unknown",
+                )
                 .await?;
             rows.push((*host, key, *sample));
         }
@@ -400,6 +422,9 @@ fn bind_stats(
 ) {
     let c = &sample.counters;
     let rates = sample.rates.as_ref();
+    // A rate of what was not measured is no rate (NULL), not 0 bytes per second.
+    let net = rates.filter(|_| c.has(CounterGroup::Network));
+    let block = rates.filter(|_| c.has(CounterGroup::BlockIo));
     row.push_bind(rates.map(|r| r.cpu_percent))
         .push_bind(saturating_i64(c.cpu_total_ns))
         .push_bind(saturating_i64(c.memory_usage_bytes))
@@ -407,13 +432,14 @@ fn bind_stats(
         .push_bind(saturating_i64(c.memory_limit_bytes))
         .push_bind(saturating_i64(c.network.rx_bytes))
         .push_bind(saturating_i64(c.network.tx_bytes))
-        .push_bind(rates.map(|r| r.net_rx_bytes_per_s))
-        .push_bind(rates.map(|r| r.net_tx_bytes_per_s))
+        .push_bind(net.map(|r| r.net_rx_bytes_per_s))
+        .push_bind(net.map(|r| r.net_tx_bytes_per_s))
         .push_bind(saturating_i64(c.block_io.read_bytes))
         .push_bind(saturating_i64(c.block_io.write_bytes))
-        .push_bind(rates.map(|r| r.block_read_bytes_per_s))
-        .push_bind(rates.map(|r| r.block_write_bytes_per_s))
-        .push_bind(saturating_i64(c.pids));
+        .push_bind(block.map(|r| r.block_read_bytes_per_s))
+        .push_bind(block.map(|r| r.block_write_bytes_per_s))
+        .push_bind(saturating_i64(c.pids))
+        .push_bind(absent_bits(c));
 }
 
 /// A stable key for an event on a host: equal for re-deliveries, different for different

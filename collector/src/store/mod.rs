@@ -43,7 +43,7 @@ pub use profiles::{
 pub use queries::{
     ActivityEntry, ActivityFilter, Agg, ContainerFilter, ContainerRow, ContainerSelector, HostRow,
     ImageRow, InvalidPage, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery,
-    StatsSeries, UsageRow, VolumeRow,
+    StatsSeries, UsageRow, VolumeRow, label_filter_warning,
 };
 pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
 pub use url::DatabaseUrl;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dockermon_proto::{Container, HostInfo};
+use dockermon_proto::{Container, HostInfo, Truncated};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, QueryBuilder, Row};
@@ -61,6 +61,22 @@ pub struct Paged<T> {
     pub offset: u64,
     pub limit: u32,
     pub items: Vec<T>,
+    /// Why the page may not be the whole answer (a label filter over containers whose
+    /// labels were cut); absent when there is no doubt.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What a label filter says when `count` containers it looked at had labels left out
+/// beyond [`dockermon_proto::limits::MAX_LABELS`]: they may carry the label unseen.
+pub fn label_filter_warning(count: u64) -> Option<String> {
+    (count > 0).then(|| {
+        format!(
+            "{count} container(s) in scope had more than {} labels and some were left out; \
+             the label filter may miss them (see `truncated.labels` on each container)",
+            dockermon_proto::limits::MAX_LABELS
+        )
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -92,6 +108,19 @@ pub struct ContainerRow {
     pub first_seen_ns: i64,
     pub last_seen_ns: i64,
     pub removed_ns: Option<i64>,
+    /// The last exit code (`State.ExitCode`); `None` while it has never exited.
+    pub exit_code: Option<i64>,
+    /// Docker's `State.OOMKilled`: the kernel's OOM killer ended the last run (exit code
+    /// 137 alone does not say so: `docker kill` gives it too).
+    pub oom_killed: bool,
+    /// Docker's `RestartCount`: restarts by the restart policy since the container started.
+    pub restart_count: i64,
+    /// What the bounds on container-controlled text cut from the record (`name`: the name
+    /// was cut; `labels`, `ports`, `mounts`, `networks`: how many were left out); absent
+    /// when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub truncated: Option<Truncated>,
     /// The container as the agent last described it (`None` for a container known only
     /// from its samples).
     #[schema(value_type = Option<Object>)]
@@ -167,19 +196,31 @@ pub struct Agg {
     pub max: f64,
 }
 
+/// One point of a stats series. A figure is `null` where it was not measured (the
+/// network of a container on the host's network, memory on a host without memory
+/// accounting) or, for rates, where there was no earlier sample to compute it from.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StatsPoint {
     pub time_ns: i64,
     pub samples: i64,
     pub cpu_percent: Option<Agg>,
-    pub memory_usage_bytes: Agg,
-    pub memory_working_set_bytes: Agg,
-    pub memory_limit_bytes: f64,
+    pub memory_usage_bytes: Option<Agg>,
+    pub memory_working_set_bytes: Option<Agg>,
+    pub memory_limit_bytes: Option<f64>,
     pub net_rx_bytes_per_s: Option<Agg>,
     pub net_tx_bytes_per_s: Option<Agg>,
     pub block_read_bytes_per_s: Option<Agg>,
     pub block_write_bytes_per_s: Option<Agg>,
-    pub pids: Agg,
+    pub pids: Option<Agg>,
+}
+
+/// The `absent` bits of memory and pids (see `container_stats.absent`).
+const ABSENT_MEMORY: i64 = 4;
+const ABSENT_PIDS: i64 = 8;
+
+/// `value` unless `absent` has `bit`.
+fn measured<T>(absent: i64, bit: i64, value: T) -> Option<T> {
+    (absent & bit == 0).then_some(value)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -195,14 +236,15 @@ pub struct LatestStats {
     pub docker_id: String,
     pub time_ns: i64,
     pub cpu_percent: Option<f64>,
-    pub memory_usage_bytes: i64,
-    pub memory_working_set_bytes: i64,
-    pub memory_limit_bytes: i64,
+    /// `null` where not measured, as in [`StatsPoint`].
+    pub memory_usage_bytes: Option<i64>,
+    pub memory_working_set_bytes: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
     pub net_rx_bytes_per_s: Option<f64>,
     pub net_tx_bytes_per_s: Option<f64>,
     pub block_read_bytes_per_s: Option<f64>,
     pub block_write_bytes_per_s: Option<f64>,
-    pub pids: i64,
+    pub pids: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -213,6 +255,11 @@ pub struct ImageRow {
     pub size_bytes: i64,
     pub created_ns: i64,
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (`name`: cut; `labels`, `tags`: how many were left out);
+    /// absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub truncated: Option<Truncated>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -224,6 +271,11 @@ pub struct VolumeRow {
     pub scope: String,
     pub created_ns: Option<i64>,
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (`name`: cut; `labels`, `tags`: how many were left out);
+    /// absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub truncated: Option<Truncated>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -236,6 +288,11 @@ pub struct NetworkRow {
     pub internal: bool,
     pub created_ns: Option<i64>,
     pub labels: BTreeMap<String, String>,
+    /// What the bounds cut (`name`: cut; `labels`, `tags`: how many were left out);
+    /// absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub truncated: Option<Truncated>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -261,10 +318,12 @@ pub struct UsageRow {
 }
 
 const CONTAINER_COLUMNS: &str = "id, host_id, docker_id, name, image, state, health, compose_project, \
-     compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns, detail";
+     compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns, exit_code, oom_killed, \
+     restart_count, truncated, detail";
 /// Without the full description: what lists show unless asked for more.
 const CONTAINER_SUMMARY_COLUMNS: &str = "id, host_id, docker_id, name, image, state, health, \
-     compose_project, compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns";
+     compose_project, compose_service, compose_number, first_seen_ns, last_seen_ns, removed_ns, \
+     exit_code, oom_killed, restart_count, truncated";
 
 /// A container row; `detail` is read only when the query selected it.
 fn container_row_with(row: &AnyRow, with_detail: bool) -> Result<ContainerRow> {
@@ -287,6 +346,10 @@ fn container_row_with(row: &AnyRow, with_detail: bool) -> Result<ContainerRow> {
         first_seen_ns: row.try_get("first_seen_ns")?,
         last_seen_ns: row.try_get("last_seen_ns")?,
         removed_ns: row.try_get("removed_ns")?,
+        exit_code: row.try_get("exit_code")?,
+        oom_killed: row.try_get::<i64, _>("oom_killed")? != 0,
+        restart_count: row.try_get("restart_count")?,
+        truncated: truncated(row)?,
         detail: serde_json::from_str(&detail).ok(),
     })
 }
@@ -342,6 +405,13 @@ pub(super) fn usage_detail(usage: &dockermon_proto::DiskUsage) -> serde_json::Va
 
 fn container_row(row: &AnyRow) -> Result<ContainerRow> {
     container_row_with(row, true)
+}
+
+/// The `truncated` column: what the bounds cut, `None` when nothing.
+fn truncated(row: &AnyRow) -> Result<Option<Truncated>> {
+    Ok(row
+        .try_get::<Option<String>, _>("truncated")?
+        .and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 fn json_map(text: &str) -> Result<BTreeMap<String, String>> {
@@ -437,7 +507,7 @@ impl Store {
         page: Page,
     ) -> Result<Paged<ContainerRow>> {
         let backend = self.backend;
-        let push_where = |query: &mut QueryBuilder<Any>| {
+        let push_where = |query: &mut QueryBuilder<Any>, with_label: bool| {
             query.push(" WHERE 1 = 1");
             if let Some(host) = filter.host {
                 query.push(" AND host_id = ").push_bind(host.0);
@@ -456,7 +526,7 @@ impl Store {
             if !filter.include_removed {
                 query.push(" AND removed_ns IS NULL");
             }
-            if let Some((key, value)) = &filter.label {
+            if let Some((key, value)) = filter.label.as_ref().filter(|_| with_label) {
                 let path = label_path(key);
                 match (value, backend) {
                     (None, _) => {
@@ -489,7 +559,7 @@ impl Store {
         };
         let mut select: QueryBuilder<Any> =
             QueryBuilder::new(format!("SELECT {columns} FROM containers"));
-        push_where(&mut select);
+        push_where(&mut select, true);
         push_page(&mut select, " ORDER BY name, id", page);
         let rows = select.build().fetch_all(&self.pool).await?;
         let items = rows
@@ -497,8 +567,17 @@ impl Store {
             .map(|row| container_row_with(row, filter.detail))
             .collect::<Result<_>>()?;
         let mut count: QueryBuilder<Any> = QueryBuilder::new("SELECT COUNT(*) FROM containers");
-        push_where(&mut count);
-        self.with_total(page, items, count).await
+        push_where(&mut count, true);
+        let mut paged = self.with_total(page, items, count).await?;
+        if filter.label.is_some() {
+            let mut dropped: QueryBuilder<Any> =
+                QueryBuilder::new("SELECT COUNT(*) FROM containers");
+            push_where(&mut dropped, false);
+            dropped.push(" AND labels_dropped > 0");
+            let dropped: i64 = dropped.build().fetch_one(&self.pool).await?.try_get(0)?;
+            paged.warnings.extend(label_filter_warning(dropped as u64));
+        }
+        Ok(paged)
     }
 
     /// A host's containers not removed, with their descriptions, by name then id.
@@ -527,7 +606,7 @@ impl Store {
     pub async fn images(&self, host: HostId, page: Page) -> Result<Paged<ImageRow>> {
         self.host_list(
             "images",
-            "image_id, tags, size_bytes, created_ns, labels",
+            "image_id, tags, size_bytes, created_ns, labels, truncated",
             "image_id",
             host,
             page,
@@ -539,6 +618,7 @@ impl Store {
                     size_bytes: row.try_get("size_bytes")?,
                     created_ns: row.try_get("created_ns")?,
                     labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                    truncated: truncated(row)?,
                 })
             },
         )
@@ -548,7 +628,7 @@ impl Store {
     pub async fn volumes(&self, host: HostId, page: Page) -> Result<Paged<VolumeRow>> {
         self.host_list(
             "volumes",
-            "name, driver, mountpoint, scope, created_ns, labels",
+            "name, driver, mountpoint, scope, created_ns, labels, truncated",
             "name",
             host,
             page,
@@ -561,6 +641,7 @@ impl Store {
                     scope: row.try_get("scope")?,
                     created_ns: row.try_get("created_ns")?,
                     labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                    truncated: truncated(row)?,
                 })
             },
         )
@@ -568,7 +649,7 @@ impl Store {
     }
 
     pub async fn networks(&self, host: HostId, page: Page) -> Result<Paged<NetworkRow>> {
-        let columns = "network_id, name, driver, scope, internal, created_ns, labels";
+        let columns = "network_id, name, driver, scope, internal, created_ns, labels, truncated";
         self.host_list("networks", columns, "name, network_id", host, page, |row| {
             Ok(NetworkRow {
                 host_id: host,
@@ -579,6 +660,7 @@ impl Store {
                 internal: row.try_get::<i64, _>("internal")? != 0,
                 created_ns: row.try_get("created_ns")?,
                 labels: json_map(&row.try_get::<String, _>("labels")?)?,
+                truncated: truncated(row)?,
             })
         })
         .await
@@ -675,19 +757,27 @@ impl Store {
         let items = rows
             .iter()
             .map(|row| {
+                // Rows stored before the redaction rule (or by an older agent through an
+                // older collector) are shown under it too.
+                let mut attributes = json_map(&row.try_get::<String, _>("attributes")?)?;
+                let user_id: Option<i64> = row.try_get("user_id")?;
+                if user_id.is_none() {
+                    dockermon_proto::redact::attributes(&mut attributes);
+                }
                 Ok(ActivityEntry {
                     id: row.try_get("id")?,
                     host_id: row.try_get::<Option<i64>, _>("host_id")?.map(HostId),
                     time_ns: row.try_get("time_ns")?,
                     kind: row.try_get("kind")?,
-                    action: row.try_get("action")?,
+                    action: dockermon_proto::redact::action(&row.try_get::<String, _>("action")?)
+                        .to_owned(),
                     actor_id: row.try_get("actor_id")?,
                     actor_name: row.try_get("actor_name")?,
                     container_id: row
                         .try_get::<Option<i64>, _>("container_id")?
                         .map(ContainerKey),
-                    user_id: row.try_get("user_id")?,
-                    attributes: json_map(&row.try_get::<String, _>("attributes")?)?,
+                    user_id,
+                    attributes,
                 })
             })
             .collect::<Result<_>>()?;
@@ -716,6 +806,7 @@ impl Store {
             offset: page.offset,
             limit: page.limit,
             items,
+            warnings: Vec::new(),
         })
     }
 
@@ -724,7 +815,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT c.id AS container_id, c.name, c.docker_id, l.time_ns, l.cpu_percent, l.memory_usage_bytes, \
              l.memory_working_set_bytes, l.memory_limit_bytes, l.net_rx_bytes_per_s, l.net_tx_bytes_per_s, \
-             l.block_read_bytes_per_s, l.block_write_bytes_per_s, l.pids \
+             l.block_read_bytes_per_s, l.block_write_bytes_per_s, l.pids, l.absent \
              FROM container_stats_latest l JOIN containers c ON c.id = l.container_id \
              WHERE l.host_id = ? AND c.removed_ns IS NULL ORDER BY c.name, c.id",
         )
@@ -733,20 +824,24 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let absent: i64 = row.try_get("absent")?;
+                let memory = |column: &str| -> Result<Option<i64>> {
+                    Ok(measured(absent, ABSENT_MEMORY, row.try_get(column)?))
+                };
                 Ok(LatestStats {
                     container_id: ContainerKey(row.try_get("container_id")?),
                     name: row.try_get("name")?,
                     docker_id: row.try_get("docker_id")?,
                     time_ns: row.try_get("time_ns")?,
                     cpu_percent: row.try_get("cpu_percent")?,
-                    memory_usage_bytes: row.try_get("memory_usage_bytes")?,
-                    memory_working_set_bytes: row.try_get("memory_working_set_bytes")?,
-                    memory_limit_bytes: row.try_get("memory_limit_bytes")?,
+                    memory_usage_bytes: memory("memory_usage_bytes")?,
+                    memory_working_set_bytes: memory("memory_working_set_bytes")?,
+                    memory_limit_bytes: memory("memory_limit_bytes")?,
                     net_rx_bytes_per_s: row.try_get("net_rx_bytes_per_s")?,
                     net_tx_bytes_per_s: row.try_get("net_tx_bytes_per_s")?,
                     block_read_bytes_per_s: row.try_get("block_read_bytes_per_s")?,
                     block_write_bytes_per_s: row.try_get("block_write_bytes_per_s")?,
-                    pids: row.try_get("pids")?,
+                    pids: measured(absent, ABSENT_PIDS, row.try_get("pids")?),
                 })
             })
             .collect()
@@ -791,7 +886,7 @@ impl Store {
     async fn raw_points(&self, query: &StatsQuery, max_points: u32) -> Result<Vec<StatsPoint>> {
         let rows = sqlx::query(
             "SELECT time_ns, cpu_percent, memory_usage_bytes, memory_working_set_bytes, memory_limit_bytes, \
-             net_rx_bytes_per_s, net_tx_bytes_per_s, block_read_bytes_per_s, block_write_bytes_per_s, pids \
+             net_rx_bytes_per_s, net_tx_bytes_per_s, block_read_bytes_per_s, block_write_bytes_per_s, pids, absent \
              FROM container_stats WHERE container_id = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns LIMIT ?",
         )
         .bind(query.container.0)
@@ -806,20 +901,30 @@ impl Store {
         };
         rows.iter()
             .map(|row| {
+                let absent: i64 = row.try_get("absent")?;
+                let gauge = |column: &str, bit: i64| -> Result<Option<Agg>> {
+                    Ok(measured(
+                        absent,
+                        bit,
+                        same(row.try_get::<i64, _>(column)? as f64),
+                    ))
+                };
                 Ok(StatsPoint {
                     time_ns: row.try_get("time_ns")?,
                     samples: 1,
                     cpu_percent: opt(row, "cpu_percent")?,
-                    memory_usage_bytes: same(row.try_get::<i64, _>("memory_usage_bytes")? as f64),
-                    memory_working_set_bytes: same(
-                        row.try_get::<i64, _>("memory_working_set_bytes")? as f64,
+                    memory_usage_bytes: gauge("memory_usage_bytes", ABSENT_MEMORY)?,
+                    memory_working_set_bytes: gauge("memory_working_set_bytes", ABSENT_MEMORY)?,
+                    memory_limit_bytes: measured(
+                        absent,
+                        ABSENT_MEMORY,
+                        row.try_get::<i64, _>("memory_limit_bytes")? as f64,
                     ),
-                    memory_limit_bytes: row.try_get::<i64, _>("memory_limit_bytes")? as f64,
                     net_rx_bytes_per_s: opt(row, "net_rx_bytes_per_s")?,
                     net_tx_bytes_per_s: opt(row, "net_tx_bytes_per_s")?,
                     block_read_bytes_per_s: opt(row, "block_read_bytes_per_s")?,
                     block_write_bytes_per_s: opt(row, "block_write_bytes_per_s")?,
-                    pids: same(row.try_get::<i64, _>("pids")? as f64),
+                    pids: gauge("pids", ABSENT_PIDS)?,
                 })
             })
             .collect()
@@ -837,7 +942,8 @@ impl Store {
             "SELECT bucket_ns, samples, cpu_percent_avg, cpu_percent_max, memory_usage_avg, memory_usage_max, \
              memory_working_set_avg, memory_working_set_max, memory_limit_max, net_rx_bytes_per_s_avg, \
              net_rx_bytes_per_s_max, net_tx_bytes_per_s_avg, net_tx_bytes_per_s_max, block_read_bytes_per_s_avg, \
-             block_read_bytes_per_s_max, block_write_bytes_per_s_avg, block_write_bytes_per_s_max, pids_avg, pids_max FROM ",
+             block_read_bytes_per_s_max, block_write_bytes_per_s_avg, block_write_bytes_per_s_max, pids_avg, pids_max, \
+             absent FROM ",
         );
         select.push(resolution.table());
         select
@@ -857,27 +963,30 @@ impl Store {
         };
         rows.iter()
             .map(|row| {
+                let absent: i64 = row.try_get("absent")?;
+                let gauge = |prefix: &str, bit: i64| -> Result<Option<Agg>> {
+                    let agg = Agg {
+                        avg: row.try_get(format!("{prefix}_avg").as_str())?,
+                        max: row.try_get::<i64, _>(format!("{prefix}_max").as_str())? as f64,
+                    };
+                    Ok(measured(absent, bit, agg))
+                };
                 Ok(StatsPoint {
                     time_ns: row.try_get("bucket_ns")?,
                     samples: row.try_get("samples")?,
                     cpu_percent: agg(row, "cpu_percent")?,
-                    memory_usage_bytes: Agg {
-                        avg: row.try_get("memory_usage_avg")?,
-                        max: row.try_get::<i64, _>("memory_usage_max")? as f64,
-                    },
-                    memory_working_set_bytes: Agg {
-                        avg: row.try_get("memory_working_set_avg")?,
-                        max: row.try_get::<i64, _>("memory_working_set_max")? as f64,
-                    },
-                    memory_limit_bytes: row.try_get::<i64, _>("memory_limit_max")? as f64,
+                    memory_usage_bytes: gauge("memory_usage", ABSENT_MEMORY)?,
+                    memory_working_set_bytes: gauge("memory_working_set", ABSENT_MEMORY)?,
+                    memory_limit_bytes: measured(
+                        absent,
+                        ABSENT_MEMORY,
+                        row.try_get::<i64, _>("memory_limit_max")? as f64,
+                    ),
                     net_rx_bytes_per_s: agg(row, "net_rx_bytes_per_s")?,
                     net_tx_bytes_per_s: agg(row, "net_tx_bytes_per_s")?,
                     block_read_bytes_per_s: agg(row, "block_read_bytes_per_s")?,
                     block_write_bytes_per_s: agg(row, "block_write_bytes_per_s")?,
-                    pids: Agg {
-                        avg: row.try_get("pids_avg")?,
-                        max: row.try_get::<i64, _>("pids_max")? as f64,
-                    },
+                    pids: gauge("pids", ABSENT_PIDS)?,
                 })
             })
             .collect()

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::dialect::delete_limited;
+use super::ingest::ABSENT_BITS;
 use super::{Backend, Result, Store};
 
 const NS_PER_S: i64 = 1_000_000_000;
@@ -132,16 +133,17 @@ pub struct RetentionReport {
     pub deleted: u64,
 }
 
-/// Gauges and rates rolled up, with the column names they have in the raw table.
-const ROLLED: &[(&str, &str)] = &[
-    ("cpu_percent", "cpu_percent"),
-    ("memory_usage", "memory_usage_bytes"),
-    ("memory_working_set", "memory_working_set_bytes"),
-    ("net_rx_bytes_per_s", "net_rx_bytes_per_s"),
-    ("net_tx_bytes_per_s", "net_tx_bytes_per_s"),
-    ("block_read_bytes_per_s", "block_read_bytes_per_s"),
-    ("block_write_bytes_per_s", "block_write_bytes_per_s"),
-    ("pids", "pids"),
+/// Gauges and rates rolled up, with the column names they have in the raw table, and the
+/// `absent` bit of those that are not NULL when not measured (rates already are).
+const ROLLED: &[(&str, &str, Option<i64>)] = &[
+    ("cpu_percent", "cpu_percent", None),
+    ("memory_usage", "memory_usage_bytes", Some(4)),
+    ("memory_working_set", "memory_working_set_bytes", Some(4)),
+    ("net_rx_bytes_per_s", "net_rx_bytes_per_s", None),
+    ("net_tx_bytes_per_s", "net_tx_bytes_per_s", None),
+    ("block_read_bytes_per_s", "block_read_bytes_per_s", None),
+    ("block_write_bytes_per_s", "block_write_bytes_per_s", None),
+    ("pids", "pids", Some(8)),
 ];
 
 impl Store {
@@ -197,14 +199,35 @@ impl Store {
             ),
             "COUNT(*)".to_owned(),
         ];
-        for (name, raw) in ROLLED {
+        for (name, raw, absent_bit) in ROLLED {
             columns.push(format!("{name}_avg"));
             columns.push(format!("{name}_max"));
-            selects.push(format!("AVG({raw})"));
-            selects.push(format!("MAX({raw})"));
+            // Samples that did not measure a group do not count towards it; a bucket where
+            // none did reads 0 and carries the group's `absent` bit.
+            let value = match absent_bit {
+                Some(bit) => format!("CASE WHEN absent & {bit} = 0 THEN {raw} END"),
+                None => (*raw).to_owned(),
+            };
+            let (avg, max) = match absent_bit {
+                Some(_) => (
+                    format!("COALESCE(AVG({value}), 0)"),
+                    format!("COALESCE(MAX({value}), 0)"),
+                ),
+                None => (format!("AVG({value})"), format!("MAX({value})")),
+            };
+            selects.push(avg);
+            selects.push(max);
         }
         columns.push("memory_limit_max".to_owned());
         selects.push("MAX(memory_limit_bytes)".to_owned());
+        columns.push("absent".to_owned());
+        selects.push(
+            ABSENT_BITS
+                .iter()
+                .map(|(_, bit)| format!("MIN(absent & {bit})"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        );
         let updated: Vec<&str> = columns[2..].iter().map(String::as_str).collect();
         let sql = format!(
             "INSERT INTO {table} ({columns}) SELECT {selects} FROM container_stats \

@@ -260,7 +260,11 @@ async fn stream(
                         }
                         last_received = Some(frame.seq);
                         let mut records = frame.records;
-                        records.iter_mut().for_each(limits::enforce);
+                        let cut: usize = records.iter_mut().map(limits::enforce).sum();
+                        if cut > 0 {
+                            warn!(host = %peer.host, seq = frame.seq, objects = cut,
+                                "a frame carried more objects than the bounds allow; the excess was left out");
+                        }
                         service
                             .pipeline
                             .submit(Submission {

@@ -60,6 +60,7 @@ pub(crate) fn container(docker_id: &str, name: &str, created_ns: i64) -> Contain
         restart_policy: None,
         network_mode: None,
         resources: None,
+        truncated: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod fixtures;
+mod identity;
 mod inventory;
 mod metrics;
 mod profiles;

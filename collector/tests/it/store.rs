@@ -7,8 +7,8 @@ use dockermon_collector::store::{
     Store,
 };
 use dockermon_proto::{
-    Compose, Container, DiskUsage, DockerEvent, EventKind, HostName, Image, InventoryUpdate,
-    Network, ObjectKind, ObjectRef, Record, StatsSample, UsageSummary, Volume,
+    Compose, Container, ContainerState, DiskUsage, DockerEvent, EventKind, HostName, Image,
+    InventoryUpdate, Network, ObjectKind, ObjectRef, Record, StatsSample, UsageSummary, Volume,
 };
 
 use crate::fixtures::{NOW, S, container, event, host, host_info, ingest, inventory, sample};
@@ -50,7 +50,7 @@ async fn raw_series(
     series
         .points
         .iter()
-        .map(|p| (p.time_ns, p.memory_usage_bytes.avg))
+        .map(|p| (p.time_ns, p.memory_usage_bytes.unwrap().avg))
         .collect()
 }
 
@@ -69,6 +69,7 @@ async fn every_record_type_round_trips(db: TestDb) {
         size_bytes: 190_000_000,
         created_ns: NOW - 1000 * S,
         labels: BTreeMap::from([("maintainer".into(), "x".into())]),
+        truncated: Default::default(),
     };
     let volume = Volume {
         name: "data".into(),
@@ -77,6 +78,7 @@ async fn every_record_type_round_trips(db: TestDb) {
         scope: "local".into(),
         created_ns: Some(NOW - 500 * S),
         labels: BTreeMap::new(),
+        truncated: Default::default(),
     };
     let network = Network {
         id: "net1".into(),
@@ -86,6 +88,7 @@ async fn every_record_type_round_trips(db: TestDb) {
         internal: true,
         created_ns: None,
         labels: BTreeMap::new(),
+        truncated: Default::default(),
     };
     let usage = DiskUsage {
         time_ns: NOW,
@@ -205,7 +208,7 @@ async fn every_record_type_round_trips(db: TestDb) {
             latest[0].cpu_percent,
             latest[0].memory_usage_bytes
         ),
-        (NOW, Some(12.5), 2000)
+        (NOW, Some(12.5), Some(2000))
     );
     assert_eq!(latest[0].net_rx_bytes_per_s, Some(125.0));
 
@@ -227,7 +230,10 @@ async fn every_record_type_round_trips(db: TestDb) {
         "a first sample has no rates"
     );
     assert_eq!(series.points[1].cpu_percent.unwrap().avg, 12.5);
-    assert_eq!(series.points[1].memory_working_set_bytes.avg, 1000.0);
+    assert_eq!(
+        series.points[1].memory_working_set_bytes.unwrap().avg,
+        1000.0
+    );
 
     let usages = store.usage(h, 0, i64::MAX, 10).await.unwrap();
     assert_eq!(usages.len(), 1);
@@ -425,8 +431,9 @@ async fn assert_rollups_match(
                 (None, None) => {}
                 other => panic!("cpu presence differs in {bucket}: {other:?}"),
             }
-            assert_close(point.memory_usage_bytes.avg, mem_avg, "memory avg");
-            assert_close(point.memory_usage_bytes.max, mem_max, "memory max");
+            let memory = point.memory_usage_bytes.unwrap();
+            assert_close(memory.avg, mem_avg, "memory avg");
+            assert_close(memory.max, mem_max, "memory max");
         }
     }
 }
@@ -580,13 +587,17 @@ async fn history_follows_a_container_across_re_creation(db: TestDb) {
         ],
     )
     .await;
-    // `docker rm -f web && docker run --name web …`: a new id, the same name. The old
-    // instance's removal arrives after the new one exists and must not remove "web".
+    // `docker rm -f web && docker run --name web …`: a new id, the same name (Docker frees
+    // the name only once the old one is gone, so the agent sees it stopped or removed
+    // first). The old instance's removal arrives after the new one exists and must not
+    // remove "web".
+    let mut stopped = container("old", "web", NOW - 1000 * S);
+    stopped.state = ContainerState::Exited;
     ingest(
         store,
         h,
         &[
-            inventory(false, vec![container("new", "web", NOW - 300 * S)]),
+            inventory(false, vec![container("new", "web", NOW - 300 * S), stopped]),
             Record::Inventory(InventoryUpdate {
                 time_ns: NOW,
                 removed: vec![ObjectRef {
@@ -1036,7 +1047,7 @@ async fn the_newest_sample_wins_whatever_the_delivery_order(db: TestDb) {
             latest[0].memory_usage_bytes,
             latest[0].cpu_percent
         ),
-        (NOW, 900, Some(9.0))
+        (NOW, Some(900), Some(9.0))
     );
     ingest(
         store,
@@ -1051,7 +1062,7 @@ async fn the_newest_sample_wins_whatever_the_delivery_order(db: TestDb) {
             latest[0].memory_usage_bytes,
             latest[0].cpu_percent
         ),
-        (NOW + 30 * S, 50, None)
+        (NOW + 30 * S, Some(50), None)
     );
 }
 

@@ -13,26 +13,10 @@ use tokio::process::Command;
 
 use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
 use dockermon_e2e::fleet::WAIT;
-use dockermon_e2e::http;
 use dockermon_e2e::prometheus::Prometheus;
 use dockermon_e2e::wait::eventually;
 
-use crate::support::{ADMIN_PASSWORD, Setup, sign_in};
-
-/// The collector's `/metrics`, as text 0.0.4.
-async fn scrape(setup: &Setup) -> String {
-    let (status, body) = http::request(
-        setup.collector.health_address,
-        "GET",
-        "/metrics",
-        None,
-        None,
-    )
-    .await
-    .expect("the collector answers");
-    assert_eq!(status, 200);
-    body
-}
+use crate::support::{ADMIN_PASSWORD, Setup, scrape, sign_in};
 
 /// Runs a command with `input` on stdin; its exit status, stdout and stderr.
 async fn run_with_input(program: &str, args: &[&str], input: &str) -> (bool, String, String) {
