@@ -59,6 +59,7 @@ pub fn unique_name(prefix: &str) -> String {
 pub struct Cleanup {
     containers: Vec<String>,
     volumes: Vec<String>,
+    images: Vec<String>,
 }
 
 impl Cleanup {
@@ -70,6 +71,12 @@ impl Cleanup {
     pub fn volume(&mut self, name: &str) -> String {
         self.volumes.push(name.to_owned());
         name.to_owned()
+    }
+
+    /// An image (tag or id), removed after the containers.
+    pub fn image(&mut self, reference: &str) -> String {
+        self.images.push(reference.to_owned());
+        reference.to_owned()
     }
 }
 
@@ -90,6 +97,11 @@ impl Drop for Cleanup {
         if !self.volumes.is_empty() {
             let mut args = vec!["volume", "rm", "-f"];
             args.extend(self.volumes.iter().map(String::as_str));
+            run(args);
+        }
+        if !self.images.is_empty() {
+            let mut args = vec!["image", "rm", "-f"];
+            args.extend(self.images.iter().map(String::as_str));
             run(args);
         }
     }

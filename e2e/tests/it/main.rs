@@ -6,5 +6,6 @@ mod delivery;
 mod metrics;
 mod profiles;
 mod protocol;
+mod real_world;
 mod security;
 mod support;
