@@ -50,6 +50,20 @@ pub enum LiveUpdate {
         replica: u64,
         counts: Vec<(i64, u32)>,
     },
+    /// Someone's access ended or shrank, announced by `replica`.
+    Access { replica: u64, change: AccessChange },
+}
+
+/// Access that ended or shrank: every replica forgets what it cached and re-checks the
+/// WebSocket connections concerned at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessChange {
+    /// One session ended (logout, a refresh token presented twice).
+    Session(String),
+    /// A user's sessions ended or their role changed (password, role, disabled, deleted).
+    User(i64),
+    /// Announcements were missed: everyone re-checks.
+    Everyone,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::admin::ensure_first_admin;
-use crate::api::{self, ApiState, auth::TokenKeys};
+use crate::api::{
+    self, ApiState,
+    auth::{SessionCache, TokenKeys},
+};
 use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
 use crate::inventory::Inventory;
@@ -141,12 +144,17 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
             None => info!(email = %admin.email, "created the first admin"),
         }
     }
+    let sessions = Arc::new(SessionCache::new(live.clone()));
+    tracker.spawn({
+        let (sessions, cancel) = (sessions.clone(), cancel.clone());
+        async move { sessions.follow(cancel).await }
+    });
     let api = ApiState {
         store: store.clone(),
         inventory: Inventory::new(store.clone()),
         tokens: Arc::new(TokenKeys::new(&jwt_secret, config.api.access_ttl)),
         throttle: Arc::default(),
-        sessions: Arc::default(),
+        sessions: sessions.clone(),
         registry: registry.clone(),
         profiler,
         metrics: own_metrics.clone(),

@@ -183,7 +183,7 @@ impl Feed {
                     text: message.to_text(),
                 });
             }
-            LiveUpdate::ProfileWatchers { .. } => {}
+            LiveUpdate::ProfileWatchers { .. } | LiveUpdate::Access { .. } => {}
         }
     }
 }

@@ -52,7 +52,7 @@ impl Default for WsSettings {
             ping_every: Duration::from_secs(20),
             dead_after: Duration::from_secs(50),
             identify_within: Duration::from_secs(30),
-            session_check: Duration::from_secs(30),
+            session_check: Duration::from_secs(10),
             send_queue: 256,
             max_message: 16 * 1024,
             max_subscriptions: 64,

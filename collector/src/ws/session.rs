@@ -22,6 +22,7 @@ use super::messages::{ClientMessage, ServerMessage};
 use crate::api::auth::AuthUser;
 use crate::api::auth::tokens::unix_now;
 use crate::api::error::ApiError;
+use crate::live::AccessChange;
 use crate::profiles::{Actor, ProfileError, StartRequest, Started, WatchGuard};
 use crate::store::{ContainerKey, HostId, ProfileOrigin};
 
@@ -88,6 +89,9 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
     let mut feed: Option<broadcast::Receiver<Arc<Outgoing>>> = None;
     let mut ping = tokio::time::interval(settings.ping_every);
     let mut session_check = tokio::time::interval(settings.session_check);
+    // Access that ends or shrinks is announced; the periodic check catches what is not
+    // (a shell command on the database).
+    let mut access = state.api.sessions.subscribe();
     let identify_by = Instant::now() + settings.identify_within;
     let metrics = state.api.metrics.clone();
     metrics.ws_clients.inc();
@@ -111,6 +115,13 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
             }
             _ = ping.tick() => connection.heartbeat(),
             _ = session_check.tick(), if connection.user.is_some() => connection.check_session().await,
+            change = access.recv(), if connection.user.is_some() => {
+                if connection.concerned_by(change) {
+                    connection.check_session().await
+                } else {
+                    Ok(())
+                }
+            }
             () = tokio::time::sleep_until(deadline.into()) => match connection.user {
                 None => Err(Ending::new(close_code::POLICY, "unauthorized", "identify first")),
                 Some(_) => Err(Ending::new(close_code::POLICY, "token_expired", "the token has expired")),
@@ -146,7 +157,21 @@ pub(super) async fn run(socket: WebSocket, state: WsState) {
     let _ = connection.queue.try_send(close);
     drop(connection);
     let _ = writer.await;
+    // The closing handshake: read until the client's own close (or a short deadline).
+    // Closing the socket with the client's messages unread would reset the connection,
+    // and a reset can destroy the error and close frame before the client reads them.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
+
+/// How long a closed connection waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 impl Connection {
     /// Handles one message from the client.
@@ -439,8 +464,23 @@ impl Connection {
     }
 
     /// Ends the connection if its session ended (logout, password change, user disabled).
-    async fn check_session(&mut self) -> Result<(), Ending> {
+    /// Whether an access change may concern this connection's user (a missed change may).
+    fn concerned_by(&self, change: Result<AccessChange, broadcast::error::RecvError>) -> bool {
         let Some(user) = &self.user else {
+            return false;
+        };
+        match change {
+            Ok(AccessChange::Session(session)) => session == user.session,
+            Ok(AccessChange::User(id)) => id == user.id,
+            Ok(AccessChange::Everyone) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+            Err(broadcast::error::RecvError::Closed) => false,
+        }
+    }
+
+    /// Ends the connection if its session ended or its user was disabled, or if the user's
+    /// role shrank (what was subscribed may no longer be theirs to see: they identify again).
+    async fn check_session(&mut self) -> Result<(), Ending> {
+        let Some(user) = &mut self.user else {
             return Ok(());
         };
         match self
@@ -450,7 +490,15 @@ impl Connection {
             .session_user(&user.session, dockermon_proto::now_ns())
             .await
         {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(now)) if now.role < user.role => Err(Ending::new(
+                close_code::POLICY,
+                "access_changed",
+                "your role changed; identify again",
+            )),
+            Ok(Some(now)) => {
+                user.role = now.role;
+                Ok(())
+            }
             Ok(None) => Err(Ending::new(
                 close_code::POLICY,
                 "session_ended",

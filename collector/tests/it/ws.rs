@@ -441,3 +441,176 @@ async fn oversized_messages_and_silent_clients_are_closed() {
         (Some("shutting_down"), Some(1001))
     );
 }
+
+/// A REST request to `api`'s handlers; its status.
+async fn rest(api: &ApiState, method: &str, path: &str, token: &str, body: Option<Value>) -> u16 {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        ))
+        .unwrap();
+    let response = dockermon_collector::api::router(api.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// Subscribes `client` to every host's stats and checks one arrives.
+async fn watching_stats(server: &Server, client: &mut Client) {
+    send(client, json!({"type": "subscribe", "topic": "stats"})).await;
+    assert_eq!(next(client).await["type"], "subscribed");
+    server.publish(
+        1,
+        vec![Record::Stats(sample("c1", "web", NOW, Some(1.0), 100))],
+    );
+    assert_eq!(next(client).await["type"], "stats");
+}
+
+#[tokio::test]
+async fn access_that_ends_or_shrinks_closes_live_connections_at_once() {
+    // The periodic check is far away: only the announcement can close them in time.
+    let settings = WsSettings {
+        session_check: Duration::from_secs(3600),
+        ..WsSettings::default()
+    };
+    let server = Server::start(Duration::from_secs(900), settings).await;
+    let prompt = Duration::from_secs(5);
+
+    // Logout over REST, with the session the socket identified with.
+    let (token, _) = server.token("leaving@example.com", Role::Viewer).await;
+    let mut client = server.client().await;
+    send(&mut client, json!({"type": "identify", "token": token})).await;
+    assert_eq!(next(&mut client).await["type"], "identified");
+    watching_stats(&server, &mut client).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        rest(&server.api, "POST", "/api/v1/auth/logout", &token, None).await,
+        204
+    );
+    let (error, code) = ending(&mut client).await;
+    assert_eq!(
+        (error.as_deref(), code),
+        (Some("session_ended"), Some(1008))
+    );
+    assert!(started.elapsed() < prompt, "{:?}", started.elapsed());
+
+    // An admin demotes an operator, then disables a viewer.
+    let (admin, _) = server.token("boss@example.com", Role::Admin).await;
+    let (operator, _) = server.token("ops@example.com", Role::Operator).await;
+    let mut demoted = server.client().await;
+    send(&mut demoted, json!({"type": "identify", "token": operator})).await;
+    assert_eq!(next(&mut demoted).await["type"], "identified");
+    watching_stats(&server, &mut demoted).await;
+    let (viewer, _) = server.token("eyes@example.com", Role::Viewer).await;
+    let mut disabled = server.client().await;
+    send(&mut disabled, json!({"type": "identify", "token": viewer})).await;
+    assert_eq!(next(&mut disabled).await["type"], "identified");
+    let ids = |email: &'static str| {
+        let store = server.api.store.clone();
+        async move { store.credentials(email).await.unwrap().unwrap().user.id }
+    };
+    let ops_id = ids("ops@example.com").await;
+    let started = std::time::Instant::now();
+    let path = format!("/api/v1/users/{ops_id}");
+    let status = rest(
+        &server.api,
+        "PATCH",
+        &path,
+        &admin,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (error, code) = ending(&mut demoted).await;
+    assert_eq!(
+        (error.as_deref(), code),
+        (Some("access_changed"), Some(1008))
+    );
+    assert!(started.elapsed() < prompt, "{:?}", started.elapsed());
+    // Someone else's change leaves a connection alone.
+    assert_nothing_else(&mut disabled).await;
+
+    let eyes_id = ids("eyes@example.com").await;
+    let path = format!("/api/v1/users/{eyes_id}");
+    let status = rest(
+        &server.api,
+        "PATCH",
+        &path,
+        &admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (error, code) = ending(&mut disabled).await;
+    assert_eq!(
+        (error.as_deref(), code),
+        (Some("session_ended"), Some(1008))
+    );
+}
+
+#[tokio::test]
+async fn a_logout_on_one_replica_closes_the_sessions_sockets_on_another() {
+    // Two replicas on one database and one live bus.
+    let settings = WsSettings {
+        session_check: Duration::from_secs(3600),
+        ..WsSettings::default()
+    };
+    let server = Server::start(Duration::from_secs(900), settings).await;
+    let bus = dockermon_collector::live::LiveBus::default();
+    let here = Arc::new(dockermon_collector::api::auth::SessionCache::new(
+        bus.clone(),
+    ));
+    let there = ApiState {
+        sessions: Arc::new(dockermon_collector::api::auth::SessionCache::new(bus)),
+        ..server.api.clone()
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let (here, cancel) = (here.clone(), cancel.clone());
+        async move { here.follow(cancel).await }
+    });
+    let here_api = ApiState {
+        sessions: here,
+        ..server.api.clone()
+    };
+    // The socket is served with `here_api`'s cache.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = WsState {
+        api: here_api,
+        feed: server.feed.clone(),
+        settings: Arc::new(WsSettings {
+            session_check: Duration::from_secs(3600),
+            ..WsSettings::default()
+        }),
+        shutdown: cancel.clone(),
+    };
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+
+    let (token, _) = server.token("roaming@example.com", Role::Viewer).await;
+    let (mut client, _) = connect_async(format!("ws://{address}/ws")).await.unwrap();
+    send(&mut client, json!({"type": "identify", "token": token})).await;
+    assert_eq!(next(&mut client).await["type"], "identified");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        rest(&there, "POST", "/api/v1/auth/logout", &token, None).await,
+        204
+    );
+    let (error, code) = ending(&mut client).await;
+    assert_eq!(
+        (error.as_deref(), code),
+        (Some("session_ended"), Some(1008))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    cancel.cancel();
+}

@@ -14,6 +14,7 @@ use crate::api::auth::{AuthUser, password, random_token, refresh_hash, tokens::u
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params;
 use crate::api::{ApiState, ClientAddress};
+use crate::live::AccessChange;
 use crate::store::{UserRow, UserUpdate};
 
 pub fn router() -> Router<ApiState> {
@@ -152,7 +153,9 @@ pub async fn refresh(
         .await?;
     if !rotated {
         state.store.revoke_session(session, now).await?;
-        state.sessions.forget(session);
+        state
+            .sessions
+            .end(AccessChange::Session(session.to_owned()));
         return Err(ended());
     }
     let user = state
@@ -168,7 +171,9 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<ApiState>, user: AuthUser) -> ApiResult<StatusCode> {
     state.store.revoke_session(&user.session, now_ns()).await?;
-    state.sessions.forget(&user.session);
+    state
+        .sessions
+        .end(AccessChange::Session(user.session.clone()));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -226,6 +231,6 @@ pub async fn change_password(
         ..UserUpdate::default()
     };
     state.store.update_user(user.id, &changes, now_ns()).await?;
-    state.sessions.forget_user(user.id);
+    state.sessions.end(AccessChange::User(user.id));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@ use crate::api::ApiState;
 use crate::api::auth::{Admin, password};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params::{self, Path, Query};
+use crate::live::AccessChange;
 use crate::store::{Paged, Role, StoreError, UserRow, UserUpdate, is_valid_email};
 
 pub fn router() -> Router<ApiState> {
@@ -147,6 +148,6 @@ pub async fn update(
     };
     let user = state.store.update_user(id, &update, now_ns()).await?;
     // A new role, a new password or disabling takes effect at once.
-    state.sessions.forget_user(id);
+    state.sessions.end(AccessChange::User(id));
     Ok(Json(user))
 }
