@@ -95,7 +95,7 @@ class Fleet:
              "--state-dir", os.path.join(self.dir, "agent"), "--max-profiles", str(max_profiles),
              "--log", "warn"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "agent.log"), "w"))
-        self.wait(lambda: any(h["connected"] for h in self.api.call("GET", "/api/v1/hosts")), "the agent")
+        self.wait(lambda: any(h["connected"] for h in self.api.call("GET", "/api/v1/hosts")["items"]), "the agent")
 
     @staticmethod
     def wait(check, what, timeout=60):

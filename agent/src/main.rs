@@ -10,6 +10,7 @@ use clap::Parser;
 use dockermon_agent::agent;
 use dockermon_agent::config::Cli;
 use dockermon_agent::process::{cancel_on_signal, error_chain, init_logging};
+use dockermon_agent::say;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown may take before the process exits anyway.
@@ -22,12 +23,12 @@ fn main() -> ExitCode {
     let config = match cli.resolve() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("dockermon-agent: configuration error: {error}");
+            say!("dockermon-agent: configuration error: {error}");
             return ExitCode::from(2);
         }
     };
     if let Err(error) = init_logging(&cli.log, cli.log_format) {
-        eprintln!("dockermon-agent: configuration error: log: {error}");
+        say!("dockermon-agent: configuration error: log: {error}");
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("dockermon-agent: cannot start the runtime: {error}");
+            say!("dockermon-agent: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("dockermon-agent: {}", error_chain(&error));
+                say!("dockermon-agent: {}", error_chain(&error));
                 ExitCode::FAILURE
             }
         }

@@ -2,6 +2,8 @@
 //! agent in standalone mode): logs to stderr, shutdown on SIGTERM/SIGINT, and error
 //! messages that carry their causes.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -13,17 +15,33 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr (stdout may carry records) with a tracing env-filter.
+/// Logs to stderr (stdout may carry records) with a tracing env-filter, in colour only on a
+/// terminal. A log line that cannot be written (stderr closed: the SSH session, `tee` or
+/// `| head` that read it has gone) is dropped: losing a log line is better than losing the
+/// process, and tracing's own fallback (`eprintln!` of the failure) would panic on the same
+/// closed stderr.
 pub fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("{filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// Writes a line to stderr like `eprintln!`, except that a closed stderr is ignored instead
+/// of panicking (see [`init_logging`]).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
 }
 
 /// Cancels `cancel` on the first SIGTERM or SIGINT.

@@ -139,6 +139,10 @@ pub struct PkiInitArgs {
 pub enum TokenCommand {
     /// Print a one-time join token for a host; it pins this collector's CA.
     Create(TokenCreateArgs),
+    /// List the join tokens that can still be used (with --all, every one).
+    List(TokenListArgs),
+    /// Revoke a join token that was not used (by the id `token list` shows).
+    Revoke(TokenRevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -148,13 +152,36 @@ pub struct TokenCreateArgs {
     /// The name the host will be known by (its certificate's name).
     #[arg(long, value_name = "NAME")]
     pub host: String,
-    /// How long the token stays valid.
+    /// How long the token stays valid (1s to 7d).
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub ttl: String,
+    /// The host is enrolled: admit a new agent in place of its current one, whose
+    /// certificate is revoked when the new agent enrolls.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Include used, expired and revoked tokens.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The token's id, from `token list`.
+    pub id: i64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
+    /// List the hosts: name, when last seen, whether enrolled.
+    List(DatabaseArgs),
     /// Delete a host: revoke its certificates, close its agent's connection, remove its data.
     Delete(HostDeleteArgs),
 }

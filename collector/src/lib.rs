@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod commands;
 pub mod config;
 pub mod health;
 pub mod inventory;

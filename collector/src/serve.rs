@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use dockermon_agent::process::error_chain;
+use dockermon_agent::say;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -137,7 +138,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     if let Some((admin, generated)) = ensure_first_admin(&store, &config.api.first_admin).await? {
         match generated {
             // Printed, not logged: a password has no place in a log pipeline.
-            Some(password) => eprintln!(
+            Some(password) => say!(
                 "\n  First admin created: {}\n  Password (shown only now): {password}\n  Change it after signing in.\n",
                 admin.email
             ),

@@ -22,7 +22,7 @@ use crate::config::ServeConfig;
 use crate::pki::{Authority, PkiPaths};
 use crate::serve::serve;
 use crate::store::Store;
-use crate::transport::enroll::create_join_token;
+use crate::transport::join_tokens::{self, TokenRequest};
 
 /// How long the local agent's join token is valid: it is used within seconds.
 const TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -57,8 +57,15 @@ pub async fn standalone(
     } else {
         let store = Store::connect(&config.database.url).await?;
         store.migrate().await.context("cannot start")?;
-        let (token, _) =
-            create_join_token(&store, &authority, &local_host_name(), TOKEN_TTL, None).await?;
+        // The local agent's state was lost (or this is the first start): whatever agent
+        // held this host's name before is replaced.
+        let request = TokenRequest {
+            host: &local_host_name(),
+            ttl: TOKEN_TTL,
+            replace: true,
+            created_by: None,
+        };
+        let (token, _) = join_tokens::create(&store, &authority, request).await?;
         store.close().await;
         Some(token)
     };

@@ -123,28 +123,62 @@ impl Collector {
     }
 
     /// Runs a collector subcommand on this collector's data and database; its stdout.
-    async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let (_, binary) = binaries();
-        let output = Command::new(binary)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--database-url", &self.database_url])
-            .output()
-            .await?;
-        if !output.status.success() {
-            bail!(
-                "{} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            );
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.command(args).await?;
+        if output.code != Some(0) {
+            bail!("{} failed: {}", args.join(" "), output.stderr);
         }
-        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+        Ok(output.stdout.trim().to_owned())
+    }
+
+    /// Runs a collector subcommand on this collector's data and database, whatever its
+    /// outcome.
+    pub async fn command(&self, args: &[&str]) -> anyhow::Result<CommandOutput> {
+        let data_dir = self.data_dir.to_string_lossy().into_owned();
+        let mut all = args.to_vec();
+        all.extend([
+            "--data-dir",
+            &data_dir,
+            "--database-url",
+            &self.database_url,
+        ]);
+        run_collector(&all, None).await
     }
 
     pub fn pki_dir(&self) -> PathBuf {
         self.data_dir.join("pki")
     }
+}
+
+/// What a finished command printed, and its exit code (`None`: killed by a signal).
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `dockermon-collector args…` in `cwd` (default: the test's), without the
+/// environment variables that would name a database; waits for it to end.
+pub async fn run_collector(args: &[&str], cwd: Option<&Path>) -> anyhow::Result<CommandOutput> {
+    let (_, binary) = binaries();
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env_remove("DOCKERMON_DATABASE_URL")
+        .env_remove("DOCKERMON_DATA_DIR")
+        .stdin(std::process::Stdio::null());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let output = tokio::time::timeout(WAIT, command.output())
+        .await
+        .context("the command ends in time")??;
+    Ok(CommandOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }
 
 /// The status code of `GET /readyz`, if anything answers.

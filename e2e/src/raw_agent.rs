@@ -80,6 +80,7 @@ impl RawAgent {
                 protocol_version: dockermon_proto::PROTOCOL_VERSION,
                 capabilities: Vec::new(),
                 profiles: Vec::new(),
+                instance: None,
             }))
             .await?;
         match agent.next(Duration::from_secs(30)).await? {

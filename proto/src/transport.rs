@@ -106,6 +106,11 @@ pub struct Hello {
     /// ends those it thinks are running and the agent no longer has.
     #[serde(default)]
     pub profiles: Vec<u64>,
+    /// Random, new with every agent process: a reconnection of the same process replaces
+    /// its old session at once, while another process presenting the same certificate
+    /// (a copied state directory) is refused as long as the first is alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,6 +355,7 @@ mod tests {
                 protocol_version: 1,
                 capabilities: vec![CAPABILITY_PROFILE.into()],
                 profiles: vec![3],
+                instance: Some("5f0c".into()),
             }),
             AgentMessage::Status(AgentStatus {
                 profiles: vec![3],

@@ -30,8 +30,12 @@ pub(super) enum ConnectError {
     Unreachable { url: String, reason: String },
     #[error("TLS handshake with {url} failed: {reason}")]
     Tls { url: String, reason: String },
-    #[error("the collector refused this agent: {0}")]
-    Refused(String),
+    #[error("the collector refused this agent: {message}")]
+    Refused {
+        /// The collector's machine-readable reason (`certificate_revoked`, …), when it gave one.
+        code: Option<String>,
+        message: String,
+    },
     #[error("protocol error: {0}")]
     Protocol(String),
 }
@@ -85,10 +89,16 @@ pub(super) async fn open(
             .map_err(|error| match error {
                 tungstenite::Error::Http(response) => {
                     let body = response.body().as_deref().unwrap_or_default();
-                    let message = serde_json::from_slice::<ErrorBody>(body)
-                        .map(|e| e.message)
-                        .unwrap_or_else(|_| format!("HTTP {}", response.status()));
-                    ConnectError::Refused(message)
+                    match serde_json::from_slice::<ErrorBody>(body) {
+                        Ok(error) => ConnectError::Refused {
+                            code: Some(error.code),
+                            message: error.message,
+                        },
+                        Err(_) => ConnectError::Refused {
+                            code: None,
+                            message: format!("HTTP {}", response.status()),
+                        },
+                    }
                 }
                 // A refused client certificate surfaces as a TLS alert on first use.
                 tungstenite::Error::Io(io) => ConnectError::Tls {
@@ -110,9 +120,10 @@ pub(super) async fn open(
                 Some(Ok(Message::Text(text))) => {
                     return match serde_json::from_str::<CollectorMessage>(text.as_str()) {
                         Ok(CollectorMessage::Welcome(welcome)) => Ok(welcome),
-                        Ok(CollectorMessage::Refused { reason }) => {
-                            Err(ConnectError::Refused(reason))
-                        }
+                        Ok(CollectorMessage::Refused { reason }) => Err(ConnectError::Refused {
+                            code: None,
+                            message: reason,
+                        }),
                         Ok(other) => Err(ConnectError::Protocol(format!(
                             "expected a welcome, got {other:?}"
                         ))),
@@ -120,11 +131,12 @@ pub(super) async fn open(
                     };
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    return Err(ConnectError::Refused(
-                        frame
+                    return Err(ConnectError::Refused {
+                        code: None,
+                        message: frame
                             .map(|f| f.reason.to_string())
                             .unwrap_or_else(|| "closed".into()),
-                    ));
+                    });
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ConnectError::Protocol(e.to_string())),

@@ -148,6 +148,20 @@ impl Identity {
             return Ok(());
         }
         let token = token.ok_or_else(|| IdentityError::NotEnrolled(state_dir.clone()))?;
+        self.enroll(collector, token).await
+    }
+
+    /// Enrolls with `token`, replacing the key and certificate there are: how an agent
+    /// whose certificate was revoked (its host deleted, then re-admitted with a new token)
+    /// comes back. Only a managed identity enrolls.
+    pub async fn enroll(
+        &self,
+        collector: &CollectorUrl,
+        token: &JoinToken,
+    ) -> Result<(), IdentityError> {
+        let Identity::Managed { state_dir } = self else {
+            return Ok(());
+        };
         std::fs::create_dir_all(state_dir).map_err(|source| IdentityError::Write {
             path: state_dir.clone(),
             source,

@@ -53,6 +53,8 @@ const DEAD_AFTER: Duration = Duration::from_secs(45);
 const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
 /// A session that lasts this long resets the reconnection backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+/// The collector's refusals that a join token can cure by enrolling again.
+const REVOKED: &[&str] = &["certificate_revoked", "host_revoked"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UplinkConfig {
@@ -127,6 +129,7 @@ pub async fn run(
     let mut spool = Spool::open(&config.spool_dir, config.spool_bytes)?;
     let uplink = Uplink {
         config,
+        instance: format!("{:016x}", rand::random::<u64>()),
         spool,
         pending: Vec::new(),
         pending_since: None,
@@ -146,6 +149,8 @@ pub async fn run(
 
 struct Uplink {
     config: UplinkConfig,
+    /// This process among agents presenting the same certificate (see `Hello::instance`).
+    instance: String,
     spool: Spool,
     pending: Vec<Record>,
     pending_since: Option<Instant>,
@@ -273,6 +278,7 @@ impl Uplink {
             protocol_version: PROTOCOL_VERSION,
             capabilities: vec![CAPABILITY_PROFILE.to_owned()],
             profiles: self.tasks.profiler.borrow().sessions.clone(),
+            instance: Some(self.instance.clone()),
         };
         match connection::open(&self.config.collector, tls, hello).await {
             Ok(session) => {
@@ -289,9 +295,44 @@ impl Uplink {
                 self.tasks.connected.send_replace(true);
                 self.send_status();
             }
+            Err(connection::ConnectError::Refused {
+                code: Some(code),
+                message,
+            }) if REVOKED.contains(&code.as_str()) && self.config.join_token.is_some() => {
+                self.enroll_again(&message).await;
+            }
             Err(error) => {
                 let delay = self.backoff.next_delay();
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, spooled = self.spool.len(), "cannot connect to the collector");
+                self.reconnect_at = Instant::now() + delay;
+            }
+        }
+    }
+
+    /// This agent's certificate was revoked (its host deleted) and it was given a join
+    /// token: the host was re-admitted, so enroll with the token and connect again. The
+    /// spool is kept: what it holds is delivered under the new certificate.
+    async fn enroll_again(&mut self, refusal: &str) {
+        let token = self
+            .config
+            .join_token
+            .as_ref()
+            .expect("checked by the caller");
+        info!(reason = %refusal, "this agent's certificate was revoked; enrolling again with the join token");
+        match self
+            .config
+            .identity
+            .enroll(&self.config.collector, token)
+            .await
+        {
+            Ok(()) => self.reconnect_at = Instant::now(),
+            Err(error) => {
+                let delay = self.backoff.next_delay();
+                error!(
+                    error = %crate::process::error_chain(&error),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot enroll again: create a new join token (`dockermon-collector token create --host NAME`) and restart the agent with it"
+                );
                 self.reconnect_at = Instant::now() + delay;
             }
         }

@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::hosts::router())
+        .merge(routes::join_tokens::router())
         .merge(routes::containers::router())
         .merge(routes::activity::router())
         .merge(routes::profiles::router())

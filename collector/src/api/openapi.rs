@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{activity, auth, containers, hosts, profiles, users};
+use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,8 +12,9 @@ use super::routes::{activity, auth, containers, hosts, profiles, users};
     paths(
         auth::login, auth::refresh, auth::logout, auth::me, auth::update_me, auth::change_password,
         users::list, users::create, users::one, users::update,
-        hosts::list, hosts::one, hosts::delete, hosts::join_token, hosts::images, hosts::volumes,
+        hosts::list, hosts::one, hosts::delete, hosts::images, hosts::volumes,
         hosts::networks, hosts::usage, hosts::latest_stats,
+        join_tokens::create, join_tokens::list, join_tokens::revoke,
         containers::list, containers::one, containers::stats, containers::act,
         activity::list,
         profiles::start, profiles::list, profiles::one, profiles::stop, profiles::samples,

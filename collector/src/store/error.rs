@@ -22,6 +22,10 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("migration {name} failed: {message}")]
     Migration { name: String, message: String },
+    /// The database is not a deployment's: it does not exist, or its schema is missing or
+    /// of another version. The message says what to do.
+    #[error("{0}")]
+    NotDeployed(String),
     /// A row that must be unique already exists.
     #[error("already exists")]
     Conflict(#[source] sqlx::Error),

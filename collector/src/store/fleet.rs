@@ -7,7 +7,9 @@
 
 use dockermon_proto::HostName;
 use dockermon_proto::transport::Dropped;
+use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
+use utoipa::ToSchema;
 
 use super::dialect::ignore_duplicates;
 use super::ingest::hex_sha256_bytes;
@@ -22,6 +24,42 @@ pub enum TokenRefusal {
     Expired,
     #[error("join token already used")]
     Used,
+    #[error("join token revoked")]
+    Revoked,
+}
+
+/// A join token as `token list` shows it (never its secret, which is not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct JoinTokenRow {
+    pub id: i64,
+    /// The host it admits.
+    pub host: String,
+    /// The user who created it (`None`: from the shell).
+    pub created_by: Option<i64>,
+    pub created_ns: i64,
+    pub expires_ns: i64,
+    pub used_ns: Option<i64>,
+    pub revoked_ns: Option<i64>,
+}
+
+impl JoinTokenRow {
+    /// `unused`, `used`, `expired` or `revoked`, as of `now_ns`.
+    pub fn state(&self, now_ns: i64) -> &'static str {
+        match (self.used_ns, self.revoked_ns) {
+            (Some(_), _) => "used",
+            (None, Some(_)) => "revoked",
+            (None, None) if self.expires_ns <= now_ns => "expired",
+            (None, None) => "unused",
+        }
+    }
+}
+
+/// A host's agent certificate that is valid now: it was issued, has not expired and was
+/// not revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCertificate {
+    pub serial: String,
+    pub not_after_ns: i64,
 }
 
 /// A certificate issued by the built-in CA, as recorded.
@@ -42,6 +80,18 @@ pub enum Admission {
     HostRevoked,
     /// This certificate was revoked (its host was deleted and re-admitted since).
     CertificateRevoked,
+}
+
+fn join_token_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow> {
+    Ok(JoinTokenRow {
+        id: row.try_get("id")?,
+        host: row.try_get("host_name")?,
+        created_by: row.try_get("created_by")?,
+        created_ns: row.try_get("created_ns")?,
+        expires_ns: row.try_get("expires_ns")?,
+        used_ns: row.try_get("used_ns")?,
+        revoked_ns: row.try_get("revoked_ns")?,
+    })
 }
 
 impl Store {
@@ -82,7 +132,8 @@ impl Store {
     ) -> Result<Result<HostName, TokenRefusal>> {
         let hash = hex_sha256_bytes(secret);
         let used = sqlx::query(
-            "UPDATE join_tokens SET used_ns = ? WHERE token_hash = ? AND used_ns IS NULL AND expires_ns > ?",
+            "UPDATE join_tokens SET used_ns = ? WHERE token_hash = ? AND used_ns IS NULL \
+             AND revoked_ns IS NULL AND expires_ns > ?",
         )
         .bind(now_ns)
         .bind(&hash)
@@ -90,7 +141,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(
-            "SELECT host_name, expires_ns, used_ns FROM join_tokens WHERE token_hash = ?",
+            "SELECT host_name, expires_ns, used_ns, revoked_ns FROM join_tokens WHERE token_hash = ?",
         )
         .bind(&hash)
         .fetch_optional(&self.pool)
@@ -105,11 +156,96 @@ impl Store {
             ));
         }
         let used_ns: Option<i64> = row.try_get("used_ns")?;
-        Ok(Err(if used_ns.is_some() {
-            TokenRefusal::Used
-        } else {
-            TokenRefusal::Expired
+        let revoked_ns: Option<i64> = row.try_get("revoked_ns")?;
+        Ok(Err(match (used_ns, revoked_ns) {
+            (Some(_), _) => TokenRefusal::Used,
+            (None, Some(_)) => TokenRefusal::Revoked,
+            (None, None) => TokenRefusal::Expired,
         }))
+    }
+
+    /// Join tokens, newest first; with `all`, used, expired and revoked ones too.
+    pub async fn join_tokens(&self, all: bool, now_ns: i64) -> Result<Vec<JoinTokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, host_name, created_by, created_ns, expires_ns, used_ns, revoked_ns \
+             FROM join_tokens WHERE ? = 1 OR (used_ns IS NULL AND revoked_ns IS NULL AND expires_ns > ?) \
+             ORDER BY created_ns DESC, id DESC LIMIT 1000",
+        )
+        .bind(i64::from(all))
+        .bind(now_ns)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(join_token_row).collect()
+    }
+
+    /// Revokes an unused join token. `NotFound` when there is no such token; a used one
+    /// cannot be revoked (delete its host instead) and is a `Conflict`.
+    pub async fn revoke_join_token(&self, id: i64, now_ns: i64) -> Result<JoinTokenRow> {
+        sqlx::query("UPDATE join_tokens SET revoked_ns = ? WHERE id = ? AND used_ns IS NULL AND revoked_ns IS NULL")
+            .bind(now_ns)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query(
+            "SELECT id, host_name, created_by, created_ns, expires_ns, used_ns, revoked_ns \
+             FROM join_tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let token = join_token_row(&row)?;
+        if token.used_ns.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "join token {id} was already used (by {}); delete the host to revoke its agent",
+                token.host
+            )));
+        }
+        Ok(token)
+    }
+
+    /// The certificates of `host` that are valid now (issued by the built-in CA).
+    pub async fn live_certificates(
+        &self,
+        host: &HostName,
+        now_ns: i64,
+    ) -> Result<Vec<LiveCertificate>> {
+        let rows = sqlx::query(
+            "SELECT serial, not_after_ns FROM agent_certificates \
+             WHERE host_name = ? AND revoked_ns IS NULL AND not_after_ns > ? ORDER BY not_after_ns DESC",
+        )
+        .bind(host.as_str())
+        .bind(now_ns)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LiveCertificate {
+                    serial: row.try_get("serial")?,
+                    not_after_ns: row.try_get("not_after_ns")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes every certificate of `host` but `keep`: a new enrollment replaces the agent
+    /// that held the name, which is then refused. Returns how many were revoked.
+    pub async fn revoke_other_certificates(
+        &self,
+        host: &HostName,
+        keep: &str,
+        now_ns: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE agent_certificates SET revoked_ns = ? \
+             WHERE host_name = ? AND serial <> ? AND revoked_ns IS NULL",
+        )
+        .bind(now_ns)
+        .bind(host.as_str())
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn record_certificate(&self, cert: &IssuedCertificate, now_ns: i64) -> Result<()> {

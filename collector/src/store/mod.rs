@@ -34,7 +34,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use error::{Result, StoreError};
-pub use fleet::{Admission, IssuedCertificate, TokenRefusal};
+pub use fleet::{Admission, IssuedCertificate, JoinTokenRow, LiveCertificate, TokenRefusal};
 pub use ingest::{Frame, IngestReport};
 pub use profiles::{
     EndedProfile, NewProfile, ProfileEnding, ProfileFilter, ProfileOrigin, ProfileRow,
@@ -160,6 +160,49 @@ impl Store {
             backend,
             instances: Arc::default(),
         })
+    }
+
+    /// Connects to the database of an existing deployment, for the shell's admin commands:
+    /// it never creates a database or a schema. A SQLite file that does not exist, or a
+    /// database without Dockermon's schema, or with one of another version, is
+    /// [`StoreError::NotDeployed`], so a command run without the deployment's
+    /// `--data-dir`/`--database-url` cannot act on a new, empty database instead.
+    pub async fn open_existing(url: &DatabaseUrl) -> Result<Store> {
+        let name_it = "pass the deployment's --database-url (or --data-dir for its SQLite file), \
+                       or set DOCKERMON_DATABASE_URL";
+        if let Some(file) = url.sqlite_file()
+            && !file.exists()
+        {
+            return Err(StoreError::NotDeployed(format!(
+                "no database at {}: {name_it}",
+                file.display()
+            )));
+        }
+        let store = Store::connect(&url.existing_only()).await?;
+        let expected = store
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&store.pool)
+                .await
+                .ok()
+                .flatten();
+        match applied {
+            None => Err(StoreError::NotDeployed(format!(
+                "{url} has no Dockermon schema: {name_it}, or run `dockermon-collector migrate` to set up a new one"
+            ))),
+            Some(applied) if applied < expected => Err(StoreError::NotDeployed(format!(
+                "{url} is at migration {applied} and this collector needs {expected}: run `dockermon-collector migrate` (or start the new collector) first"
+            ))),
+            Some(applied) if applied > expected => Err(StoreError::NotDeployed(format!(
+                "{url} is at migration {applied}, newer than this collector knows ({expected}): use the collector that migrated it"
+            ))),
+            Some(_) => Ok(store),
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -436,6 +436,18 @@ impl Store {
         rows.iter().map(host_row).collect()
     }
 
+    /// A page of hosts, by name.
+    pub async fn hosts_page(&self, page: Page) -> Result<Paged<HostRow>> {
+        let mut select: QueryBuilder<Any> = QueryBuilder::new(
+            "SELECT id, name, engine_id, docker_version, agent_version, info, created_ns, last_seen_ns FROM hosts",
+        );
+        push_page(&mut select, " ORDER BY name", page);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(host_row).collect::<Result<_>>()?;
+        self.with_total(page, items, QueryBuilder::new("SELECT COUNT(*) FROM hosts"))
+            .await
+    }
+
     pub async fn host(&self, id: HostId) -> Result<HostRow> {
         let row = sqlx::query(
             "SELECT id, name, engine_id, docker_version, agent_version, info, created_ns, last_seen_ns FROM hosts WHERE id = ?",

@@ -91,6 +91,24 @@ impl DatabaseUrl {
         &self.url
     }
 
+    /// The SQLite file, for a file database.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let path = self.url.trim_start_matches("sqlite://").split('?').next()?;
+        (path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// The same database, but never created: opening a SQLite file that does not exist
+    /// fails instead.
+    pub fn existing_only(&self) -> DatabaseUrl {
+        DatabaseUrl {
+            url: self.url.replace("mode=rwc", "mode=rw"),
+            backend: self.backend,
+        }
+    }
+
     /// The directory a SQLite file lives in, to create before connecting.
     pub(super) fn sqlite_dir(&self) -> Option<PathBuf> {
         if self.backend != Backend::Sqlite {

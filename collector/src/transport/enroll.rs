@@ -93,13 +93,24 @@ pub(super) async fn enroll(
                 TokenRefusal::Unknown => "token_unknown",
                 TokenRefusal::Expired => "token_expired",
                 TokenRefusal::Used => "token_used",
+                TokenRefusal::Revoked => "token_revoked",
             };
             warn!(reason = %refusal, "join token refused");
             return Err(Refusal(StatusCode::FORBIDDEN, code, refusal.to_string()));
         }
     };
-    let issued = issue(&service, &request.csr_pem, &host).await?;
-    info!(%host, "agent enrolled");
+    let (issued, serial) = issue(&service, &request.csr_pem, &host).await?;
+    // One agent per host name: whoever held it before is refused from now on.
+    let replaced = service
+        .store
+        .revoke_other_certificates(&host, &serial, now_ns())
+        .await
+        .map_err(unavailable)?;
+    if replaced > 0 {
+        info!(%host, replaced, "agent enrolled; the agent that held this name before is refused from now on");
+    } else {
+        info!(%host, "agent enrolled");
+    }
     Ok(Json(issued))
 }
 
@@ -123,16 +134,17 @@ pub(super) async fn renew(
         ));
     }
     super::admit(&service, &peer).await?;
-    let issued = issue(&service, &request.csr_pem, &peer.host).await?;
+    let (issued, _) = issue(&service, &request.csr_pem, &peer.host).await?;
     info!(host = %peer.host, "agent certificate renewed");
     Ok(Json(issued))
 }
 
+/// Signs a certificate for `host` and records it; the answer, and its serial.
 async fn issue(
     service: &AgentService,
     csr_pem: &str,
     host: &HostName,
-) -> Result<CertificateIssued, Refusal> {
+) -> Result<(CertificateIssued, String), Refusal> {
     let authority = service.authority.as_ref().expect("checked by the caller");
     let (certificate_pem, record) = authority
         .sign_agent(csr_pem, host, service.agent_cert_ttl)
@@ -148,11 +160,14 @@ async fn issue(
         .record_certificate(&record, now_ns())
         .await
         .map_err(unavailable)?;
-    Ok(CertificateIssued {
-        host: host.clone(),
-        certificate_pem,
-        ca_pem: authority.ca_pem().to_owned(),
-    })
+    Ok((
+        CertificateIssued {
+            host: host.clone(),
+            certificate_pem,
+            ca_pem: authority.ca_pem().to_owned(),
+        },
+        record.serial,
+    ))
 }
 
 /// The refusal for an admission decision, if any.
@@ -170,25 +185,4 @@ pub(super) fn refusal_for(admission: Admission) -> Option<Refusal> {
             "this certificate was revoked; enroll again".into(),
         )),
     }
-}
-
-/// Creates a one-time join token for `host`, valid for `ttl`, pinning `authority`'s CA.
-/// Returns the token and when it expires (Unix ns).
-pub async fn create_join_token(
-    store: &crate::store::Store,
-    authority: &crate::pki::Authority,
-    host: &HostName,
-    ttl: std::time::Duration,
-    created_by: Option<i64>,
-) -> crate::store::Result<(JoinToken, i64)> {
-    let token = JoinToken {
-        ca_fingerprint: authority.fingerprint(),
-        secret: rand::random(),
-    };
-    let now = now_ns();
-    let expires = now.saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64);
-    store
-        .create_join_token(&token.secret, host, created_by, now, expires)
-        .await?;
-    Ok((token, expires))
 }

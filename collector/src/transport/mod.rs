@@ -8,6 +8,7 @@
 //! since it reads the store).
 
 pub mod enroll;
+pub mod join_tokens;
 mod pipeline;
 pub mod registry;
 mod session;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dockermon_proto::HostName;
 use dockermon_proto::transport::{AgentStatus, Command, CommandAction, CommandOutcome};
@@ -20,6 +20,17 @@ use crate::store::HostId;
 
 /// Commands queued for one agent before `command` reports it busy.
 const COMMAND_QUEUE: usize = 64;
+/// An agent heard from this recently is alive (agents ping every 15 s).
+const ALIVE_WITHIN: Duration = Duration::from_secs(20);
+
+/// Another agent process holds the host's session and is alive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{host} is connected from another agent process right now: two agents cannot share one host name (a copied state directory?); give this agent its own state directory and join token, or stop the other"
+)]
+pub struct AlreadyConnected {
+    pub host: HostName,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -41,10 +52,15 @@ pub struct Connection {
     pub close: CancellationToken,
     /// Why `close` fired.
     pub reason: Arc<Mutex<String>>,
+    /// When the session last heard from its agent; the session updates it.
+    pub heard: Arc<Mutex<Instant>>,
 }
 
 struct Entry {
     connection_id: u64,
+    /// The agent process's `instance` from its hello.
+    instance: Option<String>,
+    heard: Arc<Mutex<Instant>>,
     name: HostName,
     serial: String,
     certificate_expires_s: i64,
@@ -74,15 +90,38 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Registers a session for `host`. An older session for the same host is closed: one
-    /// agent, one connection.
-    pub fn connect(&self, host: HostId, peer: &Peer, capabilities: Vec<String>) -> Connection {
+    /// Registers a session for `host`: one host, one agent, one connection. An older
+    /// session of the same agent process (a reconnection), of an agent that said nothing
+    /// about its process, or of one not heard from for [`ALIVE_WITHIN`] (gone without a
+    /// goodbye) is closed; the session of another agent process that is alive is kept, and
+    /// this one refused.
+    pub fn connect(
+        &self,
+        host: HostId,
+        peer: &Peer,
+        instance: Option<String>,
+        capabilities: Vec<String>,
+    ) -> Result<Connection, AlreadyConnected> {
+        let mut entries = self.entries.lock().expect("registry lock");
+        if let Some(old) = entries.get(&host)
+            && old.instance.is_some()
+            && instance.is_some()
+            && old.instance != instance
+            && old.heard.lock().expect("heard lock").elapsed() < ALIVE_WITHIN
+        {
+            return Err(AlreadyConnected {
+                host: peer.host.clone(),
+            });
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let close = CancellationToken::new();
         let reason = Arc::new(Mutex::new(String::new()));
+        let heard = Arc::new(Mutex::new(Instant::now()));
         let entry = Entry {
             connection_id: id,
+            instance,
+            heard: heard.clone(),
             name: peer.host.clone(),
             serial: peer.serial.clone(),
             certificate_expires_s: peer.not_after_s,
@@ -93,22 +132,18 @@ impl Registry {
             capabilities,
             status: AgentStatus::default(),
         };
-        if let Some(old) = self
-            .entries
-            .lock()
-            .expect("registry lock")
-            .insert(host, entry)
-        {
+        if let Some(old) = entries.insert(host, entry) {
             *old.reason.lock().expect("reason lock") =
                 "replaced by a newer connection of the same agent".into();
             old.close.cancel();
         }
-        Connection {
+        Ok(Connection {
             id,
             commands: receiver,
             close,
             reason,
-        }
+            heard,
+        })
     }
 
     /// Forgets a session (when it ends); pending commands see `Disconnected`.

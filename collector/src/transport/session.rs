@@ -117,6 +117,18 @@ fn decode(message: Result<Message, axum::Error>) -> Result<Option<AgentMessage>,
     }
 }
 
+/// Tells the agent why it is refused, then ends the session.
+async fn refuse(socket: &mut WebSocket, reason: String) -> Result<End, End> {
+    send(
+        socket,
+        &CollectorMessage::Refused {
+            reason: reason.clone(),
+        },
+    )
+    .await?;
+    Ok(End::Closed(POLICY, reason))
+}
+
 async fn converse(
     socket: &mut WebSocket,
     peer: &Peer,
@@ -151,14 +163,7 @@ async fn converse(
                 "agent"
             }
         );
-        send(
-            socket,
-            &CollectorMessage::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await?;
-        return Ok(End::Closed(POLICY, reason));
+        return refuse(socket, reason).await;
     }
 
     let host = service
@@ -171,18 +176,6 @@ async fn converse(
         .last_seq(host)
         .await
         .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
-    send(
-        socket,
-        &CollectorMessage::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            host: peer.host.clone(),
-            last_seq: committed,
-            config: service.agent_config.clone(),
-        }),
-    )
-    .await?;
-    info!(host = %peer.host, agent_version = %hello.agent_version, last_seq = committed, "agent connected");
-
     // What the agent says about itself is bounded like everything else it sends.
     let capabilities: Vec<String> = hello
         .capabilities
@@ -190,7 +183,29 @@ async fn converse(
         .take(32)
         .map(|c| limits::truncate(c.clone(), 64))
         .collect();
-    let mut connection = service.registry.connect(host, peer, capabilities);
+    let instance = hello
+        .instance
+        .as_ref()
+        .map(|instance| limits::truncate(instance.clone(), 64));
+    let mut connection = match service.registry.connect(host, peer, instance, capabilities) {
+        Ok(connection) => connection,
+        Err(refusal) => {
+            warn!(host = %peer.host, "refused a second agent process under one host name");
+            return refuse(socket, refusal.to_string()).await;
+        }
+    };
+    let welcome = CollectorMessage::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        host: peer.host.clone(),
+        last_seq: committed,
+        config: service.agent_config.clone(),
+    });
+    if let Err(end) = send(socket, &welcome).await {
+        service.registry.disconnect(host, connection.id);
+        return Err(end);
+    }
+    info!(host = %peer.host, agent_version = %hello.agent_version, last_seq = committed, "agent connected");
+
     // Before this session's frames are read, so none of them is applied before the load.
     if let Err(error) = service
         .metrics
@@ -244,6 +259,7 @@ async fn stream(
             next = socket.recv() => {
                 let next = next.ok_or_else(|| End::Gone("connection closed".into()))?;
                 last_heard = Instant::now();
+                *connection.heard.lock().expect("heard lock") = last_heard;
                 let Some(message) = decode(next)? else { continue };
                 match message {
                     AgentMessage::Data(frame) => {

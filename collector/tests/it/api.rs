@@ -507,9 +507,10 @@ async fn reads_show_what_the_agents_reported(db: TestDb) {
 
     let (status, hosts) = api.get("/api/v1/hosts", &viewer).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(hosts[0]["name"], "docker-1");
-    assert_eq!(hosts[0]["connected"], false);
-    assert_eq!(hosts[0]["docker_version"], "20.10.24");
+    assert_eq!(hosts["total"], 1, "{hosts}");
+    assert_eq!(hosts["items"][0]["name"], "docker-1");
+    assert_eq!(hosts["items"][0]["connected"], false);
+    assert_eq!(hosts["items"][0]["docker_version"], "20.10.24");
 
     let path = format!("/api/v1/containers?host={}&label=tier%3Dfront", docker.0);
     let (_, containers) = api.get(&path, &viewer).await;

@@ -464,7 +464,7 @@ async fn standalone_watches_the_local_docker_in_one_command() {
     let (_, hosts) = dockermon_e2e::http::json(api, "GET", "/api/v1/hosts", Some(&token), None)
         .await
         .unwrap();
-    assert_eq!(hosts[0]["connected"], true, "{hosts}");
+    assert_eq!(hosts["items"][0]["connected"], true, "{hosts}");
     stop(collector).await;
     for made in [
         "data/dockermon.db",

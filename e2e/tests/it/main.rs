@@ -4,6 +4,7 @@
 mod api;
 mod delivery;
 mod metrics;
+mod operations;
 mod profiles;
 mod protocol;
 mod real_world;

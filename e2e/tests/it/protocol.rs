@@ -116,6 +116,7 @@ async fn bad_frames_close_only_their_own_connection() {
             protocol_version: 99,
             capabilities: Vec::new(),
             profiles: Vec::new(),
+            instance: None,
         }))
         .await
         .unwrap();

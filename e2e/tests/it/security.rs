@@ -105,7 +105,16 @@ async fn strangers_are_refused_and_the_collector_stays_up() {
     let (code, stderr) = refused_agent(&setup, "twice-again", &token).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("join token already used"), "{stderr}");
-    let stale = setup.collector.token("stale", "1ns").await.unwrap();
+    let stale = setup.collector.token("stale", "1s").await.unwrap();
+    let collector = &setup.collector;
+    eventually(WAIT, "the token expired", || async {
+        let list = collector.cli(&["token", "list", "--all"]).await.ok()?;
+        list.lines()
+            .any(|line| line.contains("stale") && line.contains("expired"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let (_, stderr) = refused_agent(&setup, "stale", &stale).await;
     assert!(stderr.contains("join token expired"), "{stderr}");
     let made_up = JoinToken {

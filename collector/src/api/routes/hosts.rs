@@ -1,12 +1,11 @@
 //! Hosts: their live status, what is on them (images, volumes, networks, disk usage,
-//! latest stats), join tokens for new ones, and deleting (revoking) them.
+//! latest stats), and deleting (revoking) them.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use dockermon_proto::{HostName, now_ns};
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,6 @@ use crate::api::params::{self, Path, Query};
 use crate::store::{
     HostId, HostRow, ImageRow, LatestStats, NetworkRow, Paged, UsageRow, UserAction, VolumeRow,
 };
-use crate::transport::enroll::create_join_token;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -31,7 +29,6 @@ pub fn router() -> Router<ApiState> {
         .route("/hosts/{id}/networks", get(networks))
         .route("/hosts/{id}/usage", get(usage))
         .route("/hosts/{id}/stats/latest", get(latest_stats))
-        .route("/join-tokens", post(join_token))
 }
 
 /// A host and whether its agent is connected now.
@@ -58,25 +55,6 @@ pub struct AgentView {
     pub spool_bytes: u64,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinTokenRequest {
-    /// The name the host will be known by.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
-    pub host: String,
-    /// How long the token stays valid, in seconds (default 3600, at most 7 days).
-    #[schema(minimum = 1, maximum = 604800)]
-    pub ttl_seconds: Option<u64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JoinTokenResponse {
-    /// Give it to `dockermon-agent --join-token`. It works once.
-    pub token: String,
-    pub host: String,
-    pub expires_ns: i64,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
@@ -92,7 +70,6 @@ pub struct UsageParams {
 }
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
-const MAX_TOKEN_TTL: u64 = 7 * 86_400;
 
 fn view(state: &ApiState, host: HostRow) -> HostView {
     let agent = state.registry.agent(host.id).map(|agent| AgentView {
@@ -109,12 +86,25 @@ fn view(state: &ApiState, host: HostRow) -> HostView {
     }
 }
 
-/// Every host.
+/// Hosts, by name, paginated like every list.
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", security(("bearer" = [])),
-    responses((status = 200, body = Vec<HostView>), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<ApiState>, _: AuthUser) -> ApiResult<Json<Vec<HostView>>> {
-    let hosts = state.store.hosts().await?;
-    Ok(Json(hosts.into_iter().map(|h| view(&state, h)).collect()))
+    params(PageParams),
+    responses((status = 200, body = Paged<HostView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Paged<HostView>>> {
+    let page = params::page(page.offset, page.limit)?;
+    let hosts = state.store.hosts_page(page).await?;
+    Ok(Json(Paged {
+        total: hosts.total,
+        offset: hosts.offset,
+        limit: hosts.limit,
+        items: hosts.items.into_iter().map(|h| view(&state, h)).collect(),
+        warnings: hosts.warnings,
+    }))
 }
 
 /// One host.
@@ -171,47 +161,6 @@ pub async fn delete(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Creates a one-time join token for a new (or deleted, to re-admit it) host.
-#[utoipa::path(post, path = "/api/v1/join-tokens", tag = "hosts", security(("bearer" = [])),
-    request_body = JoinTokenRequest,
-    responses((status = 201, body = JoinTokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the collector has no built-in CA")))]
-pub async fn join_token(
-    State(state): State<ApiState>,
-    Admin(admin): Admin,
-    params::Json(request): params::Json<JoinTokenRequest>,
-) -> ApiResult<(StatusCode, Json<JoinTokenResponse>)> {
-    let host = HostName::new(request.host).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ttl = request.ttl_seconds.unwrap_or(3600);
-    if !(1..=MAX_TOKEN_TTL).contains(&ttl) {
-        return Err(ApiError::bad_request(format!(
-            "ttl_seconds must be between 1 and {MAX_TOKEN_TTL}"
-        )));
-    }
-    let authority = state.authority.as_ref().ok_or_else(|| {
-        ApiError::conflict(
-            "join tokens need the built-in CA; this collector uses certificate files",
-        )
-    })?;
-    let (token, expires_ns) = create_join_token(
-        &state.store,
-        authority,
-        &host,
-        Duration::from_secs(ttl),
-        Some(admin.id),
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(JoinTokenResponse {
-            token: token.to_string(),
-            host: host.to_string(),
-            expires_ns,
-        }),
-    ))
 }
 
 /// A host's images.

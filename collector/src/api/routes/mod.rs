@@ -4,5 +4,6 @@ pub mod activity;
 pub mod auth;
 pub mod containers;
 pub mod hosts;
+pub mod join_tokens;
 pub mod profiles;
 pub mod users;
