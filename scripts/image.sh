@@ -10,9 +10,11 @@ component=${1:?usage: scripts/image.sh agent|collector [TAG]}
 case "$component" in agent|collector) ;; *) echo "unknown component: $component" >&2; exit 2 ;; esac
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${2:-$version}
-binary=target/release/dockermon-$component
 
 cargo build --release --locked -p "dockermon-$component"
+# Wherever cargo puts it (CARGO_TARGET_DIR, a config file), not necessarily ./target.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+binary=$target_dir/release/dockermon-$component
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

@@ -25,8 +25,8 @@ use crate::uplink::{CollectorUrl, Identity, IdentityFiles, UplinkConfig};
 #[derive(Debug, Parser)]
 #[command(name = "dockermon-agent", version)]
 pub struct Cli {
-    /// YAML configuration file (keys as the flags, with underscores). Flags and
-    /// environment variables override it.
+    /// YAML configuration file: every flag is a key, with underscores (`--stats-interval
+    /// 10s` is `stats_interval: 10s`). Flags and environment variables override it.
     #[arg(long, env = "DOCKERMON_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -115,13 +115,13 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_MAX_PROFILES", value_name = "N")]
     pub max_profiles: Option<usize>,
 
-    /// Log filter (tracing's env-filter syntax), written to stderr.
-    #[arg(long, env = "DOCKERMON_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter (tracing's env-filter syntax), written to stderr. [default: info]
+    #[arg(long, env = "DOCKERMON_LOG")]
+    pub log: Option<String>,
 
-    /// Log line format.
-    #[arg(long, env = "DOCKERMON_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Log line format. [default: text]
+    #[arg(long, env = "DOCKERMON_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -131,11 +131,17 @@ pub enum OutputKind {
     Collector,
 }
 
-/// The YAML configuration file. Unknown keys are an error: a misspelt key silently
-/// ignored is a setting silently not applied.
+/// The YAML configuration file (`--config`). One rule: every flag `--some-name` is the key
+/// `some_name`, with the value written as on the command line (lists may also be YAML
+/// lists); the join token goes by `join_token_file`. Unknown keys are an error: a misspelt
+/// key silently ignored is a setting silently not applied.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// Log filter.
+    pub log: Option<String>,
+    /// Log line format.
+    pub log_format: Option<LogFormat>,
     /// Docker endpoint, as `--docker-host`.
     pub docker_host: Option<String>,
     /// Keep retrying when Docker is unreachable at start.
@@ -164,8 +170,8 @@ pub struct FileConfig {
     pub ca: Option<PathBuf>,
     /// Spool size, e.g. `64MiB`.
     pub spool_size: Option<String>,
-    /// Container actions the collector may ask for, e.g. `[start, stop, restart]`.
-    pub allow_actions: Option<Vec<String>>,
+    /// Container actions the collector may ask for, e.g. `start,stop` or `[start, stop]`.
+    pub allow_actions: Option<config_file::List>,
     /// Most profile sessions at once.
     pub max_profiles: Option<usize>,
 }
@@ -180,6 +186,9 @@ pub struct Config {
     pub allowed_actions: BTreeSet<ContainerAction>,
     /// Profile sessions this agent runs at once, at most.
     pub max_profiles: usize,
+    /// Log filter and format.
+    pub log: String,
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,8 +245,8 @@ pub enum ConfigError {
 impl Cli {
     fn allowed_actions(&self, file: &FileConfig) -> Result<BTreeSet<ContainerAction>, ConfigError> {
         let names: Vec<String> = match (&self.allow_actions, &file.allow_actions) {
-            (Some(list), _) => list.split(',').map(|name| name.trim().to_owned()).collect(),
-            (None, Some(list)) => list.clone(),
+            (Some(list), _) => config_file::List::Text(list.clone()).items(),
+            (None, Some(list)) => list.items(),
             (None, None) => return Ok(crate::actions::default_allowed()),
         };
         if names.len() == 1 && names[0] == "none" {
@@ -385,6 +394,15 @@ impl Cli {
             output,
             allowed_actions: self.allowed_actions(&file)?,
             max_profiles,
+            log: self
+                .log
+                .clone()
+                .or_else(|| file.log.clone())
+                .unwrap_or_else(|| "info".to_owned()),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
         })
     }
 
@@ -502,6 +520,25 @@ fn in_range(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_flag_is_a_key_of_the_file() {
+        use clap::CommandFactory;
+        // The join token is a secret: in a file it goes by `join_token_file`.
+        const NOT_IN_FILE: &[&str] = &["help", "version", "config", "join-token"];
+        let mut checked = 0;
+        for arg in Cli::command().get_arguments() {
+            let Some(flag) = arg.get_long() else { continue };
+            if NOT_IN_FILE.contains(&flag) {
+                continue;
+            }
+            let key = flag.replace('-', "_");
+            let parsed: Result<FileConfig, _> = serde_yaml::from_str(&format!("{key}: null"));
+            assert!(parsed.is_ok(), "--{flag} has no key {key}: {parsed:?}");
+            checked += 1;
+        }
+        assert!(checked > 15, "{checked}");
+    }
+
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {

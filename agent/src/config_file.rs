@@ -15,7 +15,7 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}")]
     Parse {
         path: PathBuf,
         #[source]
@@ -36,6 +36,31 @@ pub fn read_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, FileEr
         path: path.to_owned(),
         source,
     })
+}
+
+/// A list in the YAML file: written as on the command line (`start,stop`) or as a YAML
+/// list (`[start, stop]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum List {
+    Text(String),
+    Items(Vec<String>),
+}
+
+impl List {
+    /// The entries, trimmed, without empty ones.
+    pub fn items(&self) -> Vec<String> {
+        let items: Vec<&str> = match self {
+            List::Text(text) => text.split(',').collect(),
+            List::Items(items) => items.iter().map(String::as_str).collect(),
+        };
+        items
+            .into_iter()
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// A duration as people write it (`30s`, `2m`, `7d`), or a message saying what to write.
@@ -98,11 +123,12 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert_eq!(read_yaml::<Sample>(&path).unwrap(), Sample::default());
         std::fs::write(&path, "nmae: x\n").unwrap();
-        let err = read_yaml::<Sample>(&path).unwrap_err().to_string();
+        let err = crate::process::error_chain(&read_yaml::<Sample>(&path).unwrap_err());
         assert!(
             err.contains("c.yaml") && err.contains("unknown field `nmae`"),
             "{err}"
         );
+        assert_eq!(err.matches("unknown field").count(), 1, "said once: {err}");
         assert!(
             read_yaml::<Sample>(&dir.path().join("missing.yaml"))
                 .unwrap_err()

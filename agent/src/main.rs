@@ -23,11 +23,14 @@ fn main() -> ExitCode {
     let config = match cli.resolve() {
         Ok(config) => config,
         Err(error) => {
-            say!("dockermon-agent: configuration error: {error}");
+            say!(
+                "dockermon-agent: configuration error: {}",
+                error_chain(&error)
+            );
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = init_logging(&cli.log, cli.log_format) {
+    if let Err(error) = init_logging(&config.log, config.log_format) {
         say!("dockermon-agent: configuration error: log: {error}");
         return ExitCode::from(2);
     }

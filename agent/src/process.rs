@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -62,13 +63,18 @@ pub async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-/// An error and its causes, `: `-separated.
+/// An error and its causes, `: `-separated, each said once: many libraries repeat their
+/// cause in their own message (sqlx's "error returned from database: 1045 …" has the
+/// 1045 error as its source), and a reason printed twice reads like two problems.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -26,24 +26,18 @@ use crate::transport::TlsFiles;
 #[derive(Debug, Parser)]
 #[command(name = "dockermon-collector", version)]
 pub struct Cli {
-    /// YAML configuration file (keys as the flags, with underscores). Flags and
-    /// environment variables override it.
+    /// YAML configuration file: every flag is a key, with underscores (`--retention-raw 7d`
+    /// is `retention_raw: 7d`). Flags and environment variables override it.
     #[arg(long, env = "DOCKERMON_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Log filter (tracing's env-filter syntax), written to stderr.
-    #[arg(long, env = "DOCKERMON_LOG", default_value = "info", global = true)]
-    pub log: String,
+    /// Log filter (tracing's env-filter syntax), written to stderr. [default: info]
+    #[arg(long, env = "DOCKERMON_LOG", global = true)]
+    pub log: Option<String>,
 
-    /// Log line format.
-    #[arg(
-        long,
-        env = "DOCKERMON_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
-    pub log_format: LogFormat,
+    /// Log line format. [default: text]
+    #[arg(long, env = "DOCKERMON_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -220,6 +214,12 @@ pub struct DatabaseArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Keep retrying when the database refuses the connection at start (wrong password,
+    /// unknown database: it may be being set up), instead of exiting 1. A database that is
+    /// down or unreachable is always waited for.
+    #[arg(long, env = "DOCKERMON_WAIT_FOR_DATABASE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub wait_for_database: Option<bool>,
 
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
@@ -317,6 +317,7 @@ impl StandaloneArgs {
         let docker_host = self
             .docker_host
             .clone()
+            .or_else(|| file.docker_host.clone())
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| dockermon_agent::config::DEFAULT_DOCKER_HOST.to_owned());
         Ok((config, docker_host))
@@ -366,107 +367,48 @@ pub struct ApiArgs {
     pub admin_password_file: Option<PathBuf>,
 }
 
-/// The YAML file. Unknown keys are an error: a misspelt key silently ignored is a setting
-/// silently not applied.
+/// The YAML file (`--config`). One rule: every flag `--some-name` is the key `some_name`,
+/// with the value written as on the command line (lists may also be YAML lists). The
+/// exceptions are the secrets given inline (`--jwt-secret`, `--admin-password`): in a file
+/// they go by their `*_file` keys. Unknown keys are an error: a misspelt key silently
+/// ignored is a setting silently not applied.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Database URL, as `--database-url`.
+    pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
     pub database_url: Option<String>,
-    /// File holding the database URL.
     pub database_url_file: Option<PathBuf>,
-    /// Data directory.
     pub data_dir: Option<PathBuf>,
-    /// Address for health and metrics.
+    pub wait_for_database: Option<bool>,
     pub health_listen: Option<SocketAddr>,
-    /// What /metrics exports, and who may scrape it.
-    #[serde(default)]
-    pub metrics: MetricsFile,
-    /// How long data is kept.
-    #[serde(default)]
-    pub retention: RetentionFile,
-    /// Address agents connect to.
+    pub metrics_token_file: Option<PathBuf>,
+    pub metrics_labels: Option<config_file::List>,
+    pub retention_raw: Option<String>,
+    pub retention_5m: Option<String>,
+    pub retention_1h: Option<String>,
+    pub retention_activity: Option<String>,
+    pub retention_profiles: Option<String>,
+    pub profile_max_per_host: Option<u64>,
+    pub profile_max_per_user: Option<u64>,
+    pub profile_max_duration: Option<String>,
+    pub profile_grace: Option<String>,
     pub agent_listen: Option<SocketAddr>,
-    /// Server certificate for the agent listener (bring-your-own mode).
     pub tls_cert: Option<PathBuf>,
-    /// Its private key.
     pub tls_key: Option<PathBuf>,
-    /// CA that signs agent certificates (bring-your-own mode).
     pub client_ca: Option<PathBuf>,
-    /// Validity of certificates issued to agents.
     pub agent_cert_ttl: Option<String>,
-    /// What agents are told to collect.
-    #[serde(default)]
-    pub agents: AgentsFile,
-    /// Bounds and timings of profile sessions.
-    #[serde(default)]
-    pub profiles: ProfilesFile,
-    /// Address of the REST API.
+    pub agent_stats_interval: Option<String>,
+    pub agent_usage_interval: Option<String>,
     pub api_listen: Option<SocketAddr>,
-    /// Address of the WebSocket API.
     pub ws_listen: Option<SocketAddr>,
-    /// File holding the token-signing secret.
     pub jwt_secret_file: Option<PathBuf>,
-    /// Validity of access tokens.
     pub access_token_ttl: Option<String>,
-    /// Validity of sessions without a refresh.
     pub session_ttl: Option<String>,
-    /// Email of the first admin.
     pub admin_email: Option<String>,
-    /// File holding the first admin's password.
     pub admin_password_file: Option<PathBuf>,
-}
-
-/// Collection settings sent to every agent, e.g. `stats_interval: 30s`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentsFile {
-    /// Stats sweep interval.
-    pub stats_interval: Option<String>,
-    /// Disk usage interval, or `off`.
-    pub usage_interval: Option<String>,
-}
-
-/// `/metrics` in the YAML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsFile {
-    /// File holding the token scrapers must present.
-    pub token_file: Option<PathBuf>,
-    /// Docker label keys exported as `container_label_<key>`.
-    pub labels: Option<Vec<String>>,
-}
-
-/// Profile sessions in the YAML file, e.g. `max_per_host: 8`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfilesFile {
-    /// Sessions at once on one host.
-    pub max_per_host: Option<u64>,
-    /// Sessions at once per user.
-    pub max_per_user: Option<u64>,
-    /// The longest session, e.g. `1h`.
-    pub max_duration: Option<String>,
-    /// How long a session outlives its last watcher or its agent's disconnection.
-    pub grace: Option<String>,
-}
-
-/// Retention periods in the YAML file, e.g. `raw: 7d`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionFile {
-    /// Raw stats.
-    pub raw: Option<String>,
-    /// 5-minute rollups.
-    #[serde(rename = "5m")]
-    pub five_minutes: Option<String>,
-    /// 1-hour rollups.
-    #[serde(rename = "1h")]
-    pub one_hour: Option<String>,
-    /// Activity log.
-    pub activity: Option<String>,
-    /// Profile sessions and their samples.
-    pub profiles: Option<String>,
+    /// `standalone` only: the local Docker engine.
+    pub docker_host: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -478,6 +420,8 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub database: DatabaseConfig,
+    /// Retry a database that refuses the connection, instead of exiting.
+    pub wait_for_database: bool,
     pub health_listen: SocketAddr,
     pub retention: Retention,
     pub agent_listen: SocketAddr,
@@ -557,6 +501,21 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     }
 }
 
+impl Cli {
+    /// The log filter and format: flag or variable, then the file, then `info` as text.
+    pub fn logging(&self, file: &FileConfig) -> (String, LogFormat) {
+        (
+            self.log
+                .clone()
+                .or_else(|| file.log.clone())
+                .unwrap_or_else(|| "info".to_owned()),
+            self.log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        )
+    }
+}
+
 impl DatabaseArgs {
     pub fn resolve(&self, file: &FileConfig) -> Result<DatabaseConfig, ConfigError> {
         let data_dir = self
@@ -606,33 +565,33 @@ impl ServeArgs {
         };
         let retention = Retention {
             raw: period(
-                "retention.raw",
+                "retention_raw",
                 &self.retention_raw,
-                &file.retention.raw,
+                &file.retention_raw,
                 defaults.raw,
             )?,
             five_minutes: period(
-                "retention.5m",
+                "retention_5m",
                 &self.retention_5m,
-                &file.retention.five_minutes,
+                &file.retention_5m,
                 defaults.five_minutes,
             )?,
             one_hour: period(
-                "retention.1h",
+                "retention_1h",
                 &self.retention_1h,
-                &file.retention.one_hour,
+                &file.retention_1h,
                 defaults.one_hour,
             )?,
             activity: period(
-                "retention.activity",
+                "retention_activity",
                 &self.retention_activity,
-                &file.retention.activity,
+                &file.retention_activity,
                 defaults.activity,
             )?,
             profiles: period(
-                "retention.profiles",
+                "retention_profiles",
                 &self.retention_profiles,
-                &file.retention.profiles,
+                &file.retention_profiles,
                 defaults.profiles,
             )?,
             ..defaults
@@ -673,9 +632,9 @@ impl ServeArgs {
         let stats_interval = match self
             .agent_stats_interval
             .as_ref()
-            .or(file.agents.stats_interval.as_ref())
+            .or(file.agent_stats_interval.as_ref())
         {
-            Some(text) => duration("agents.stats_interval", text)?,
+            Some(text) => duration("agent_stats_interval", text)?,
             None => Duration::from_secs(30),
         };
         config_file::within(
@@ -683,18 +642,22 @@ impl ServeArgs {
             Duration::from_secs(1),
             Duration::from_secs(3600),
         )
-        .map_err(|range| invalid("agents.stats_interval", range))?;
+        .map_err(|range| invalid("agent_stats_interval", range))?;
         let usage_interval = match self
             .agent_usage_interval
             .as_ref()
-            .or(file.agents.usage_interval.as_ref())
+            .or(file.agent_usage_interval.as_ref())
         {
             Some(text) if text.trim() == "off" => None,
-            Some(text) => Some(duration("agents.usage_interval", text)?),
+            Some(text) => Some(duration("agent_usage_interval", text)?),
             None => Some(Duration::from_secs(120)),
         };
         Ok(ServeConfig {
             database,
+            wait_for_database: self
+                .wait_for_database
+                .or(file.wait_for_database)
+                .unwrap_or(false),
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
@@ -722,15 +685,15 @@ impl ServeArgs {
     }
 
     fn metrics_labels(&self, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
-        let keys: Vec<String> = match (&self.metrics_labels, &file.metrics.labels) {
-            (Some(list), _) => list.split(',').map(|key| key.trim().to_owned()).collect(),
-            (None, Some(list)) => list.clone(),
+        let keys: Vec<String> = match (&self.metrics_labels, &file.metrics_labels) {
+            (Some(list), _) => config_file::List::Text(list.clone()).items(),
+            (None, Some(list)) => list.items(),
             (None, None) => Vec::new(),
         };
         let keys: Vec<String> = keys.into_iter().filter(|key| !key.is_empty()).collect();
         if keys.len() > 32 {
             return Err(invalid(
-                "metrics.labels",
+                "metrics_labels",
                 "at most 32 label keys: each one multiplies the series Prometheus keeps",
             ));
         }
@@ -741,7 +704,7 @@ impl ServeArgs {
         let Some(path) = self
             .metrics_token_file
             .as_ref()
-            .or(file.metrics.token_file.as_ref())
+            .or(file.metrics_token_file.as_ref())
         else {
             return Ok(None);
         };
@@ -753,7 +716,7 @@ impl ServeArgs {
         let token = token.trim();
         if token.len() < 16 {
             return Err(invalid(
-                "metrics.token_file",
+                "metrics_token_file",
                 format!(
                     "{} holds a token shorter than 16 characters",
                     path.display()
@@ -778,28 +741,28 @@ impl ServeArgs {
         };
         Ok(ProfileSettings {
             max_per_host: count(
-                "profiles.max_per_host",
+                "profile_max_per_host",
                 self.profile_max_per_host,
-                file.profiles.max_per_host,
+                file.profile_max_per_host,
                 defaults.max_per_host,
             )?,
             max_per_user: count(
-                "profiles.max_per_user",
+                "profile_max_per_user",
                 self.profile_max_per_user,
-                file.profiles.max_per_user,
+                file.profile_max_per_user,
                 defaults.max_per_user,
             )?,
             max_duration: bounded_duration(
-                "profiles.max_duration",
+                "profile_max_duration",
                 &self.profile_max_duration,
-                &file.profiles.max_duration,
+                &file.profile_max_duration,
                 defaults.max_duration,
                 Duration::from_secs(10)..=Duration::from_secs(86_400),
             )?,
             grace: bounded_duration(
-                "profiles.grace",
+                "profile_grace",
                 &self.profile_grace,
-                &file.profiles.grace,
+                &file.profile_grace,
                 defaults.grace,
                 Duration::from_secs(1)..=Duration::from_secs(600),
             )?,
@@ -928,6 +891,50 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_flag_is_a_key_of_the_file() {
+        use clap::CommandFactory;
+        // Secrets given inline go by their `*_file` keys in a file.
+        const NOT_IN_FILE: &[&str] = &["help", "version", "config", "jwt-secret", "admin-password"];
+        let cli = Cli::command();
+        let mut checked = 0;
+        for command in ["serve", "standalone"] {
+            let command = cli.find_subcommand(command).unwrap();
+            for arg in command.get_arguments().chain(cli.get_arguments()) {
+                let Some(flag) = arg.get_long() else { continue };
+                if NOT_IN_FILE.contains(&flag) {
+                    continue;
+                }
+                let key = flag.replace('-', "_");
+                let parsed: Result<FileConfig, _> = serde_yaml::from_str(&format!("{key}: null"));
+                assert!(parsed.is_ok(), "--{flag} has no key {key}: {parsed:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked}");
+        let nested: Result<FileConfig, _> = serde_yaml::from_str("retention:\n  raw: 1d\n");
+        assert!(nested.is_err(), "one rule: no nested keys");
+    }
+
+    #[test]
+    fn the_file_sets_what_the_flags_set() {
+        let file: FileConfig = serde_yaml::from_str(
+            "agent_stats_interval: 5s\nmetrics_labels: [team, tier]\nlog_format: json\n\
+             profile_max_per_host: 3\nretention_activity: 30d\n",
+        )
+        .unwrap();
+        let config = serve(&[]).resolve(&file).unwrap();
+        assert_eq!(config.agent_config.stats_interval_ms, 5000);
+        assert_eq!(config.metrics.labels, ["team", "tier"]);
+        assert_eq!(config.profiles.max_per_host, 3);
+        assert_eq!(config.retention.activity, Duration::from_secs(30 * 86_400));
+        let cli = Cli::try_parse_from(["dockermon-collector", "serve"]).unwrap();
+        assert_eq!(cli.logging(&file), ("info".to_owned(), LogFormat::Json));
+        let as_text: FileConfig = serde_yaml::from_str("metrics_labels: team, tier\n").unwrap();
+        let config = serve(&[]).resolve(&as_text).unwrap();
+        assert_eq!(config.metrics.labels, ["team", "tier"]);
+    }
+
+    #[test]
     fn the_embedded_database_is_the_default() {
         let config = serve(&[]).resolve(&FileConfig::default()).unwrap();
         assert_eq!(
@@ -941,7 +948,7 @@ mod tests {
     #[test]
     fn flags_beat_the_file() {
         let file: FileConfig = serde_yaml::from_str(
-            "database_url: sqlite:///file.db\nretention:\n  raw: 2d\n  1h: 30d\n",
+            "database_url: sqlite:///file.db\nretention_raw: 2d\nretention_1h: 30d\n",
         )
         .unwrap();
         let config = serve(&["--retention-raw", "3d"]).resolve(&file).unwrap();
@@ -1033,10 +1040,13 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("retention.raw: 10m is too short"),
+                .starts_with("retention_raw: 10m is too short"),
             "{err}"
         );
-        let err = serde_yaml::from_str::<FileConfig>("retention:\n  rwa: 1d\n").unwrap_err();
-        assert!(err.to_string().contains("unknown field `rwa`"), "{err}");
+        let err = serde_yaml::from_str::<FileConfig>("retention_rwa: 1d\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `retention_rwa`"),
+            "{err}"
+        );
     }
 }

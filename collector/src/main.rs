@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         Ok(file) => file,
         Err(error) => return config_error(&error),
     };
-    if let Err(error) = init_logging(&cli.log, cli.log_format) {
+    let (log, log_format) = cli.logging(&file);
+    if let Err(error) = init_logging(&log, log_format) {
         say!("dockermon-collector: configuration error: log: {error}");
         return ExitCode::from(2);
     }

@@ -36,7 +36,7 @@ use crate::metrics::{self, CollectorMetrics, FleetMetrics, MetricsEndpoint};
 use crate::pki::Authority;
 use crate::profiles::Profiler;
 use crate::scheduler;
-use crate::store::{DatabaseUrl, Store};
+use crate::store::{DatabaseUrl, Store, StoreError};
 use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
 use crate::ws::{self, Feed, WsState};
 
@@ -85,10 +85,26 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     let router = health::router(readiness.clone()).merge(metrics::router(metrics));
     spawn_server(&tracker, listener, router, "health", &cancel);
 
-    let Some(store) = connect(&config.database.url, &readiness, &cancel).await else {
-        tracker.close();
-        tracker.wait().await;
-        return Ok(());
+    let store = match connect(
+        &config.database.url,
+        config.wait_for_database,
+        &readiness,
+        &cancel,
+    )
+    .await
+    {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            tracker.close();
+            tracker.wait().await;
+            return Ok(());
+        }
+        Err(error) => {
+            cancel.cancel();
+            tracker.close();
+            tracker.wait().await;
+            return Err(error);
+        }
     };
     store.migrate().await.context("cannot start")?;
     info!(database = %config.database.url, "database ready");
@@ -233,24 +249,32 @@ fn spawn_server(
     });
 }
 
-/// Connects, retrying with backoff while the database is unavailable. `None` if cancelled.
+/// Connects, retrying with backoff while the database is unavailable. A database that
+/// refuses (wrong credentials, unknown database) is an error at once unless `wait`: no
+/// retry fixes configuration. `None` if cancelled.
 async fn connect(
     url: &DatabaseUrl,
+    wait: bool,
     readiness: &Readiness,
     cancel: &CancellationToken,
-) -> Option<Store> {
+) -> anyhow::Result<Option<Store>> {
     let mut delay = Duration::from_millis(500);
     loop {
         match Store::connect(url).await {
-            Ok(store) => return Some(store),
+            Ok(store) => return Ok(Some(store)),
+            Err(error @ StoreError::Refused(_)) if !wait => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot use the database {url} (pass --wait-for-database to keep retrying)"
+                )));
+            }
             Err(error) => {
                 let reason = error_chain(&error);
-                warn!(database = %url, error = %reason, retry_in_ms = delay.as_millis() as u64, "database unavailable");
+                warn!(database = %url, error = %reason, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
                 readiness.not_ready(reason);
             }
         }
         tokio::select! {
-            () = cancel.cancelled() => return None,
+            () = cancel.cancelled() => return Ok(None),
             () = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(10));

@@ -95,6 +95,9 @@ pub async fn standalone(
         })),
         allowed_actions: dockermon_agent::actions::default_allowed(),
         max_profiles: dockermon_agent::profiler::DEFAULT_MAX_SESSIONS,
+        // The process's logging is the collector's.
+        log: String::new(),
+        log_format: dockermon_agent::process::LogFormat::Text,
     };
     let agent_cancel = cancel.child_token();
     let local_agent = tokio::spawn({

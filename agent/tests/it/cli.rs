@@ -32,6 +32,11 @@ async fn unknown_config_keys_are_named() {
         "{stderr}"
     );
     assert!(stderr.contains("agent.yaml"), "{stderr}");
+    assert_eq!(
+        stderr.matches("unknown field").count(),
+        1,
+        "said once: {stderr}"
+    );
 }
 
 #[tokio::test]

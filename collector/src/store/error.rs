@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The database cannot be reached (down, refused, timed out): retry later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database answered and refused (wrong credentials, no such database, no
+    /// permission): retrying cannot fix it, the configuration must change.
+    #[error("the database refused the connection")]
+    Refused(#[source] sqlx::Error),
     #[error("migration {name} failed: {message}")]
     Migration { name: String, message: String },
     /// The database is not a deployment's: it does not exist, or its schema is missing or
@@ -56,7 +60,30 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// SQLSTATE classes of connection errors that retrying cannot fix: invalid authorization
+/// (28: access denied, MySQL 1045/1698) and access or naming (42: no access to the database
+/// 1044, unknown database 1049). Connection exceptions (08, e.g. too many connections) pass.
+const REFUSALS: &[&str] = &["28", "42"];
+
 impl StoreError {
+    /// An error from opening a connection: a refusal that retrying cannot fix, or the
+    /// database being unavailable.
+    pub fn from_connect(error: sqlx::Error) -> StoreError {
+        let refused = match &error {
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|code| REFUSALS.iter().any(|class| code.starts_with(class)))
+                // SQLite: a file it may not open (permissions, a directory).
+                || db.message().contains("unable to open database file")
+            }
+            _ => false,
+        };
+        if refused {
+            StoreError::Refused(error)
+        } else {
+            StoreError::Unavailable(error)
+        }
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use error::{Result, StoreError};
 pub use fleet::{Admission, IssuedCertificate, JoinTokenRow, LiveCertificate, TokenRefusal};
@@ -117,6 +117,15 @@ impl Store {
             std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir { dir, source })?;
         }
         let options: AnyConnectOptions = url.as_str().parse().map_err(StoreError::Unavailable)?;
+        // One connection first, for its error: the pool retries failed connections until its
+        // timeout and then says only "pool timed out", hiding "connection refused" or
+        // "access denied".
+        sqlx::AnyConnection::connect_with(&options)
+            .await
+            .map_err(StoreError::from_connect)?
+            .close()
+            .await
+            .map_err(StoreError::from_connect)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::MySql => MYSQL_POOL_SIZE,

@@ -172,6 +172,9 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
         body.contains("\"ready\":false") && body.contains("database unavailable"),
         "{body}"
     );
+    // The real cause, once, not the pool's "timed out".
+    assert!(body.contains("Connection refused"), "{body}");
+    assert!(!body.contains("timed out"), "{body}");
 
     // The database comes up: the collector connects, migrates and becomes ready.
     proxy.start().await.unwrap();
@@ -204,12 +207,83 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     assert!(exit.success(), "{exit:?}\n{}", collector.stderr());
 }
 
+#[tokio::test]
+async fn a_database_that_refuses_ends_the_collector_unless_told_to_wait() {
+    let (address, credentials) = mysql_parts();
+    let user = credentials.split(':').next().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let (code, stderr) = run_to_exit(&["pki", "init", "--data-dir", &data_dir]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let wrong_password = format!("mysql://{user}:not-the-password@{address}/dockermon");
+    let db = MysqlDatabase::create().await;
+    let unknown_database = format!("{}_missing", db.url);
+    for (url, cause) in [
+        (&wrong_password, "Access denied"),
+        (&unknown_database, "Unknown database"),
+    ] {
+        let started = std::time::Instant::now();
+        let (process, _) = spawn_serving_until(
+            &["serve", "--database-url", url, "--data-dir", &data_dir],
+            data.path(),
+            None,
+        )
+        .await;
+        let mut process = process;
+        let exit = process.wait_exit(WAIT).await.unwrap();
+        let stderr = process.stderr();
+        assert_eq!(exit.code(), Some(1), "{stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "at once, not after retries"
+        );
+        assert_eq!(stderr.matches(cause).count(), 1, "said once: {stderr}");
+        assert!(stderr.contains("--wait-for-database"), "{stderr}");
+    }
+    // Told to wait, it waits, and /readyz says why.
+    let health = free_loopback_address().unwrap();
+    let (process, _) = spawn_serving_until(
+        &[
+            "serve",
+            "--database-url",
+            &wrong_password,
+            "--data-dir",
+            &data_dir,
+            "--wait-for-database",
+            "--health-listen",
+            &health.to_string(),
+        ],
+        data.path(),
+        None,
+    )
+    .await;
+    let (_, body) = dockermon_e2e::wait::eventually(WAIT, "a 503 from /readyz", || async move {
+        readyz_answer(health)
+            .await
+            .filter(|(status, _)| *status == 503)
+    })
+    .await
+    .unwrap();
+    assert_eq!(body.matches("Access denied").count(), 1, "{body}");
+    stop(process).await;
+}
+
 /// Runs a collector subcommand that serves (`serve`, `standalone`) on free loopback ports,
 /// without the environment's database or admin settings; the process and its API address,
 /// once the API listens.
 async fn spawn_serving(
     args: &[&str],
     current_dir: &std::path::Path,
+) -> (RecordedProcess, SocketAddr) {
+    spawn_serving_until(args, current_dir, Some("API listening")).await
+}
+
+/// [`spawn_serving`], waiting for `ready` in its log (if given) rather than the API. Ports
+/// given in `args` are kept.
+async fn spawn_serving_until(
+    args: &[&str],
+    current_dir: &std::path::Path,
+    ready: Option<&str>,
 ) -> (RecordedProcess, SocketAddr) {
     let api = free_loopback_address().unwrap();
     let mut command = Command::new(COLLECTOR);
@@ -223,7 +297,9 @@ async fn spawn_serving(
         ("--agent-listen", free_loopback_address().unwrap()),
         ("--health-listen", free_loopback_address().unwrap()),
     ] {
-        command.args([flag, &address.to_string()]);
+        if !args.contains(&flag) {
+            command.args([flag, &address.to_string()]);
+        }
     }
     for variable in [
         "DOCKERMON_DATABASE_URL",
@@ -233,10 +309,9 @@ async fn spawn_serving(
         command.env_remove(variable);
     }
     let process = RecordedProcess::spawn(command).unwrap();
-    process
-        .wait_for_stderr(WAIT, "API listening")
-        .await
-        .unwrap();
+    if let Some(ready) = ready {
+        process.wait_for_stderr(WAIT, ready).await.unwrap();
+    }
     (process, api)
 }
 
