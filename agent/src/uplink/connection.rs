@@ -28,8 +28,8 @@ const OUTGOING: usize = 256;
 pub(super) enum ConnectError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("TLS handshake with {url} failed: {reason}")]
-    Tls { url: String, reason: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("the collector refused this agent: {message}")]
     Refused {
         /// The collector's machine-readable reason (`certificate_revoked`, …), when it gave one.
@@ -72,14 +72,8 @@ pub(super) async fn open(
         TlsConnector::from(tls).connect(server_name, tcp),
     )
     .await
-    .map_err(|_| ConnectError::Tls {
-        url: url.to_string(),
-        reason: "timed out".into(),
-    })?
-    .map_err(|e| ConnectError::Tls {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+    .map_err(|_| ConnectError::Tls(format!("the TLS handshake with {url} timed out")))?
+    .map_err(|e| ConnectError::Tls(super::tls_failure::describe(&e, url)))?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
@@ -101,10 +95,9 @@ pub(super) async fn open(
                     }
                 }
                 // A refused client certificate surfaces as a TLS alert on first use.
-                tungstenite::Error::Io(io) => ConnectError::Tls {
-                    url: url.to_string(),
-                    reason: io.to_string(),
-                },
+                tungstenite::Error::Io(io) => {
+                    ConnectError::Tls(super::tls_failure::describe(&io, url))
+                }
                 other => ConnectError::Protocol(other.to_string()),
             })?;
     let hello = AgentMessage::Hello(hello);

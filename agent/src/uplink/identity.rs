@@ -62,7 +62,9 @@ pub enum IdentityError {
         source: std::io::Error,
     },
     #[error("the TLS configuration is invalid")]
-    Tls(#[from] rustls::Error),
+    TlsConfig(#[from] rustls::Error),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot make a key or certificate request")]
     Key(#[from] rcgen::Error),
     #[error("cannot reach the collector at {url}")]
@@ -371,14 +373,11 @@ async fn post<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
     let stream = TlsConnector::from(tls)
         .connect(collector.server_name()?, tcp)
         .await
-        .map_err(|e| {
-            match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                Some(tls_error) => IdentityError::Refused(format!("TLS: {tls_error}")),
-                None => unreachable(e),
+        .map_err(|e| match e.get_ref() {
+            Some(inner) if inner.is::<rustls::Error>() => {
+                IdentityError::Tls(super::tls_failure::describe(&e, collector))
             }
+            _ => unreachable(e),
         })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -20,6 +20,7 @@
 mod connection;
 pub mod identity;
 pub mod spool;
+mod tls_failure;
 pub mod url;
 
 use std::path::PathBuf;

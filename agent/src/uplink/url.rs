@@ -1,5 +1,5 @@
-//! The collector's address: `wss://host[:port]`, port 3812 by default. Only `wss`: the
-//! agent never talks to a collector without TLS.
+//! The collector's address: `wss://host[:port]`, port 3812 by default; `host[:port]` alone
+//! means the same. Only `wss`: the agent never talks to a collector without TLS.
 
 use std::fmt;
 
@@ -16,9 +16,13 @@ pub struct CollectorUrl {
 
 impl CollectorUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let rest = text
-            .strip_prefix("wss://")
-            .ok_or_else(|| format!("{text:?}: use wss://HOST[:PORT] (TLS is required)"))?;
+        let rest = match text.split_once("://") {
+            Some(("wss", rest)) => rest,
+            Some(_) => {
+                return Err(format!("{text:?}: use wss://HOST[:PORT] (TLS is required)"));
+            }
+            None => text,
+        };
         let authority = rest.split('/').next().unwrap_or_default();
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6
@@ -99,12 +103,16 @@ mod tests {
             CollectorUrl::parse("wss://[::1]:4000").unwrap().to_string(),
             "wss://[::1]:4000"
         );
+        // Without a scheme, wss is meant.
+        assert_eq!(
+            CollectorUrl::parse("127.0.0.1:3812").unwrap().to_string(),
+            "wss://127.0.0.1:3812"
+        );
         for bad in [
             "ws://collector",
             "https://collector",
             "wss://",
             "wss://host:port",
-            "collector:3812",
         ] {
             assert!(CollectorUrl::parse(bad).is_err(), "{bad} accepted");
         }

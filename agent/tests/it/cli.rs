@@ -120,3 +120,41 @@ async fn sigterm_shuts_down_cleanly() {
     );
     assert!(agent.stderr().contains("shutting down"));
 }
+
+#[tokio::test]
+async fn a_collector_address_that_is_not_the_agent_port_is_named_as_such() {
+    // Something that answers plain HTTP, as the REST API on :3810 does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let token = dockermon_proto::transport::JoinToken {
+        ca_fingerprint: [1; 32],
+        secret: [2; 32],
+    }
+    .to_string();
+    let state = tempfile::tempdir().unwrap();
+    // No scheme: wss:// is meant.
+    let collector = format!("127.0.0.1:{port}");
+    let (code, stderr) = run_to_exit(
+        Command::new(AGENT)
+            .args(["--collector", &collector, "--join-token", &token])
+            .arg("--state-dir")
+            .arg(state.path()),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "does not speak TLS: is {port} the collector's agent port"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("InvalidContentType"), "{stderr}");
+}
