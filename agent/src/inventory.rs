@@ -321,6 +321,9 @@ impl Inventory {
         update: &mut InventoryUpdate,
     ) -> Result<(), bollard::errors::Error> {
         match inspect_container(&self.docker, id).await? {
+            // Several events of one change (`docker run`: create, network connect, start)
+            // re-read the same state: what was sent already is not sent again.
+            Some(container) if self.containers.get(&container.id) == Some(&container) => {}
             Some(container) => {
                 self.containers
                     .insert(container.id.clone(), container.clone());

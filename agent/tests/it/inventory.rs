@@ -129,3 +129,32 @@ async fn snapshot_then_changes_then_removals() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn one_change_is_reported_once() {
+    let mut cleanup = Cleanup::default();
+    let name = cleanup.container(&unique_name("once"));
+    let agent = start_agent(&["--usage-interval", "off"]).await;
+    let id = docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+        .await
+        .unwrap();
+    docker(&["stop", "-t", "1", &name]).await.unwrap();
+    // Events are handled in order: once the exit is reported, so is everything before it.
+    let records = agent
+        .wait_for(WAIT, "the container's exit", |records| {
+            of_type(records, "inventory")
+                .any(|r| find(&r["containers"], "id", &id).is_some_and(|c| c["state"] == "exited"))
+                .then(|| records.to_vec())
+        })
+        .await
+        .unwrap();
+    let running: Vec<&Value> = of_type(&records, "inventory")
+        .filter_map(|r| find(&r["containers"], "id", &id))
+        .filter(|c| c["state"] == "running")
+        .collect();
+    assert_eq!(
+        running.len(),
+        1,
+        "create, connect and start: one running state sent"
+    );
+}

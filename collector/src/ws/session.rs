@@ -222,6 +222,8 @@ impl Connection {
                             self.error("bad_message", "a profile subscription names its container")
                         }
                     }
+                } else if let Some(error) = self.unknown_host(host).await {
+                    self.error(error.code, &error.message);
                 } else {
                     self.subscriptions.insert((topic, host));
                     self.send(&ServerMessage::Subscribed {
@@ -464,6 +466,20 @@ impl Connection {
     }
 
     /// Ends the connection if its session ended (logout, password change, user disabled).
+    /// Why a subscription to `host` cannot be had: it does not exist (a subscription that
+    /// can never deliver anything is a mistake to report, not to acknowledge), or the
+    /// database cannot say.
+    async fn unknown_host(&self, host: Option<HostId>) -> Option<ApiError> {
+        let host = host?;
+        match self.state.api.store.host(host).await {
+            Ok(_) => None,
+            Err(crate::store::StoreError::NotFound) => {
+                Some(ApiError::not_found(format!("there is no host {}", host.0)))
+            }
+            Err(error) => Some(error.into()),
+        }
+    }
+
     /// Whether an access change may concern this connection's user (a missed change may).
     fn concerned_by(&self, change: Result<AccessChange, broadcast::error::RecvError>) -> bool {
         let Some(user) = &self.user else {

@@ -219,7 +219,26 @@ async fn only_ping_and_identify_work_before_identify() {
 #[tokio::test]
 async fn subscribers_get_what_they_subscribed_to_and_nothing_else() {
     let server = Server::start(Duration::from_secs(60), WsSettings::default()).await;
+    let host = server
+        .api
+        .store
+        .register_host(&HostName::new("docker-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(host, HostId(1));
     let mut client = server.identified("viewer@example.com").await;
+    // A host that does not exist is an error, not a subscription that never delivers.
+    send(
+        &mut client,
+        json!({"type": "subscribe", "topic": "events", "host": 999}),
+    )
+    .await;
+    let refused = next(&mut client).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("not_found")),
+        "{refused}"
+    );
     send(
         &mut client,
         json!({"type": "subscribe", "topic": "events", "host": 1}),
