@@ -163,6 +163,8 @@ pub struct ActivityFilter {
     pub user: Option<i64>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
+    /// Include sign-in events (kind `auth`: emails and addresses, for admins only).
+    pub include_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -759,6 +761,9 @@ impl Store {
             if let Some(to) = filter.to_ns {
                 query.push(" AND time_ns < ").push_bind(to);
             }
+            if !filter.include_auth {
+                query.push(" AND kind <> 'auth'");
+            }
         };
         let mut select: QueryBuilder<Any> = QueryBuilder::new(
             "SELECT id, host_id, time_ns, kind, action, actor_id, actor_name, container_id, user_id, attributes FROM activity",
@@ -773,14 +778,15 @@ impl Store {
                 // older collector) are shown under it too.
                 let mut attributes = json_map(&row.try_get::<String, _>("attributes")?)?;
                 let user_id: Option<i64> = row.try_get("user_id")?;
-                if user_id.is_none() {
+                let kind: String = row.try_get("kind")?;
+                if user_id.is_none() && kind != "auth" {
                     dockermon_proto::redact::attributes(&mut attributes);
                 }
                 Ok(ActivityEntry {
                     id: row.try_get("id")?,
                     host_id: row.try_get::<Option<i64>, _>("host_id")?.map(HostId),
                     time_ns: row.try_get("time_ns")?,
-                    kind: row.try_get("kind")?,
+                    kind,
                     action: dockermon_proto::redact::action(&row.try_get::<String, _>("action")?)
                         .to_owned(),
                     actor_id: row.try_get("actor_id")?,

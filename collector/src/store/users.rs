@@ -340,6 +340,34 @@ impl Store {
     }
 
     /// Writes a person's action to the activity log.
+    /// Records a sign-in event in the activity log (kind `auth`): `login`, `login_failed`,
+    /// `login_locked`. `email` is the one tried (cut to 256 bytes), `user_id` its user if
+    /// there is one; the attributes say from where and why.
+    pub async fn record_sign_in(
+        &self,
+        email: &str,
+        user_id: Option<i64>,
+        action: &str,
+        attributes: BTreeMap<String, String>,
+        now_ns: i64,
+    ) -> Result<()> {
+        let key = format!("auth:{:032x}", rand::random::<u128>());
+        sqlx::query(
+            "INSERT INTO activity (entry_key, host_id, time_ns, kind, action, action_name, \
+             actor_id, actor_name, container_id, user_id, attributes) VALUES (?, NULL, ?, 'auth', ?, ?, ?, NULL, NULL, ?, ?)",
+        )
+        .bind(&key)
+        .bind(now_ns)
+        .bind(action)
+        .bind(action)
+        .bind(dockermon_proto::limits::truncate(email.to_owned(), 256))
+        .bind(user_id)
+        .bind(serde_json::to_string(&attributes)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn record_user_action(&self, action: &UserAction<'_>, now_ns: i64) -> Result<i64> {
         let key = format!("user:{}:{:032x}", action.user_id, rand::random::<u128>());
         let mut attributes = action.attributes.clone();

@@ -372,6 +372,10 @@ async fn roles_decide_what_a_user_may_do(db: TestDb) {
 async fn repeated_failed_logins_are_throttled(db: TestDb) {
     let api = Api::new(db).await;
     api.user("target@example.com", Role::Admin).await;
+    api.user("auditor@example.com", Role::Admin).await;
+    api.user("eyes@example.com", Role::Viewer).await;
+    let auditor = api.access("auditor@example.com").await;
+    let viewer = api.access("eyes@example.com").await;
     // An unknown account is answered like a wrong password, not "no such user".
     let unknown = api.login("nobody@example.com", PASSWORD).await;
     assert_eq!(
@@ -399,6 +403,61 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     // The address is locked too, for any account.
     let other = api.login("nobody@example.com", PASSWORD).await;
     assert_error(&other, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+
+    // Admins see who tried, from where and why, and the lockout, once; viewers do not.
+    let (status, log) = api
+        .get("/api/v1/activity?kind=auth&limit=100", &auditor)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let entries: Vec<(String, String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor_id"].as_str().unwrap().to_owned(),
+                e["attributes"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let count = |action: &str, email: &str| {
+        entries
+            .iter()
+            .filter(|(a, e, _)| a == action && e == email)
+            .count()
+    };
+    assert_eq!(
+        count("login_failed", "target@example.com"),
+        4,
+        "{entries:?}"
+    );
+    assert_eq!(
+        count("login_failed", "nobody@example.com"),
+        1,
+        "{entries:?}"
+    );
+    assert_eq!(
+        count("login_locked", "target@example.com"),
+        1,
+        "{entries:?}"
+    );
+    assert_eq!(count("login", "auditor@example.com"), 1, "{entries:?}");
+    assert!(
+        entries.iter().any(|(a, e, r)| a == "login_failed"
+            && e == "nobody@example.com"
+            && r == "unknown email"),
+        "{entries:?}"
+    );
+    assert!(
+        log["items"][0]["attributes"]["address"].is_string(),
+        "{log}"
+    );
+    let (_, hidden) = api.get("/api/v1/activity?kind=auth", &viewer).await;
+    assert_eq!(hidden["total"], 0, "{hidden}");
 }
 
 async fn bad_input_gets_a_clear_error_in_one_shape(db: TestDb) {

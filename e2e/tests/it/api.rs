@@ -110,6 +110,23 @@ async fn an_operator_stops_and_starts_a_real_container_and_the_log_says_who() {
         "{log}"
     );
     assert_eq!(log["items"][0]["attributes"]["user"], "ops@example.com");
+    // The viewer's refused attempt is on the record too.
+    let path = format!("/api/v1/activity?container={key}&action=stop&kind=container");
+    let (_, log) = call(&setup, "GET", &path, Some(&viewer), None).await;
+    let refused: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["attributes"]["user"] == "eyes@example.com")
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0]["attributes"]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused:"),
+        "{log}"
+    );
     let path = format!("/api/v1/activity?container={key}&action=remove");
     let (_, log) = call(&setup, "GET", &path, Some(&viewer), None).await;
     assert_eq!(log["total"], 1, "{log}");

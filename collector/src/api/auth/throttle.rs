@@ -52,7 +52,9 @@ impl LoginThrottle {
         }
     }
 
-    pub fn failed(&self, address: IpAddr, account: &str, now: Instant) {
+    /// Counts a failure; true when it locks the address or the account out (its
+    /// [`MAX_FAILURES`]th in the window), so the lockout can be recorded once.
+    pub fn failed(&self, address: IpAddr, account: &str, now: Instant) -> bool {
         let mut counts = self.counts.lock().expect("throttle lock");
         if counts.len() >= MAX_ENTRIES {
             counts.retain(|_, count| now.duration_since(count.first) < WINDOW);
@@ -67,6 +69,7 @@ impl LoginThrottle {
                 };
             }
         }
+        let mut locked = false;
         for key in [Key::Address(address), Key::Account(account.to_lowercase())] {
             let count = counts.entry(key).or_insert(Count {
                 first: now,
@@ -79,7 +82,9 @@ impl LoginThrottle {
                 };
             }
             count.failures += 1;
+            locked |= count.failures == MAX_FAILURES;
         }
+        locked
     }
 
     pub fn succeeded(&self, account: &str) {

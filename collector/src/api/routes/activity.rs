@@ -10,7 +10,7 @@ use crate::api::ApiState;
 use crate::api::auth::AuthUser;
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::params::{self, Query};
-use crate::store::{ActivityEntry, ActivityFilter, ContainerKey, HostId, Paged};
+use crate::store::{ActivityEntry, ActivityFilter, ContainerKey, HostId, Paged, Role};
 
 pub fn router() -> Router<ApiState> {
     Router::new().route("/activity", get(list))
@@ -40,14 +40,15 @@ pub struct ActivityParams {
     pub limit: Option<u32>,
 }
 
-/// The activity log, newest first, with the total of matching entries.
+/// The activity log, newest first, with the total of matching entries. Sign-in events
+/// (kind `auth`: who tried to sign in, from where, and lockouts) are shown to admins only.
 #[utoipa::path(get, path = "/api/v1/activity", tag = "activity", security(("bearer" = [])),
     params(ActivityParams),
     responses((status = 200, body = Paged<ActivityEntry>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
-    _: AuthUser,
+    user: AuthUser,
     Query(query): Query<ActivityParams>,
 ) -> ApiResult<Json<Paged<ActivityEntry>>> {
     let page = params::page(query.offset, query.limit)?;
@@ -59,6 +60,7 @@ pub async fn list(
         user: query.user,
         from_ns: params::time_ns("from", query.from.as_deref())?,
         to_ns: params::time_ns("to", query.to.as_deref())?,
+        include_auth: user.role == Role::Admin,
     };
     Ok(Json(state.store.activity(&filter, page).await?))
 }

@@ -1,5 +1,6 @@
 //! Login, refresh, logout, and the signed-in user's own account.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -104,21 +105,50 @@ pub async fn login(
     let credentials = state.store.credentials(&request.email).await?;
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
     let matches = password::verify(request.password, hash).await;
+    let from = BTreeMap::from([("address".to_owned(), address.to_string())]);
+    let now = now_ns();
     let user = match credentials {
         Some(credentials) if matches && !credentials.user.disabled => credentials.user,
-        _ => {
+        credentials => {
+            // Who tried, from where, and why it failed: for admins, in the activity log.
+            let user_id = credentials.as_ref().map(|c| c.user.id);
+            let reason = match &credentials {
+                None => "unknown email",
+                Some(c) if c.user.disabled => "account disabled",
+                Some(_) => "wrong password",
+            };
+            let mut attributes = from.clone();
+            attributes.insert("reason".into(), reason.into());
             state
+                .store
+                .record_sign_in(&request.email, user_id, "login_failed", attributes, now)
+                .await?;
+            if state
                 .throttle
-                .failed(address, &request.email, Instant::now());
+                .failed(address, &request.email, Instant::now())
+            {
+                let mut attributes = from;
+                attributes.insert(
+                    "locked_for_s".into(),
+                    crate::api::auth::throttle::WINDOW.as_secs().to_string(),
+                );
+                state
+                    .store
+                    .record_sign_in(&request.email, user_id, "login_locked", attributes, now)
+                    .await?;
+            }
             return Err(ApiError::unauthorized(
                 "wrong email or password, or the account is disabled",
             ));
         }
     };
     state.throttle.succeeded(&request.email);
+    state
+        .store
+        .record_sign_in(&user.email, Some(user.id), "login", from, now)
+        .await?;
     let session = random_token();
     let secret = random_token();
-    let now = now_ns();
     let expires = now + state.refresh_ttl.as_nanos() as i64;
     state
         .store

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::ApiState;
-use crate::api::auth::{AuthUser, Operator};
+use crate::api::auth::AuthUser;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params::{self, Path, Query};
 use crate::store::{
-    ContainerFilter, ContainerKey, ContainerRow, HostId, Paged, Resolution, StatsQuery,
+    ContainerFilter, ContainerKey, ContainerRow, HostId, Paged, Resolution, Role, StatsQuery,
     StatsSeries, UserAction,
 };
 use crate::transport::CommandError;
@@ -178,13 +178,32 @@ pub struct ActionResult {
         (status = 504, body = ErrorBody, description = "the agent did not answer in time")))]
 pub async fn act(
     State(state): State<ApiState>,
-    Operator(user): Operator,
+    user: AuthUser,
     Path((id, action)): Path<(i64, String)>,
 ) -> ApiResult<Json<ActionResult>> {
     let action = ContainerAction::parse(&action).ok_or_else(|| {
         ApiError::bad_request("action must be start, stop, restart, pause, unpause, kill or remove")
     })?;
     let container = state.store.container(ContainerKey(id)).await?;
+    let record = |outcome: String| UserAction {
+        user_id: user.id,
+        user_email: &user.email,
+        host: Some(container.host_id),
+        container: Some(container.id),
+        target_id: &container.docker_id,
+        target_name: Some(&container.name),
+        kind: "container",
+        action: action.as_str(),
+        attributes: BTreeMap::from([("outcome".to_owned(), outcome)]),
+    };
+    // A refused attempt is part of the record too: who tried what.
+    if let Err(refused) = user.require(Role::Operator) {
+        state
+            .store
+            .record_user_action(&record(format!("refused: {}", refused.message)), now_ns())
+            .await?;
+        return Err(refused);
+    }
     if container.removed_ns.is_some() {
         return Err(ApiError::conflict("the container was removed"));
     }
@@ -222,20 +241,7 @@ pub async fn act(
     };
     let activity_id = state
         .store
-        .record_user_action(
-            &UserAction {
-                user_id: user.id,
-                user_email: &user.email,
-                host: Some(container.host_id),
-                container: Some(container.id),
-                target_id: &container.docker_id,
-                target_name: Some(&container.name),
-                kind: "container",
-                action: action.as_str(),
-                attributes: BTreeMap::from([("outcome".to_owned(), outcome)]),
-            },
-            now_ns(),
-        )
+        .record_user_action(&record(outcome), now_ns())
         .await?;
     let detail = result?;
     Ok(Json(ActionResult {
