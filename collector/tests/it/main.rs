@@ -8,6 +8,7 @@ mod identity;
 mod inventory;
 mod metrics;
 mod profiles;
+mod readme;
 mod store;
 mod support;
 mod ws;
