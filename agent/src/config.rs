@@ -50,7 +50,8 @@ pub struct Cli {
     pub collector: Option<String>,
 
     /// One-time join token from `dockermon-collector token create`, used to enroll when the
-    /// state directory holds no certificate yet.
+    /// state directory holds no certificate yet, or to enroll again when the collector has
+    /// revoked the one it holds (the host was deleted and re-admitted).
     #[arg(
         long,
         env = "DOCKERMON_JOIN_TOKEN",

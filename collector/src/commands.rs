@@ -177,7 +177,15 @@ async fn token(
     match command {
         TokenCommand::Create(args) => {
             let host = input.host.expect("checked by token_input");
-            let authority = Authority::load(&PkiPaths::in_data_dir(&database.data_dir))?;
+            let authority = match Authority::load(&PkiPaths::in_data_dir(&database.data_dir)) {
+                // The database was found, so this is a deployment: its CA is elsewhere,
+                // and `pki init` here would make a second one no agent trusts.
+                Err(crate::pki::PkiError::Missing(dir)) => anyhow::bail!(
+                    "no CA in {}: pass the deployment's --data-dir (or set DOCKERMON_DATA_DIR)",
+                    dir.display()
+                ),
+                loaded => loaded?,
+            };
             let request = TokenRequest {
                 host: &host,
                 ttl: input.ttl,

@@ -57,7 +57,7 @@ pub(super) async fn open(
 ) -> Result<Session, ConnectError> {
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: url.to_string(),
-        reason,
+        reason: format!("{reason}{}", url.loopback_hint()),
     };
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.address()))
         .await

@@ -363,7 +363,7 @@ async fn post<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
     request: &Q,
 ) -> Result<A, IdentityError> {
     let unreachable = |source: std::io::Error| IdentityError::Unreachable {
-        url: collector.to_string(),
+        url: format!("{collector}{}", collector.loopback_hint()),
         source,
     };
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(collector.address()))

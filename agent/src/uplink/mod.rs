@@ -131,6 +131,7 @@ pub async fn run(
     let uplink = Uplink {
         config,
         instance: format!("{:016x}", rand::random::<u64>()),
+        token_refused: false,
         spool,
         pending: Vec::new(),
         pending_since: None,
@@ -152,6 +153,8 @@ struct Uplink {
     config: UplinkConfig,
     /// This process among agents presenting the same certificate (see `Hello::instance`).
     instance: String,
+    /// The collector refused the join token when enrolling again.
+    token_refused: bool,
     spool: Spool,
     pending: Vec<Record>,
     pending_since: Option<Instant>,
@@ -299,7 +302,10 @@ impl Uplink {
             Err(connection::ConnectError::Refused {
                 code: Some(code),
                 message,
-            }) if REVOKED.contains(&code.as_str()) && self.config.join_token.is_some() => {
+            }) if REVOKED.contains(&code.as_str())
+                && self.config.join_token.is_some()
+                && !self.token_refused =>
+            {
                 self.enroll_again(&message).await;
             }
             Err(error) => {
@@ -319,7 +325,7 @@ impl Uplink {
             .join_token
             .as_ref()
             .expect("checked by the caller");
-        info!(reason = %refusal, "this agent's certificate was revoked; enrolling again with the join token");
+        info!(reason = %refusal, "this agent's certificate was revoked; trying the join token to enroll again");
         match self
             .config
             .identity
@@ -328,6 +334,8 @@ impl Uplink {
         {
             Ok(()) => self.reconnect_at = Instant::now(),
             Err(error) => {
+                // A refused token stays refused: not tried again by this process.
+                self.token_refused = !error.is_transient();
                 let delay = self.backoff.next_delay();
                 error!(
                     error = %crate::process::error_chain(&error),

@@ -22,7 +22,7 @@ pub(super) fn describe(error: &std::io::Error, url: &CollectorUrl) -> String {
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
-                    "the server at {url} has a certificate for other names: {host:?} is not among them; connect by a name given to `dockermon-collector pki init --san`, or add this one there",
+                    "the server at {url} has a certificate for other names: {host:?} is not among them; connect by one of the names the collector's certificate carries (those given to `dockermon-collector pki init --san`)",
                     host = url.host()
                 )
             }

@@ -65,6 +65,21 @@ impl CollectorUrl {
         })
     }
 
+    /// A hint for an unreachable collector at a loopback address from inside a container,
+    /// whose loopback is its own; empty otherwise.
+    pub fn loopback_hint(&self) -> &'static str {
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback && std::path::Path::new("/.dockerenv").exists() {
+            " (this agent runs in a container, where localhost is the container itself: run it with --network host, or use an address of the collector's machine)"
+        } else {
+            ""
+        }
+    }
+
     /// The WebSocket URL of the agent endpoint.
     pub fn agent_endpoint(&self) -> String {
         format!("{self}{}", dockermon_proto::transport::AGENT_PATH)

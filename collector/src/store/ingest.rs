@@ -70,6 +70,9 @@ fn absent_bits(counters: &dockermon_proto::StatsCounters) -> i64 {
         .sum()
 }
 
+/// How stale a host's `last_seen_ns` may get while its agent delivers.
+const LAST_SEEN_EVERY_NS: i64 = 10_000_000_000;
+
 impl Store {
     /// The id of the host with this name, registering it on first sight.
     pub async fn register_host(&self, name: &HostName) -> Result<HostId> {
@@ -139,10 +142,26 @@ impl Store {
             .copied()
             .collect();
         let frames = kept_frames.as_slice();
+        let now = now_ns();
+        // A host is seen whenever its agent delivers, not only when it describes the host:
+        // stamped at most every LAST_SEEN_EVERY, so steady ingest does not rewrite it.
+        if !existing.is_empty() {
+            let mut seen: QueryBuilder<Any> = QueryBuilder::new("UPDATE hosts SET last_seen_ns = ");
+            seen.push_bind(now)
+                .push(" WHERE (last_seen_ns IS NULL OR last_seen_ns < ")
+                .push_bind(now - LAST_SEEN_EVERY_NS)
+                .push(") AND id IN (");
+            let mut ids = seen.separated(", ");
+            for id in &existing {
+                ids.push_bind(*id);
+            }
+            seen.push(")");
+            seen.build().execute(&mut *tx).await?;
+        }
         let mut writer = Writer {
             store: self,
             conn: &mut tx,
-            now: now_ns(),
+            now,
             learned: Learned::new(),
         };
         let mut events: Vec<(HostId, &DockerEvent)> = Vec::new();

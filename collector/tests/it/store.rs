@@ -30,7 +30,34 @@ on_both_backends!(
     stats_resolution_follows_the_range,
     one_replica_holds_a_lease_at_a_time,
     records_of_a_deleted_host_are_discarded,
+    a_host_is_seen_whenever_its_agent_delivers,
 );
+
+async fn a_host_is_seen_whenever_its_agent_delivers(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-seen").await;
+    let last_seen = || async {
+        store
+            .hosts()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|row| row.id == h)
+            .unwrap()
+            .last_seen_ns
+    };
+    assert_eq!(last_seen().await, None, "registered, nothing delivered yet");
+    // Stats only, no host record: the host was still seen.
+    let before = dockermon_proto::now_ns();
+    ingest(
+        store,
+        h,
+        &[Record::Stats(sample("a", "web", NOW, Some(1.0), 100))],
+    )
+    .await;
+    let seen = last_seen().await.expect("seen");
+    assert!(seen >= before, "{seen} >= {before}");
+}
 
 async fn raw_series(
     store: &Store,

@@ -112,7 +112,7 @@ async fn a_deleted_host_comes_back_with_a_new_token_and_its_old_state() {
         .unwrap();
     let process = agent.process.as_ref().unwrap();
     process
-        .wait_for_stderr(WAIT, "enrolling again with the join token")
+        .wait_for_stderr(WAIT, "trying the join token to enroll again")
         .await
         .unwrap();
     agent.wait_connected().await.unwrap();
