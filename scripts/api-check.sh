@@ -36,7 +36,7 @@ docker run -d --name "$container" dockermon-test/busybox:latest sleep 3600 >/dev
   --health-listen "127.0.0.1:$(port)" --log warn >"$work/collector.log" 2>&1) &
 collector_pid=$!
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)" 2>/dev/null; }
 token=
 for _ in $(seq 1 120); do
   token=$(curl -fsS "http://$api/api/v1/auth/login" -H 'Content-Type: application/json' \
