@@ -31,7 +31,34 @@ on_both_backends!(
     one_replica_holds_a_lease_at_a_time,
     records_of_a_deleted_host_are_discarded,
     a_host_is_seen_whenever_its_agent_delivers,
+    a_failed_enrollment_gives_its_token_back,
+    records_at_their_bounds_are_stored_whole,
 );
+
+async fn a_failed_enrollment_gives_its_token_back(db: TestDb) {
+    let store = &db.store;
+    let host = dockermon_proto::HostName::new("docker-9").unwrap();
+    let secret = [9u8; 32];
+    let now = dockermon_proto::now_ns();
+    store
+        .create_join_token(&secret, &host, None, now, now + 3600 * S)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consume_join_token(&secret, now).await.unwrap(),
+        Ok(host.clone())
+    );
+    // Issuing the certificate failed: the token is not spent.
+    store.release_join_token(&secret).await.unwrap();
+    assert_eq!(
+        store.consume_join_token(&secret, now).await.unwrap(),
+        Ok(host)
+    );
+    assert_eq!(
+        store.consume_join_token(&secret, now).await.unwrap(),
+        Err(dockermon_collector::store::TokenRefusal::Used)
+    );
+}
 
 async fn a_host_is_seen_whenever_its_agent_delivers(db: TestDb) {
     let store = &db.store;
@@ -79,6 +106,114 @@ async fn raw_series(
         .iter()
         .map(|p| (p.time_ns, p.memory_usage_bytes.unwrap().avg))
         .collect()
+}
+
+/// The first page of a host's containers, with their details.
+async fn containers_with_detail(
+    store: &Store,
+    host: dockermon_collector::store::HostId,
+) -> dockermon_collector::store::Paged<dockermon_collector::store::ContainerRow> {
+    store
+        .containers(
+            &ContainerFilter {
+                host: Some(host),
+                detail: true,
+                ..Default::default()
+            },
+            Page::first(10),
+        )
+        .await
+        .unwrap()
+}
+
+/// Labels (or attributes) as large as the bounds allow: every one at the longest key and value.
+fn largest_labels(prefix: char) -> BTreeMap<String, String> {
+    use dockermon_proto::limits::{MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS};
+    (0..MAX_LABELS)
+        .map(|i| {
+            let key = format!("{prefix}{i:03}");
+            let key = format!("{key}{}", "k".repeat(MAX_LABEL_KEY_BYTES - key.len()));
+            (key, "v".repeat(MAX_LABEL_VALUE_BYTES))
+        })
+        .collect()
+}
+
+/// Every record the bounds let through is stored whole, whatever the database's column
+/// types: a MySQL TEXT column (64 KiB) once refused such rows, and their frames forever.
+async fn records_at_their_bounds_are_stored_whole(db: TestDb) {
+    use dockermon_proto::limits::{self, MAX_LIST_ENTRIES, MAX_NAME_BYTES, MAX_TEXT_BYTES};
+    use dockermon_proto::{ContainerMount, Port};
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let long = |c: char, bytes: usize| c.to_string().repeat(bytes);
+    let mut web = container("c1", &long('w', MAX_NAME_BYTES), NOW - 100 * S);
+    web.labels = largest_labels('l');
+    web.ports = (0..MAX_LIST_ENTRIES as u16)
+        .map(|i| Port {
+            private_port: i,
+            public_port: Some(i + 1000),
+            protocol: "tcp".into(),
+            host_ip: Some("0.0.0.0".into()),
+        })
+        .collect();
+    web.mounts = (0..MAX_LIST_ENTRIES)
+        .map(|i| ContainerMount {
+            kind: "bind".into(),
+            name: None,
+            source: format!("/{i}{}", long('s', MAX_TEXT_BYTES - 8)),
+            destination: format!("/{i}{}", long('d', MAX_TEXT_BYTES - 8)),
+            read_write: true,
+        })
+        .collect();
+    let image = Image {
+        id: "sha256:img".into(),
+        tags: (0..MAX_LIST_ENTRIES)
+            .map(|i| format!("{i}{}", long('t', MAX_NAME_BYTES - 4)))
+            .collect(),
+        size_bytes: 1,
+        created_ns: NOW - 1000 * S,
+        labels: largest_labels('i'),
+        truncated: Default::default(),
+    };
+    // Attributes Docker never sets are dropped on the way in (redact::attributes), but
+    // the frame carrying them is stored.
+    let mut event = event(NOW - 5 * S, "start", "c1");
+    event.attributes = largest_labels('a');
+    let mut records = vec![
+        Record::Inventory(InventoryUpdate {
+            time_ns: NOW,
+            full: true,
+            containers: vec![web],
+            images: vec![image],
+            volumes: vec![],
+            networks: vec![],
+            removed: vec![],
+        }),
+        Record::Event(event),
+    ];
+    let cut: usize = records.iter_mut().map(limits::enforce).sum();
+    assert_eq!(cut, 0, "the records are within the bounds");
+    let report = store.ingest(&[(h, &records)]).await.unwrap();
+    assert_eq!(report.events, 1);
+
+    let Record::Inventory(update) = &records[0] else {
+        unreachable!()
+    };
+    let containers = containers_with_detail(store, h).await;
+    assert_eq!(
+        containers.items[0].detail.as_ref(),
+        Some(&update.containers[0])
+    );
+    let images = store.images(h, Page::first(10)).await.unwrap();
+    assert_eq!(
+        (&images.items[0].tags, &images.items[0].labels),
+        (&update.images[0].tags, &update.images[0].labels)
+    );
+    let activity = store
+        .activity(&ActivityFilter::default(), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(activity.total, 1);
 }
 
 async fn every_record_type_round_trips(db: TestDb) {
@@ -161,17 +296,7 @@ async fn every_record_type_round_trips(db: TestDb) {
     assert_eq!(hosts[0].info.as_ref(), Some(&host_info()));
     assert_eq!(hosts[0].docker_version, "20.10.24");
 
-    let containers = store
-        .containers(
-            &ContainerFilter {
-                host: Some(h),
-                detail: true,
-                ..Default::default()
-            },
-            Page::first(10),
-        )
-        .await
-        .unwrap();
+    let containers = containers_with_detail(store, h).await;
     assert_eq!(containers.total, 1);
     let row = &containers.items[0];
     assert_eq!(row.detail.as_ref(), Some(&web));
