@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds a container image of a Dockermon binary without any base image (no registry needed):
 # the release binary plus exactly the shared libraries `ldd` lists, imported with
-# `docker import`. Usage: scripts/image.sh agent|collector [TAG]
+# `docker import`. It runs as the unprivileged user `dockermon` (uid/gid 65532), which owns
+# the state directory; the agent reads the Docker socket through the socket's group
+# (`docker run --group-add "$(stat -c %g /var/run/docker.sock)" …`).
+# Usage: scripts/image.sh agent|collector [TAG]
 # Result: dockermon/<component>:<TAG> (default: the workspace version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,11 +32,28 @@ done
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 fi
-echo 'root:x:0:0:root:/:/sbin/nologin' >"$root/etc/passwd"
-echo 'nobody:x:65534:65534:nobody:/:/sbin/nologin' >>"$root/etc/passwd"
+cat >"$root/etc/passwd" <<'PASSWD'
+root:x:0:0:root:/:/sbin/nologin
+dockermon:x:65532:65532:dockermon:/nonexistent:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+PASSWD
+printf 'root:x:0:\ndockermon:x:65532:\nnogroup:x:65534:\n' >"$root/etc/group"
+case "$component" in
+  agent) state=/var/lib/dockermon-agent; env=DOCKERMON_STATE_DIR ;;
+  collector) state=/var/lib/dockermon; env=DOCKERMON_DATA_DIR ;;
+esac
+mkdir -p "$root$state"
+chmod 0700 "$root$state"
 
-tar -C "$root" -c . | docker import \
+# Everything owned by root, but the state directory, owned by the user that runs.
+archive=$root.tar
+tar -C "$root" -cf "$archive" --numeric-owner --owner=0 --group=0 --exclude="./${state#/}" .
+tar -C "$root" -rf "$archive" --numeric-owner --owner=65532 --group=65532 "./${state#/}"
+trap 'rm -rf "$root" "$archive"' EXIT
+docker import \
   -c "ENTRYPOINT [\"/usr/local/bin/dockermon-$component\"]" \
   -c 'ENV PATH=/usr/local/bin' \
-  -m "dockermon $component $version" - "dockermon/$component:$tag" >/dev/null
+  -c "ENV $env=$state" \
+  -c 'USER 65532:65532' \
+  -m "dockermon $component $version" "$archive" "dockermon/$component:$tag" >/dev/null
 echo "built dockermon/$component:$tag"

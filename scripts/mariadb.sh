@@ -52,8 +52,11 @@ if ! running; then
   fi
 fi
 
+# Only the scratch databases the tests and benchmarks create (dmtest_…, dmbench_…), never
+# the server's own: a test user with ALL ON *.* is the "database as root" defect in small.
 mariadb --socket="$socket" --user=root <<SQL
 CREATE USER IF NOT EXISTS 'dockermon'@'127.0.0.1' IDENTIFIED BY 'dockermon';
-GRANT ALL PRIVILEGES ON *.* TO 'dockermon'@'127.0.0.1';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'dockermon'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`dm%\`.* TO 'dockermon'@'127.0.0.1';
 SQL
 echo "$url"

@@ -36,6 +36,16 @@ pub enum RunError {
 
 /// Runs the agent until `cancel` fires.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunError> {
+    if let Output::Collector(uplink) = &config.output
+        && let Some(state) = uplink.spool_dir.parent()
+    {
+        for path in crate::process::shared_files(state) {
+            warn!(%path, "other users can read or write this: it may hold this agent's key or records; run chmod go-rwx on it");
+        }
+    }
+    if config.docker.endpoint.is_exposed() {
+        warn!(endpoint = %config.docker.endpoint, "Docker over plain TCP to another machine: anyone on the path can read and drive the engine; use TLS (--docker-tls-verify and --docker-cert-path, as the docker CLI's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH)");
+    }
     let Some(docker) = connect(&config.docker, &cancel).await? else {
         return Ok(());
     };

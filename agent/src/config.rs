@@ -16,7 +16,7 @@ use serde::Deserialize;
 use dockermon_proto::transport::{ContainerAction, JoinToken};
 
 use crate::config_file;
-use crate::docker::Endpoint;
+use crate::docker::{DockerTls, Endpoint};
 use crate::process::LogFormat;
 use crate::uplink::{CollectorUrl, Identity, IdentityFiles, UplinkConfig};
 
@@ -34,6 +34,17 @@ pub struct Cli {
     /// [default: $DOCKER_HOST, else unix:///var/run/docker.sock]
     #[arg(long, env = "DOCKERMON_DOCKER_HOST", value_name = "URL")]
     pub docker_host: Option<String>,
+
+    /// Talk to a tcp:// Docker endpoint over TLS, verifying the engine's certificate and
+    /// presenting this client's, as `docker --tlsverify` does. [default: $DOCKER_TLS_VERIFY]
+    #[arg(long, env = "DOCKERMON_DOCKER_TLS_VERIFY", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub docker_tls_verify: Option<bool>,
+
+    /// Where `ca.pem`, `cert.pem` and `key.pem` for Docker's TLS are, as for the docker
+    /// CLI. [default: $DOCKER_CERT_PATH, else ~/.docker]
+    #[arg(long, env = "DOCKERMON_DOCKER_CERT_PATH", value_name = "DIR")]
+    pub docker_cert_path: Option<PathBuf>,
 
     /// Keep retrying when Docker cannot be reached at start, instead of exiting.
     #[arg(long, env = "DOCKERMON_WAIT_FOR_DOCKER", value_name = "BOOL",
@@ -145,6 +156,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Docker endpoint, as `--docker-host`.
     pub docker_host: Option<String>,
+    /// TLS to a tcp:// Docker endpoint.
+    pub docker_tls_verify: Option<bool>,
+    /// Where Docker's TLS files are.
+    pub docker_cert_path: Option<PathBuf>,
     /// Keep retrying when Docker is unreachable at start.
     pub wait_for_docker: Option<bool>,
     /// Where records go.
@@ -175,6 +190,30 @@ pub struct FileConfig {
     pub allow_actions: Option<config_file::List>,
     /// Most profile sessions at once.
     pub max_profiles: Option<usize>,
+}
+
+/// What the docker CLI's own environment says: `DOCKER_HOST`, `DOCKER_TLS_VERIFY`,
+/// `DOCKER_CERT_PATH` (default `~/.docker`). Read here, since clap reads only Dockermon's.
+#[derive(Debug, Clone, Default)]
+struct DockerEnv {
+    host: Option<String>,
+    tls_verify: bool,
+    cert_path: Option<PathBuf>,
+}
+
+impl DockerEnv {
+    #[allow(clippy::disallowed_methods)] // the standard variables clap does not read
+    fn read() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+        DockerEnv {
+            host: var("DOCKER_HOST"),
+            // The docker CLI treats any non-empty value as set.
+            tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+            cert_path: var("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".docker"))),
+        }
+    }
 }
 
 /// The resolved, validated configuration.
@@ -282,24 +321,42 @@ impl Cli {
             Some(path) => config_file::read_yaml(path)?,
             None => FileConfig::default(),
         };
-        #[allow(clippy::disallowed_methods)] // the one standard variable clap does not read
-        let docker_host_env = std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty());
-        self.resolve_with(file, docker_host_env)
+        self.resolve_with(file, DockerEnv::read())
     }
 
-    fn resolve_with(
-        &self,
-        file: FileConfig,
-        docker_host_env: Option<String>,
-    ) -> Result<Config, ConfigError> {
+    fn resolve_with(&self, file: FileConfig, env: DockerEnv) -> Result<Config, ConfigError> {
         let defaults = CollectConfig::default();
         let docker_host = self
             .docker_host
             .clone()
             .or(file.docker_host.clone())
-            .or(docker_host_env)
+            .or(env.host)
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
-        let endpoint = Endpoint::parse(&docker_host).map_err(|e| invalid("docker_host", e))?;
+        let mut endpoint = Endpoint::parse(&docker_host).map_err(|e| invalid("docker_host", e))?;
+        let tls_verify = self
+            .docker_tls_verify
+            .or(file.docker_tls_verify)
+            .unwrap_or(env.tls_verify);
+        if tls_verify {
+            let Endpoint::Tcp { tls, .. } = &mut endpoint else {
+                return Err(invalid(
+                    "docker_tls_verify",
+                    "TLS applies to tcp:// Docker endpoints only",
+                ));
+            };
+            let dir = self
+                .docker_cert_path
+                .clone()
+                .or_else(|| file.docker_cert_path.clone())
+                .or(env.cert_path)
+                .ok_or_else(|| {
+                    invalid(
+                        "docker_cert_path",
+                        "no directory with ca.pem, cert.pem and key.pem: set --docker-cert-path",
+                    )
+                })?;
+            *tls = Some(DockerTls::in_dir(&dir).map_err(|e| invalid("docker_cert_path", e))?);
+        }
 
         let stats_interval = match self
             .stats_interval
@@ -462,8 +519,8 @@ impl Cli {
             })?,
             None => DEFAULT_SPOOL_BYTES,
         };
-        if spool_bytes < (1 << 20) {
-            return Err(invalid("spool_size", "use at least 1MiB"));
+        if !((1 << 20)..=(1 << 40)).contains(&spool_bytes) {
+            return Err(invalid("spool_size", "use 1MiB to 1TiB"));
         }
         Ok(UplinkConfig {
             collector,
@@ -554,7 +611,9 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let config = cli(&[]).resolve_with(FileConfig::default(), None).unwrap();
+        let config = cli(&[])
+            .resolve_with(FileConfig::default(), DockerEnv::default())
+            .unwrap();
         assert_eq!(config.collect, CollectConfig::default());
         assert_eq!(
             config.docker.endpoint,
@@ -566,20 +625,25 @@ mod tests {
 
     #[test]
     fn container_actions_are_allowed_explicitly() {
-        let config = cli(&[]).resolve_with(FileConfig::default(), None).unwrap();
+        let config = cli(&[])
+            .resolve_with(FileConfig::default(), DockerEnv::default())
+            .unwrap();
         assert!(!config.allowed_actions.contains(&ContainerAction::Remove));
         assert_eq!(config.allowed_actions.len(), 6);
 
         let from_file = file("allow_actions: [start, remove]\n");
-        let config = cli(&[]).resolve_with(from_file, None).unwrap();
+        let config = cli(&[])
+            .resolve_with(from_file, DockerEnv::default())
+            .unwrap();
         let expected = BTreeSet::from([ContainerAction::Start, ContainerAction::Remove]);
         assert_eq!(config.allowed_actions, expected);
 
-        let none = cli(&["--allow-actions", "none"]).resolve_with(FileConfig::default(), None);
+        let none = cli(&["--allow-actions", "none"])
+            .resolve_with(FileConfig::default(), DockerEnv::default());
         assert!(none.unwrap().allowed_actions.is_empty());
 
         let error = cli(&["--allow-actions", "stop,destroy"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(
             error
@@ -593,7 +657,7 @@ mod tests {
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let from_file = file("stats_interval: 10s\nstats_concurrency: 3\nusage_interval: 'off'\n");
         let config = cli(&["--stats-interval", "5s"])
-            .resolve_with(from_file, None)
+            .resolve_with(from_file, DockerEnv::default())
             .unwrap();
         assert_eq!(config.collect.stats_interval, Duration::from_secs(5));
         assert_eq!(config.collect.stats_concurrency, 3);
@@ -602,7 +666,10 @@ mod tests {
 
     #[test]
     fn docker_host_precedence() {
-        let env = Some("unix:///env.sock".to_owned());
+        let env = DockerEnv {
+            host: Some("unix:///env.sock".to_owned()),
+            ..DockerEnv::default()
+        };
         let resolved = |args: &[&str], yaml: &str| {
             cli(args)
                 .resolve_with(file(yaml), env.clone())
@@ -628,6 +695,43 @@ mod tests {
     }
 
     #[test]
+    fn docker_tls_follows_the_docker_cli_conventions() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        // DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as the docker CLI reads them.
+        let env = DockerEnv {
+            host: Some("tcp://docker.example:2376".into()),
+            tls_verify: true,
+            cert_path: Some(dir.path().to_owned()),
+        };
+        let config = cli(&[]).resolve_with(FileConfig::default(), env).unwrap();
+        let Endpoint::Tcp { tls: Some(tls), .. } = &config.docker.endpoint else {
+            panic!("{:?}", config.docker.endpoint)
+        };
+        assert_eq!(tls.ca, dir.path().join("ca.pem"));
+        // Flags work too; a missing file is named.
+        std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+        let dir_flag = dir.path().to_str().unwrap();
+        let err = cli(&[
+            "--docker-host",
+            "tcp://docker.example:2376",
+            "--docker-tls-verify",
+            "--docker-cert-path",
+            dir_flag,
+        ])
+        .resolve_with(FileConfig::default(), DockerEnv::default())
+        .unwrap_err();
+        assert!(err.to_string().contains("key.pem"), "{err}");
+        // TLS to a unix socket is a mistake worth saying.
+        let err = cli(&["--docker-tls-verify"])
+            .resolve_with(FileConfig::default(), DockerEnv::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("tcp://"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         let err = serde_yaml::from_str::<FileConfig>("stats_intervall: 10s").unwrap_err();
         assert!(
@@ -639,7 +743,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let err = cli(&["--stats-interval", "soon"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(
             err.to_string()
@@ -648,17 +752,17 @@ mod tests {
         );
 
         let err = cli(&["--stats-interval", "100ms"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().contains("out of range"), "{err}");
 
         let err = cli(&["--stats-concurrency", "0"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("stats_concurrency:"), "{err}");
 
         let err = cli(&["--docker-host", "ftp://nope"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("docker_host:"), "{err}");
     }
@@ -674,7 +778,7 @@ mod tests {
             "--state-dir",
             "/tmp/dm",
         ])
-        .resolve_with(FileConfig::default(), None)
+        .resolve_with(FileConfig::default(), DockerEnv::default())
         .unwrap();
         let Output::Collector(uplink) = config.output else {
             panic!("not collector output")
@@ -690,7 +794,7 @@ mod tests {
         assert!(uplink.join_token.is_some());
 
         let stdout = cli(&["--collector", "wss://collector", "--output", "stdout"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap();
         assert_eq!(
             stdout.output,
@@ -699,11 +803,11 @@ mod tests {
         );
 
         let err = cli(&["--collector", "ws://plain"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("collector:"), "{err}");
         let err = cli(&["--collector", "wss://c", "--join-token", "nope"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(
             err.to_string()
@@ -711,15 +815,15 @@ mod tests {
             "{err}"
         );
         let err = cli(&["--collector", "wss://c", "--cert", "/a.crt"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("cert:"), "{err}");
         let err = cli(&["--collector", "wss://c", "--spool-size", "lots"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("spool_size:"), "{err}");
         let err = cli(&["--output", "collector"])
-            .resolve_with(FileConfig::default(), None)
+            .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("collector:"), "{err}");
     }
@@ -736,10 +840,11 @@ mod tests {
 
     #[test]
     fn wait_for_docker_is_a_flag_or_a_boolean() {
-        let on = cli(&["--wait-for-docker"]).resolve_with(FileConfig::default(), None);
+        let on =
+            cli(&["--wait-for-docker"]).resolve_with(FileConfig::default(), DockerEnv::default());
         assert!(on.unwrap().docker.wait);
-        let off =
-            cli(&["--wait-for-docker=false"]).resolve_with(file("wait_for_docker: true"), None);
+        let off = cli(&["--wait-for-docker=false"])
+            .resolve_with(file("wait_for_docker: true"), DockerEnv::default());
         assert!(!off.unwrap().docker.wait);
     }
 }

@@ -6,10 +6,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use dockermon_agent::agent;
 use dockermon_agent::config::Cli;
-use dockermon_agent::process::{cancel_on_signal, error_chain, init_logging};
+use dockermon_agent::process::{
+    SecretFlag, cancel_on_signal, error_chain, init_logging, private_files, secrets_on_command_line,
+};
 use dockermon_agent::say;
 use tokio_util::sync::CancellationToken;
 
@@ -17,9 +19,12 @@ use tokio_util::sync::CancellationToken;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // Everything this process creates is private to its user.
+    private_files();
     // One TLS crypto provider for the whole process, before anything uses TLS.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let config = match cli.resolve() {
         Ok(config) => config,
         Err(error) => {
@@ -30,9 +35,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let secrets = secrets_on_command_line(
+        &matches,
+        &[SecretFlag {
+            id: "join_token",
+            flag: "--join-token",
+            instead: "DOCKERMON_JOIN_TOKEN or --join-token-file",
+            secret: |_| true,
+        }],
+    );
     if let Err(error) = init_logging(&config.log, config.log_format) {
         say!("dockermon-agent: configuration error: log: {error}");
         return ExitCode::from(2);
+    }
+    for warning in secrets {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

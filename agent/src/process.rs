@@ -45,6 +45,75 @@ macro_rules! say {
     }};
 }
 
+/// Makes every file and directory this process creates private to its user (umask 077):
+/// the database with its password hashes, keys, certificates, spools, secrets. Called
+/// first thing in `main`, before any of them is created.
+pub fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// What under `dir` (itself included, two levels down) other users can read or write: what
+/// an earlier version or a hand-made setup left too open. Certificates (`*.crt`, `*.pem`
+/// under `pki/`) are public by nature and not reported.
+pub fn shared_files(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn visit(path: &std::path::Path, depth: u32, found: &mut Vec<String>) {
+        let Ok(metadata) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        let public = path.extension().is_some_and(|extension| extension == "crt");
+        if mode & 0o077 != 0 && !public {
+            found.push(format!("{} (mode {mode:04o})", path.display()));
+        }
+        if metadata.is_dir() && depth < 2 {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                visit(&entry.path(), depth + 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    visit(dir, 0, &mut found);
+    found
+}
+
+/// A flag whose value is a secret, and where the secret should come from instead.
+pub struct SecretFlag {
+    /// clap's id of the argument (the field's name).
+    pub id: &'static str,
+    pub flag: &'static str,
+    pub instead: &'static str,
+    /// Whether a value is a secret at all (a database URL without a password is not).
+    pub secret: fn(&str) -> bool,
+}
+
+/// Warnings for secret flags given on the command line, where every local user can read
+/// them (`ps`, `/proc/<pid>/cmdline`); environment variables and files are not. Looks into
+/// subcommands too.
+pub fn secrets_on_command_line(matches: &clap::ArgMatches, flags: &[SecretFlag]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut current = Some(matches);
+    while let Some(matches) = current {
+        for flag in flags {
+            let on_command_line = matches
+                .try_get_one::<String>(flag.id)
+                .ok()
+                .flatten()
+                .filter(|value| (flag.secret)(value))
+                .is_some()
+                && matches.value_source(flag.id) == Some(clap::parser::ValueSource::CommandLine);
+            if on_command_line {
+                warnings.push(format!(
+                    "{} on the command line can be read by every user of this machine (ps); use {} instead",
+                    flag.flag, flag.instead
+                ));
+            }
+        }
+        current = matches.subcommand().map(|(_, sub)| sub);
+    }
+    warnings
+}
+
 /// Cancels `cancel` on the first SIGTERM or SIGINT.
 pub async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -82,6 +151,31 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn files_others_can_read_are_found_certificates_aside() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let set = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(dir.path(), 0o700);
+        std::fs::create_dir(dir.path().join("pki")).unwrap();
+        set(&dir.path().join("pki"), 0o700);
+        for (name, mode) in [
+            ("dockermon.db", 0o644),
+            ("pki/ca.crt", 0o644),
+            ("pki/ca.key", 0o600),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "x").unwrap();
+            set(&path, mode);
+        }
+        let found = shared_files(dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("dockermon.db (mode 0644)"), "{found:?}");
+    }
+
     use super::*;
 
     #[derive(Debug, thiserror::Error)]

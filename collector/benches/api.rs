@@ -85,6 +85,7 @@ fn state(store: Store) -> ApiState {
         )),
         throttle: Arc::default(),
         sessions: Arc::default(),
+        live: dockermon_collector::live::LiveBus::default(),
         registry: Registry::default(),
         profiler: dockermon_collector::profiles::Profiler::new(
             store.clone(),

@@ -190,7 +190,8 @@ pub struct HostDeleteArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// mysql://user:password@host:3306/dockermon or sqlite:///path/file.db.
+    /// mysql://user:password@host:3306/dockermon or sqlite:///path/file.db. With a
+    /// password, prefer the variable or --database-url-file: `ps` shows flags to everyone.
     /// [default: SQLite file dockermon.db in the data directory]
     #[arg(
         long,
@@ -334,6 +335,7 @@ pub struct ApiArgs {
     #[arg(long, env = "DOCKERMON_WS_LISTEN", value_name = "ADDR")]
     pub ws_listen: Option<SocketAddr>,
     /// Secret that signs access tokens (at least 32 bytes; every replica needs the same).
+    /// Prefer the variable or --jwt-secret-file: `ps` shows flags to everyone.
     /// [default: generated into <data dir>/secrets/jwt.secret]
     #[arg(
         long,
@@ -354,7 +356,8 @@ pub struct ApiArgs {
     /// Email of the admin created when there are no users yet. [default: admin@localhost]
     #[arg(long, env = "DOCKERMON_ADMIN_EMAIL", value_name = "EMAIL")]
     pub admin_email: Option<String>,
-    /// That admin's password. [default: generated and printed once]
+    /// That admin's password; prefer the variable or --admin-password-file (`ps` shows
+    /// flags to everyone). [default: generated into <data dir>/secrets/first-admin-password]
     #[arg(
         long,
         env = "DOCKERMON_ADMIN_PASSWORD",
@@ -366,6 +369,9 @@ pub struct ApiArgs {
     #[arg(long, env = "DOCKERMON_ADMIN_PASSWORD_FILE", value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
 }
+
+/// The longest any data is kept: far beyond any need, well within what time arithmetic holds.
+const MAX_RETENTION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// The YAML file (`--config`). One rule: every flag `--some-name` is the key `some_name`,
 /// with the value written as on the command line (lists may also be YAML lists). The
@@ -558,6 +564,12 @@ impl ServeArgs {
                             format!("{text} is too short: keep data at least 1h"),
                         ));
                     }
+                    if value > MAX_RETENTION {
+                        return Err(invalid(
+                            key,
+                            format!("{text} is too long: keep data at most 100 years"),
+                        ));
+                    }
                     Ok(value)
                 }
                 None => Ok(default),
@@ -615,20 +627,15 @@ impl ServeArgs {
                 ));
             }
         };
-        let agent_cert_ttl = match self
-            .agent_cert_ttl
-            .as_ref()
-            .or(file.agent_cert_ttl.as_ref())
-        {
-            Some(text) => duration("agent_cert_ttl", text)?,
-            None => Duration::from_secs(30 * 86_400),
-        };
-        if agent_cert_ttl < Duration::from_secs(3600) {
-            return Err(invalid(
-                "agent_cert_ttl",
-                "certificates must be valid for at least 1h",
-            ));
-        }
+        // At most what the server certificate gets (397 days, the browsers' rule): beyond
+        // that a certificate's dates may not even be representable.
+        let agent_cert_ttl = bounded_duration(
+            "agent_cert_ttl",
+            &self.agent_cert_ttl,
+            &file.agent_cert_ttl,
+            Duration::from_secs(30 * 86_400),
+            Duration::from_secs(3600)..=Duration::from_secs(397 * 86_400),
+        )?;
         let stats_interval = match self
             .agent_stats_interval
             .as_ref()
@@ -649,7 +656,14 @@ impl ServeArgs {
             .or(file.agent_usage_interval.as_ref())
         {
             Some(text) if text.trim() == "off" => None,
-            Some(text) => Some(duration("agent_usage_interval", text)?),
+            Some(text) => Some(
+                config_file::within(
+                    duration("agent_usage_interval", text)?,
+                    Duration::from_secs(1),
+                    Duration::from_secs(86_400),
+                )
+                .map_err(|range| invalid("agent_usage_interval", range))?,
+            ),
             None => Some(Duration::from_secs(120)),
         };
         Ok(ServeConfig {
@@ -1043,6 +1057,22 @@ mod tests {
                 .starts_with("retention_raw: 10m is too short"),
             "{err}"
         );
+        // Values that would overflow a certificate's dates or the retention arithmetic are
+        // refused at start, not when an agent enrolls.
+        for (flag, value, key) in [
+            ("--agent-cert-ttl", "100000000d", "agent_cert_ttl"),
+            ("--retention-raw", "100000000d", "retention_raw"),
+            (
+                "--agent-usage-interval",
+                "100000000d",
+                "agent_usage_interval",
+            ),
+        ] {
+            let err = serve(&[flag, value])
+                .resolve(&FileConfig::default())
+                .unwrap_err();
+            assert!(err.to_string().starts_with(key), "{err}");
+        }
         let err = serde_yaml::from_str::<FileConfig>("retention_rwa: 1d\n").unwrap_err();
         assert!(
             err.to_string().contains("unknown field `retention_rwa`"),

@@ -52,6 +52,11 @@ pub enum LiveUpdate {
     },
     /// Someone's access ended or shrank, announced by `replica`.
     Access { replica: u64, change: AccessChange },
+    /// An admin lifted failed-login locks (of one account, or all) on `replica`.
+    LoginLocksCleared {
+        replica: u64,
+        account: Option<String>,
+    },
 }
 
 /// Access that ended or shrank: every replica forgets what it cached and re-checks the
@@ -119,5 +124,28 @@ impl LiveBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveUpdate>> {
         self.sender.subscribe()
+    }
+
+    /// Hands every update to `on_update` until `cancel` fires or the bus closes. A follower
+    /// that falls more than the bus's capacity behind misses updates: `on_lagged` is told
+    /// how many, and must assume anything.
+    pub async fn follow(
+        &self,
+        cancel: &tokio_util::sync::CancellationToken,
+        mut on_update: impl FnMut(&Arc<LiveUpdate>),
+        mut on_lagged: impl FnMut(u64),
+    ) {
+        let mut updates = self.subscribe();
+        loop {
+            let update = tokio::select! {
+                () = cancel.cancelled() => return,
+                update = updates.recv() => update,
+            };
+            match update {
+                Ok(update) => on_update(&update),
+                Err(broadcast::error::RecvError::Lagged(missed)) => on_lagged(missed),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! certificates, so a bad one also stops start-up before anything listens. Everything stops
 //! from one `CancellationToken`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 use crate::admin::ensure_first_admin;
 use crate::api::{
     self, ApiState,
-    auth::{SessionCache, TokenKeys},
+    auth::{LoginThrottle, SessionCache, TokenKeys},
 };
 use crate::config::{ServeConfig, TlsSource};
 use crate::health::{self, Readiness};
@@ -37,7 +38,9 @@ use crate::pki::Authority;
 use crate::profiles::Profiler;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store, StoreError};
-use crate::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
+use crate::transport::{
+    self, AgentService, COLLECTOR_BUDGET_BYTES, MemoryBudget, Pipeline, Registry, TlsFiles,
+};
 use crate::ws::{self, Feed, WsState};
 
 /// How long an agent has to carry out a container action.
@@ -46,6 +49,9 @@ const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
 const DATABASE_CHECK: Duration = Duration::from_secs(5);
 
 pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    for path in dockermon_agent::process::shared_files(&config.database.data_dir) {
+        warn!(%path, "other users can read or write this: it may hold password hashes, keys or secrets; run chmod go-rwx on it");
+    }
     let readiness = Readiness::default();
     let tracker = TaskTracker::new();
 
@@ -139,6 +145,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         authority: authority.clone(),
         agent_config: config.agent_config.clone(),
         agent_cert_ttl: config.agent_cert_ttl,
+        budget: MemoryBudget::new(COLLECTOR_BUDGET_BYTES),
         shutdown: cancel.clone(),
     });
     tracker.spawn(transport::serve(
@@ -153,15 +160,34 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
 
     if let Some((admin, generated)) = ensure_first_admin(&store, &config.api.first_admin).await? {
         match generated {
-            // Printed, not logged: a password has no place in a log pipeline.
-            Some(password) => say!(
-                "\n  First admin created: {}\n  Password (shown only now): {password}\n  Change it after signing in.\n",
-                admin.email
-            ),
+            // Into a private file, and on the terminal when there is one: never into the
+            // log stream, which log collectors keep.
+            Some(password) => {
+                let file = config
+                    .database
+                    .data_dir
+                    .join("secrets")
+                    .join("first-admin-password");
+                write_first_password(&file, &password)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                info!(email = %admin.email, file = %file.display(), "created the first admin; the password is in the file: sign in, change it, delete the file");
+                if std::io::stderr().is_terminal() {
+                    say!(
+                        "\n  First admin created: {}\n  Password: {password}\n  (also in {}; change it after signing in)\n",
+                        admin.email,
+                        file.display()
+                    );
+                }
+            }
             None => info!(email = %admin.email, "created the first admin"),
         }
     }
     let sessions = Arc::new(SessionCache::new(live.clone()));
+    let throttle = Arc::new(LoginThrottle::default());
+    tracker.spawn({
+        let (throttle, live, cancel) = (throttle.clone(), live.clone(), cancel.clone());
+        async move { throttle.follow(&live, cancel).await }
+    });
     tracker.spawn({
         let (sessions, cancel) = (sessions.clone(), cancel.clone());
         async move { sessions.follow(cancel).await }
@@ -170,8 +196,9 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         store: store.clone(),
         inventory: Inventory::new(store.clone()),
         tokens: Arc::new(TokenKeys::new(&jwt_secret, config.api.access_ttl)),
-        throttle: Arc::default(),
+        throttle,
         sessions: sessions.clone(),
+        live: live.clone(),
         registry: registry.clone(),
         profiler,
         metrics: own_metrics.clone(),
@@ -247,6 +274,18 @@ fn spawn_server(
             warn!(%error, listener = name, "listener failed");
         }
     });
+}
+
+/// Writes the generated first-admin password, readable by this user only.
+fn write_first_password(file: &std::path::Path, password: &str) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    dockermon_agent::files::write_atomically(
+        file,
+        format!("{password}\n").as_bytes(),
+        dockermon_agent::files::SECRET,
+    )
 }
 
 /// Connects, retrying with backoff while the database is unavailable. A database that

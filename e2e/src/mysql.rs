@@ -27,7 +27,8 @@ impl MysqlDatabase {
         sqlx::any::install_default_drivers();
         let server = mysql_server();
         let name = format!("dmtest_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql"))
+        // No database selected: the test user may use only its scratch databases.
+        let mut admin = sqlx::AnyConnection::connect(&server)
             .await
             .expect("MariaDB is reachable at DOCKERMON_TEST_MYSQL_URL");
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -52,9 +53,7 @@ impl Drop for MysqlDatabase {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                if let Ok(mut admin) =
-                    sqlx::AnyConnection::connect(&format!("{server}/mysql")).await
-                {
+                if let Ok(mut admin) = sqlx::AnyConnection::connect(&server).await {
                     let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
                         .execute(&mut admin)
                         .await;

@@ -25,12 +25,65 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Unix(PathBuf),
-    /// Plain TCP. The Engine API has no authentication of its own, so this is only sane on
-    /// loopback or behind something that adds it.
+    /// TCP, with TLS when `tls` is set. The Engine API has no authentication of its own:
+    /// plain TCP is only sane on loopback (the agent warns otherwise).
     Tcp {
         host: String,
         port: u16,
+        tls: Option<DockerTls>,
     },
+}
+
+/// Docker's TLS files, as the docker CLI keeps them in `DOCKER_CERT_PATH`: the CA that
+/// signed the engine's certificate, and this client's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl DockerTls {
+    /// `ca.pem`, `cert.pem` and `key.pem` in `dir`, which must all exist.
+    pub fn in_dir(dir: &std::path::Path) -> Result<Self, String> {
+        let tls = DockerTls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        for file in [&tls.ca, &tls.cert, &tls.key] {
+            if !file.exists() {
+                return Err(format!("{} does not exist", file.display()));
+            }
+        }
+        Ok(tls)
+    }
+
+    /// The TLS client configuration these files make, for `host`.
+    pub fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&read(&self.ca)?) {
+            let ca = ca.map_err(|e| format!("{}: {e}", self.ca.display()))?;
+            roots
+                .add(ca)
+                .map_err(|e| format!("{}: {e}", self.ca.display()))?;
+        }
+        let chain = CertificateDer::pem_slice_iter(&read(&self.cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&self.key)?)
+            .map_err(|e| format!("{}: {e}", self.key.display()))?;
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("Docker TLS: {e}"))?;
+        Ok(std::sync::Arc::new(config))
+    }
 }
 
 impl Endpoint {
@@ -60,7 +113,25 @@ impl Endpoint {
         Ok(Endpoint::Tcp {
             host: host.to_owned(),
             port,
+            tls: None,
         })
+    }
+
+    /// Plain TCP to a host other than loopback: anyone on the path can read and drive
+    /// the engine (the Engine API has no authentication of its own).
+    pub fn is_exposed(&self) -> bool {
+        match self {
+            Endpoint::Tcp {
+                host, tls: None, ..
+            } => {
+                host != "localhost"
+                    && !host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => false,
+        }
     }
 }
 
@@ -68,7 +139,12 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
-            Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: None,
+            } => write!(f, "tcp://{host}:{port}"),
+            Endpoint::Tcp { host, port, .. } => write!(f, "tcp://{host}:{port} (TLS)"),
         }
     }
 }
@@ -108,8 +184,24 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Docker, ConnectError> {
             REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
         ),
-        Endpoint::Tcp { host, port } => bollard::Docker::connect_with_http(
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: None,
+        } => bollard::Docker::connect_with_http(
             &format!("tcp://{host}:{port}"),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: Some(tls),
+        } => bollard::Docker::connect_with_ssl(
+            &format!("tcp://{host}:{port}"),
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
             REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
         ),
@@ -179,9 +271,22 @@ mod tests {
             Endpoint::parse("tcp://127.0.0.1:2375").unwrap(),
             Endpoint::Tcp {
                 host: "127.0.0.1".into(),
-                port: 2375
+                port: 2375,
+                tls: None,
             }
         );
+        // Plain TCP to another machine is exposed; to loopback it is not.
+        assert!(
+            !Endpoint::parse("tcp://127.0.0.1:2375")
+                .unwrap()
+                .is_exposed()
+        );
+        assert!(
+            !Endpoint::parse("tcp://localhost:2375")
+                .unwrap()
+                .is_exposed()
+        );
+        assert!(Endpoint::parse("tcp://10.0.0.5:2375").unwrap().is_exposed());
         assert_eq!(
             Endpoint::parse("tcp://127.0.0.1:2375").unwrap().to_string(),
             "tcp://127.0.0.1:2375"

@@ -43,8 +43,31 @@ pub async fn get_json<T: DeserializeOwned>(
                 .map_err(RawError::Connect)?;
             get(stream, &uri).await?
         }
-        Endpoint::Tcp { host, port } => {
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: None,
+        } => {
             let stream = TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(RawError::Connect)?;
+            get(stream, &uri).await?
+        }
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: Some(tls),
+        } => {
+            let config = tls
+                .client_config()
+                .map_err(|e| RawError::Connect(std::io::Error::other(e)))?;
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| RawError::Connect(std::io::Error::other(e)))?;
+            let tcp = TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(RawError::Connect)?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
                 .await
                 .map_err(RawError::Connect)?;
             get(stream, &uri).await?

@@ -2,6 +2,7 @@
 //! `--output stdout` sink. One test binary (modules below) so it links once.
 
 mod cli;
+mod docker_tls;
 mod events;
 mod inventory;
 mod stats;

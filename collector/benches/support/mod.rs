@@ -233,7 +233,7 @@ where
     if let Some(server) = &databases.mysql {
         let name = format!("{prefix}_{:08x}", rand::random::<u32>());
         sqlx::any::install_default_drivers();
-        let mut admin = sqlx::AnyConnection::connect(&format!("{server}/mysql")).await?;
+        let mut admin = sqlx::AnyConnection::connect(server).await?;
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await?;

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub throttle: Arc<auth::LoginThrottle>,
     /// Sessions recently found live.
     pub sessions: Arc<auth::SessionCache>,
+    /// What replicas tell each other (lifted login locks).
+    pub live: crate::live::LiveBus,
     /// The connected agents, for live status and commands.
     pub registry: Registry,
     /// Profile sessions: start, stop, watch.

@@ -11,6 +11,7 @@ use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, us
     info(title = "Dockermon API", description = "Fleet-wide Docker monitoring: hosts, containers, stats, activity, users."),
     paths(
         auth::login, auth::refresh, auth::logout, auth::me, auth::update_me, auth::change_password,
+        auth::clear_locks,
         users::list, users::create, users::one, users::update,
         hosts::list, hosts::one, hosts::delete, hosts::images, hosts::volumes,
         hosts::networks, hosts::usage, hosts::latest_stats,

@@ -164,6 +164,15 @@ impl Store {
         }))
     }
 
+    /// Makes a token consumed by an enrollment that then failed usable again.
+    pub async fn release_join_token(&self, secret: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE join_tokens SET used_ns = NULL WHERE token_hash = ?")
+            .bind(hex_sha256_bytes(secret))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Join tokens, newest first; with `all`, used, expired and revoked ones too.
     pub async fn join_tokens(&self, all: bool, now_ns: i64) -> Result<Vec<JoinTokenRow>> {
         let rows = sqlx::query(

@@ -99,7 +99,16 @@ pub(super) async fn enroll(
             return Err(Refusal(StatusCode::FORBIDDEN, code, refusal.to_string()));
         }
     };
-    let (issued, serial) = issue(&service, &request.csr_pem, &host).await?;
+    let (issued, serial) = match issue(&service, &request.csr_pem, &host).await {
+        Ok(issued) => issued,
+        Err(refusal) => {
+            // Nothing was issued: the token is not spent.
+            if let Err(error) = service.store.release_join_token(&token.secret).await {
+                warn!(%error, "cannot give a join token back after a failed enrollment");
+            }
+            return Err(refusal);
+        }
+    };
     // One agent per host name: whoever held it before is refused from now on.
     let replaced = service
         .store

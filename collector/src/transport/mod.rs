@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-pub use pipeline::Pipeline;
+pub use pipeline::{AGENT_BUDGET_BYTES, COLLECTOR_BUDGET_BYTES, MemoryBudget, Pipeline};
 pub use registry::{CommandError, ConnectedAgent, Registry};
 pub use tls::{Peer, TlsFiles};
 
@@ -63,6 +63,8 @@ pub struct AgentService {
     pub authority: Option<Arc<Authority>>,
     pub agent_config: AgentConfig,
     pub agent_cert_ttl: Duration,
+    /// What all agents' frames in flight may hold together.
+    pub budget: MemoryBudget,
     pub shutdown: CancellationToken,
 }
 

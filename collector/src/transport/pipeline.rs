@@ -2,8 +2,11 @@
 //! store → acknowledgements.
 //!
 //! Backpressure: when the queue is full, `submit` waits, so a session stops reading its
-//! socket and TCP pushes back on the agent, which keeps spooling to its disk. Memory stays
-//! bounded whatever the fleet does.
+//! socket and TCP pushes back on the agent, which keeps spooling to its disk. The queue
+//! counts frames, and a frame can be 16 MiB: so every frame also takes its size from a
+//! [`MemoryBudget`], one per agent and one for the collector, before it is decoded, and
+//! gives it back once committed. A misbehaving (or compromised) agent flooding large frames
+//! waits on its own budget; it cannot take the collector's memory from the others.
 //!
 //! Batching is adaptive, with no timer: the writer takes everything queued (up to a limit)
 //! into one transaction, so under light load a frame is committed at once, and under heavy
@@ -33,6 +36,44 @@ const QUEUE: usize = 4096;
 /// Records per transaction at most.
 const MAX_BATCH_RECORDS: usize = 20_000;
 
+/// What the frames in flight (decoded, queued, being written) may hold, counted from their
+/// size on the wire times [`DECODED_FACTOR`] (decoded records take about that much more).
+pub const AGENT_BUDGET_BYTES: usize = 64 << 20;
+pub const COLLECTOR_BUDGET_BYTES: usize = 512 << 20;
+const DECODED_FACTOR: usize = 3;
+/// Messages smaller than this (pings, statuses, most frames) are not counted.
+const FREE_BYTES: usize = 64 << 10;
+
+/// Bytes in flight, in KiB permits: one budget per agent session, one for the collector.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl MemoryBudget {
+    pub fn new(bytes: usize) -> Self {
+        MemoryBudget {
+            permits: Arc::new(tokio::sync::Semaphore::new(bytes / 1024)),
+        }
+    }
+
+    /// Whether [`MemoryBudget::take`] would wait now for a message of `wire_bytes`.
+    pub fn would_wait(&self, wire_bytes: usize) -> bool {
+        wire_bytes >= FREE_BYTES
+            && self.permits.available_permits() < (wire_bytes * DECODED_FACTOR).div_ceil(1024)
+    }
+
+    /// Takes what a message of `wire_bytes` will hold once decoded, waiting while the
+    /// budget is spent. `None` for messages too small to count.
+    pub async fn take(&self, wire_bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if wire_bytes < FREE_BYTES {
+            return None;
+        }
+        let kib = (wire_bytes * DECODED_FACTOR).div_ceil(1024) as u32;
+        self.permits.clone().acquire_many_owned(kib).await.ok()
+    }
+}
+
 /// One data frame on its way to the store.
 pub struct Submission {
     pub host: HostId,
@@ -45,6 +86,9 @@ pub struct Submission {
     /// Closes the session when its frame cannot be stored at all.
     pub close_session: CancellationToken,
     pub received: Instant,
+    /// The frame's share of its agent's and the collector's memory budgets, given back when
+    /// the submission is dropped (committed or not).
+    pub budget: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Submission {

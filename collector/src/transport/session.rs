@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::AgentService;
-use super::pipeline::Submission;
+use super::pipeline::{AGENT_BUDGET_BYTES, MemoryBudget, Submission};
 use super::tls::Peer;
 use crate::store::HostId;
 
@@ -243,6 +243,8 @@ async fn stream(
     connection: &mut super::registry::Connection,
 ) -> Result<End, End> {
     let (acked, mut acked_changes) = watch::channel(committed);
+    let agent_budget = MemoryBudget::new(AGENT_BUDGET_BYTES);
+    let mut budget_warned = false;
     let poisoned = CancellationToken::new();
     let mut last_received: Option<u64> = None;
     let mut last_heard = Instant::now();
@@ -258,6 +260,28 @@ async fn stream(
             () = poisoned.cancelled() => return Ok(End::Violation(POLICY, "a frame could not be stored; see the collector's log".into())),
             next = socket.recv() => {
                 let next = next.ok_or_else(|| End::Gone("connection closed".into()))?;
+                // A large message waits for room in this agent's budget, then the
+                // collector's, before it is decoded; meanwhile nothing more is read.
+                let wire_bytes = match &next {
+                    Ok(Message::Text(text)) => text.len(),
+                    _ => 0,
+                };
+                let mut budget = Vec::new();
+                if !budget_warned && agent_budget.would_wait(wire_bytes) {
+                    budget_warned = true;
+                    warn!(host = %peer.host, budget_mib = AGENT_BUDGET_BYTES >> 20,
+                        "this agent sends large frames faster than they are stored; reading from it pauses until its earlier frames are stored");
+                }
+                for pool in [&agent_budget, &service.budget] {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(End::Closed(AWAY, "collector shutting down".into())),
+                        () = connection.close.cancelled() => {
+                            let reason = connection.reason.lock().expect("reason lock").clone();
+                            return Ok(End::Closed(POLICY, reason));
+                        }
+                        permit = pool.take(wire_bytes) => budget.extend(permit),
+                    }
+                }
                 last_heard = Instant::now();
                 *connection.heard.lock().expect("heard lock") = last_heard;
                 let Some(message) = decode(next)? else { continue };
@@ -292,6 +316,7 @@ async fn stream(
                                 acked: acked.clone(),
                                 close_session: poisoned.clone(),
                                 received: Instant::now(),
+                                budget,
                             })
                             .await
                             .map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;

@@ -183,28 +183,21 @@ impl Feed {
                     text: message.to_text(),
                 });
             }
-            LiveUpdate::ProfileWatchers { .. } | LiveUpdate::Access { .. } => {}
+            LiveUpdate::ProfileWatchers { .. }
+            | LiveUpdate::Access { .. }
+            | LiveUpdate::LoginLocksCleared { .. } => {}
         }
     }
 }
 
 /// Feeds live updates to WebSocket connections until cancelled.
 pub async fn run(live: LiveBus, feed: Feed, cancel: CancellationToken) {
-    let mut updates = live.subscribe();
-    loop {
-        let update = tokio::select! {
-            () = cancel.cancelled() => return,
-            update = updates.recv() => update,
-        };
-        match update {
-            Ok(update) => feed.publish_update(&update),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(
-                    missed,
-                    "live updates dropped before reaching WebSocket clients"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
+    let on_lagged = |missed| {
+        warn!(
+            missed,
+            "live updates dropped before reaching WebSocket clients"
+        );
+    };
+    live.follow(&cancel, |update| feed.publish_update(update), on_lagged)
+        .await;
 }

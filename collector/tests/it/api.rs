@@ -102,6 +102,20 @@ impl Api {
             .await
     }
 
+    /// Signs in from `address`, as a client connected from there would.
+    async fn login_from(&self, address: &str, email: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({"email": email, "password": password});
+        let mut request = Request::post("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let socket: std::net::SocketAddr = format!("{address}:40000").parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(socket));
+        self.send(request).await
+    }
+
     async fn access(&self, email: &str) -> String {
         let (status, body) = self.login(email, PASSWORD).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -376,33 +390,51 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     api.user("eyes@example.com", Role::Viewer).await;
     let auditor = api.access("auditor@example.com").await;
     let viewer = api.access("eyes@example.com").await;
+    let attacker = "10.0.0.1";
     // An unknown account is answered like a wrong password, not "no such user".
-    let unknown = api.login("nobody@example.com", PASSWORD).await;
+    let unknown = api
+        .login_from("10.0.0.3", "nobody@example.com", PASSWORD)
+        .await;
     assert_eq!(
         unknown.1["error"]["message"],
         "wrong email or password, or the account is disabled"
     );
-    for _ in 0..4 {
-        let answer = api.login("target@example.com", "guess guess guess").await;
+    for _ in 0..5 {
+        let answer = api
+            .login_from(attacker, "target@example.com", "guess guess guess")
+            .await;
         assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    // Locked now, even with the right password; the answer says for how long.
-    let body = json!({"email": "target@example.com", "password": PASSWORD});
-    let request = Request::post("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = response.headers()[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((800..=900).contains(&retry), "Retry-After: {retry}");
-    // The address is locked too, for any account.
-    let other = api.login("nobody@example.com", PASSWORD).await;
-    assert_error(&other, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    // That address is locked for that account, even with the right password; the answer
+    // says for how long.
+    let locked = api
+        .login_from(attacker, "target@example.com", PASSWORD)
+        .await;
+    assert_error(&locked, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    // The owner, from elsewhere, is not locked out: five guesses are no switch.
+    let owner = api
+        .login_from("10.0.0.2", "target@example.com", PASSWORD)
+        .await;
+    assert_eq!(owner.0, StatusCode::OK, "{}", owner.1);
+    // An admin lifts the lock.
+    let (status, cleared) = api
+        .call(
+            "DELETE",
+            "/api/v1/auth/locks?email=target@example.com",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert!(cleared["cleared"].as_u64().unwrap() > 0, "{cleared}");
+    let (status, _) = api
+        .call("DELETE", "/api/v1/auth/locks", Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let again = api
+        .login_from(attacker, "target@example.com", PASSWORD)
+        .await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
 
     // Admins see who tried, from where and why, and the lockout, once; viewers do not.
     let (status, log) = api
@@ -432,7 +464,7 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     };
     assert_eq!(
         count("login_failed", "target@example.com"),
-        4,
+        5,
         "{entries:?}"
     );
     assert_eq!(
@@ -445,17 +477,25 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
         1,
         "{entries:?}"
     );
-    assert_eq!(count("login", "auditor@example.com"), 1, "{entries:?}");
+    assert_eq!(
+        count("login_unlocked", "target@example.com"),
+        1,
+        "{entries:?}"
+    );
+    assert_eq!(count("login", "target@example.com"), 2, "{entries:?}");
     assert!(
         entries.iter().any(|(a, e, r)| a == "login_failed"
             && e == "nobody@example.com"
             && r == "unknown email"),
         "{entries:?}"
     );
-    assert!(
-        log["items"][0]["attributes"]["address"].is_string(),
-        "{log}"
-    );
+    let failed = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "login_failed" && e["actor_id"] == "target@example.com")
+        .unwrap();
+    assert_eq!(failed["attributes"]["address"], attacker, "{failed}");
     let (_, hidden) = api.get("/api/v1/activity?kind=auth", &viewer).await;
     assert_eq!(hidden["total"], 0, "{hidden}");
 }
@@ -651,6 +691,26 @@ async fn admins_manage_users_and_hosts(db: TestDb) {
     let path = format!("/api/v1/users/{admin_id}");
     let answer = api.call("PATCH", &path, Some(&admin), Some(demote)).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "bad_request");
+    // One's own password changes only with the current one, not through the users API: a
+    // stolen token must not become a permanent takeover.
+    let own = json!({"password": "a new password of mine"});
+    let answer = api.call("PATCH", &path, Some(&admin), Some(own)).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        api.login("admin@example.com", PASSWORD).await.0,
+        StatusCode::OK
+    );
+    // An admin setting someone else's password ends that user's sessions.
+    let new_id = user["id"].as_i64().unwrap();
+    let reset = json!({"password": "a password set by the admin"});
+    let path = format!("/api/v1/users/{new_id}");
+    let (status, _) = api.call("PATCH", &path, Some(&admin), Some(reset)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &api.get("/api/v1/me", &new_user).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 
     // Deleting a host removes it and logs who did it.
     let docker = host(&api.store, "docker-2").await;

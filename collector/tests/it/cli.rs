@@ -2,6 +2,7 @@
 //! a database that is down at start, shutdown.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use dockermon_e2e::fleet::readyz_answer;
@@ -351,13 +352,22 @@ async fn the_first_admin_is_generated_once_and_signs_in_over_http() {
     let data_dir = data.path().to_str().unwrap().to_owned();
     let (collector, api) = serve_embedded(&data_dir, &[]).await;
     let stderr = collector.stderr();
-    let password = stderr
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Password (shown only now): "))
-        .unwrap_or_else(|| panic!("no generated password in:\n{stderr}"))
+    // In a private file; not in the log stream (stderr is no terminal here).
+    let file = data.path().join("secrets/first-admin-password");
+    let password = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("no password file ({e}):\n{stderr}"))
+        .trim()
         .to_owned();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(
-        stderr.contains("First admin created: admin@localhost"),
+        !stderr.contains(&password),
+        "the password is not logged: {stderr}"
+    );
+    assert!(
+        stderr.contains("created the first admin") && stderr.contains("first-admin-password"),
         "{stderr}"
     );
     assert_eq!(login(api, "admin@localhost", &password).await, 200);
@@ -517,11 +527,9 @@ async fn standalone_watches_the_local_docker_in_one_command() {
 
     let dir = tempfile::tempdir().unwrap();
     let (collector, api) = standalone(dir.path(), "unix:///var/run/docker.sock").await;
-    let stderr = collector.stderr();
-    let password = stderr
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Password (shown only now): "))
-        .unwrap_or_else(|| panic!("no password in:\n{stderr}"))
+    let password = std::fs::read_to_string(dir.path().join("data/secrets/first-admin-password"))
+        .unwrap_or_else(|e| panic!("no password file ({e}):\n{}", collector.stderr()))
+        .trim()
         .to_owned();
     let token = sign_in(api, &password).await;
     let path = format!("/api/v1/containers?name={name}&state=running");
@@ -549,6 +557,21 @@ async fn standalone_watches_the_local_docker_in_one_command() {
     ] {
         assert!(dir.path().join(made).exists(), "{made}");
     }
+    // Everything it wrote is private: the database (and its -wal, -shm), keys, secrets,
+    // the spool, and the directories that hold them.
+    assert_eq!(
+        dockermon_agent::process::shared_files(&dir.path().join("data")),
+        Vec::<String>::new()
+    );
+    let mode = |path: &str| {
+        std::fs::metadata(dir.path().join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("data"), 0o700);
+    assert_eq!(mode("data/dockermon.db"), 0o600);
 
     // A second start reuses everything: same admin, same agent, no new password shown.
     let (collector, api) = standalone(dir.path(), "unix:///var/run/docker.sock").await;

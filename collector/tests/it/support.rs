@@ -84,6 +84,7 @@ pub(crate) fn api_state(
         tokens: std::sync::Arc::new(TokenKeys::new(TOKEN_SECRET, token_ttl)),
         throttle: std::sync::Arc::default(),
         sessions: std::sync::Arc::default(),
+        live: dockermon_collector::live::LiveBus::default(),
         registry: dockermon_collector::transport::Registry::default(),
         profiler: dockermon_collector::profiles::Profiler::new(
             store.clone(),

@@ -87,7 +87,7 @@ async fn an_operator_stops_and_starts_a_real_container_and_the_log_says_who() {
     let (_, me) = call(&setup, "GET", "/api/v1/me", Some(&operator), None).await;
     let operator_id = me["id"].as_i64().unwrap();
     let path = format!("/api/v1/activity?user={operator_id}&container={key}");
-    let (_, log) = call(&setup, "GET", &path, Some(&viewer), None).await;
+    let (_, log) = call(&setup, "GET", &path, Some(&admin), None).await;
     let actions: Vec<(&str, &str)> = log["items"]
         .as_array()
         .unwrap()
@@ -112,7 +112,7 @@ async fn an_operator_stops_and_starts_a_real_container_and_the_log_says_who() {
     assert_eq!(log["items"][0]["attributes"]["user"], "ops@example.com");
     // The viewer's refused attempt is on the record too.
     let path = format!("/api/v1/activity?container={key}&action=stop&kind=container");
-    let (_, log) = call(&setup, "GET", &path, Some(&viewer), None).await;
+    let (_, log) = call(&setup, "GET", &path, Some(&admin), None).await;
     let refused: Vec<&Value> = log["items"]
         .as_array()
         .unwrap()
@@ -130,6 +130,9 @@ async fn an_operator_stops_and_starts_a_real_container_and_the_log_says_who() {
     let path = format!("/api/v1/activity?container={key}&action=remove");
     let (_, log) = call(&setup, "GET", &path, Some(&viewer), None).await;
     assert_eq!(log["total"], 1, "{log}");
+    // Viewers see who acted by id, not by email.
+    assert!(log["items"][0]["attributes"]["user"].is_null(), "{log}");
+    assert!(log["items"][0]["user_id"].is_i64(), "{log}");
     assert!(
         log["items"][0]["attributes"]["outcome"]
             .as_str()

@@ -20,6 +20,7 @@ use dockermon_proto::transport::{
 };
 use dockermon_proto::{DiskUsage, HostName, Record, now_ns};
 use rcgen::KeyPair;
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{SHORT, Setup};
@@ -218,6 +219,7 @@ impl InProcessCollector {
                 usage_timeout_ms: 60_000,
             },
             agent_cert_ttl: Duration::from_secs(86_400),
+            budget: transport::MemoryBudget::new(transport::COLLECTOR_BUDGET_BYTES),
             shutdown: cancel.clone(),
         });
         let address = free_loopback_address().unwrap();
@@ -356,4 +358,135 @@ async fn a_set_config_command_changes_what_a_real_agent_collects() {
         .unwrap_err();
     assert_eq!(error.to_string(), "the host's agent is not connected");
     collector.cancel.cancel();
+}
+
+/// The peak resident memory of a process, from `/proc/<pid>/status` (`VmHWM`), in MiB.
+fn peak_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap()
+        / 1024
+}
+
+/// A data frame of minimal events as the agent protocol carries it, just under `bytes`.
+/// A data frame of about `bytes`: events with the largest attributes the bounds allow,
+/// about 1× their wire size once decoded.
+fn flood_frame(seq: u64, bytes: usize) -> String {
+    use dockermon_proto::limits::{MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS};
+    let event = serde_json::to_string(&Record::Event(dockermon_proto::DockerEvent {
+        time_ns: 1,
+        kind: dockermon_proto::EventKind::Container,
+        action: "x".into(),
+        actor_id: "a".into(),
+        actor_name: None,
+        attributes: (0..MAX_LABELS)
+            .map(|i| {
+                let key = format!("{i:03}{}", "k".repeat(MAX_LABEL_KEY_BYTES - 3));
+                (key, "v".repeat(MAX_LABEL_VALUE_BYTES))
+            })
+            .collect(),
+        scope: None,
+    }))
+    .unwrap();
+    let empty = serde_json::to_string(&AgentMessage::Data(DataFrame {
+        seq,
+        records: Vec::new(),
+        dropped: Dropped::default(),
+    }))
+    .unwrap();
+    // `…"records":[]…` with the events spliced in between the brackets.
+    let (head, tail) = empty.split_once("[]").unwrap();
+    let mut text = String::with_capacity(bytes);
+    text.push_str(head);
+    text.push('[');
+    let mut first = true;
+    while text.len() + event.len() + tail.len() + 2 < bytes {
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        text.push_str(&event);
+    }
+    text.push(']');
+    text.push_str(tail);
+    text
+}
+
+#[tokio::test]
+async fn an_agent_flooding_large_frames_waits_on_its_own_memory_budget() {
+    const FRAMES: u64 = 8;
+    let setup = Setup::new().await;
+    let witness = setup.agent("witness").await;
+    let pid = setup.collector.process.as_ref().unwrap().id().unwrap();
+    // The store stalls (as a slow database does): nothing reaches the activity table, so
+    // the flood's frames cannot be stored and their memory cannot be given back.
+    let mut lock = sqlx::MySqlConnection::connect(&setup.database.url)
+        .await
+        .unwrap();
+    sqlx::query("LOCK TABLES activity WRITE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let before = peak_mib(pid);
+    let tls = identity(&setup, "flood").tls_config().unwrap();
+    let (mut flood, last) = RawAgent::join(setup.collector.agent_address, tls)
+        .await
+        .unwrap();
+    // Frames of ~16 MiB, as fast as the socket takes them: 128 MiB on the wire.
+    let sender = tokio::spawn(async move {
+        for i in 1..=FRAMES {
+            let text = flood_frame(last + i, dockermon_proto::transport::MAX_FRAME_BYTES - 1024);
+            assert!(text.len() < dockermon_proto::transport::MAX_FRAME_BYTES);
+            flood.send_text(text).await?;
+        }
+        anyhow::Ok(flood)
+    });
+    // The collector stops reading this agent once its budget is spent...
+    eventually(WAIT, "the flood to wait on its budget", || async {
+        setup
+            .collector
+            .stderr()
+            .contains("reading from it pauses")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", setup.collector.stderr()));
+    assert!(
+        !sender.is_finished(),
+        "every frame was read while none could be stored"
+    );
+    let peak = peak_mib(pid);
+    assert!(
+        peak < before + 150,
+        "the collector grew from {before} MiB to {peak} MiB"
+    );
+    // ...and once the store moves again, every frame is stored, in order: the budget
+    // delays, never drops.
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut flood = sender.await.unwrap().unwrap();
+    let mut acked = last;
+    while acked < last + FRAMES {
+        match flood.next(WAIT).await.unwrap() {
+            CollectorMessage::Ack { seq } => acked = seq,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !witness.stderr().contains("disconnected from the collector"),
+        "{}",
+        witness.stderr()
+    );
 }

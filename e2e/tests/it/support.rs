@@ -22,7 +22,7 @@ pub(crate) struct Setup {
     pub(crate) collector: Collector,
     pub(crate) store: Store,
     pub(crate) dir: tempfile::TempDir,
-    _database: MysqlDatabase,
+    pub(crate) database: MysqlDatabase,
 }
 
 impl Setup {
@@ -57,7 +57,7 @@ impl Setup {
             collector,
             store,
             dir,
-            _database: database,
+            database,
         }
     }
 

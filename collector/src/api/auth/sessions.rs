@@ -13,7 +13,7 @@
 //! [`subscribe`]: SessionCache::subscribe
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
@@ -98,28 +98,19 @@ impl SessionCache {
 
     /// Applies the other replicas' announcements until `cancel` fires.
     pub async fn follow(&self, cancel: CancellationToken) {
-        let mut updates = self.live.subscribe();
-        loop {
-            let update = tokio::select! {
-                () = cancel.cancelled() => return,
-                update = updates.recv() => update,
-            };
-            match update {
-                Ok(update) => {
-                    if let LiveUpdate::Access { replica, change } = &*update
-                        && *replica != self.replica
-                    {
-                        self.apply(change);
-                    }
-                }
-                // Announcements were missed: nothing cached can be trusted.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    self.entries.lock().expect("session cache lock").clear();
-                    let _ = self.changes.send(AccessChange::Everyone);
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+        let on_update = |update: &Arc<LiveUpdate>| {
+            if let LiveUpdate::Access { replica, change } = &**update
+                && *replica != self.replica
+            {
+                self.apply(change);
             }
-        }
+        };
+        // Announcements were missed: nothing cached can be trusted.
+        let on_lagged = |_| {
+            self.entries.lock().expect("session cache lock").clear();
+            let _ = self.changes.send(AccessChange::Everyone);
+        };
+        self.live.follow(&cancel, on_update, on_lagged).await;
     }
 
     fn apply(&self, change: &AccessChange) {

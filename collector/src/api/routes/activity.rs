@@ -41,7 +41,8 @@ pub struct ActivityParams {
 }
 
 /// The activity log, newest first, with the total of matching entries. Sign-in events
-/// (kind `auth`: who tried to sign in, from where, and lockouts) are shown to admins only.
+/// (kind `auth`: who tried to sign in, from where, and lockouts) and the email of who acted
+/// (`attributes.user`; everyone sees `user_id`) are shown to admins only.
 #[utoipa::path(get, path = "/api/v1/activity", tag = "activity", security(("bearer" = [])),
     params(ActivityParams),
     responses((status = 200, body = Paged<ActivityEntry>), (status = 400, body = ErrorBody),
@@ -62,5 +63,12 @@ pub async fn list(
         to_ns: params::time_ns("to", query.to.as_deref())?,
         include_auth: user.role == Role::Admin,
     };
-    Ok(Json(state.store.activity(&filter, page).await?))
+    let mut page = state.store.activity(&filter, page).await?;
+    if user.role != Role::Admin {
+        // Who acted is the user's id (`user_id`); their email is for admins.
+        for entry in &mut page.items {
+            entry.attributes.remove("user");
+        }
+    }
+    Ok(Json(page))
 }

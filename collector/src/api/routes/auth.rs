@@ -5,17 +5,18 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use dockermon_proto::now_ns;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::{AuthUser, password, random_token, refresh_hash, tokens::unix_now};
+use crate::api::auth::{Admin, AuthUser, password, random_token, refresh_hash, tokens::unix_now};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params;
+use crate::api::params::Query;
 use crate::api::{ApiState, ClientAddress};
-use crate::live::AccessChange;
+use crate::live::{AccessChange, LiveUpdate};
 use crate::store::{UserRow, UserUpdate};
 
 pub fn router() -> Router<ApiState> {
@@ -25,6 +26,53 @@ pub fn router() -> Router<ApiState> {
         .route("/auth/logout", post(logout))
         .route("/me", get(me).patch(update_me))
         .route("/me/password", post(change_password))
+        .route("/auth/locks", delete(clear_locks))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LockParams {
+    /// Clear the locks of this account only (from every address); default every lock.
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocksCleared {
+    /// Counts cleared on the replica that answered (the others clear theirs too).
+    pub cleared: u64,
+}
+
+/// Lifts failed-login locks (admins only): an account's, from every address, or all.
+/// Every replica clears its own; the action is in the activity log.
+#[utoipa::path(delete, path = "/api/v1/auth/locks", tag = "auth", security(("bearer" = [])),
+    params(LockParams),
+    responses((status = 200, body = LocksCleared), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn clear_locks(
+    State(state): State<ApiState>,
+    Admin(admin): Admin,
+    Query(query): Query<LockParams>,
+) -> ApiResult<Json<LocksCleared>> {
+    let cleared = state.throttle.clear(query.email.as_deref());
+    state.live.publish(LiveUpdate::LoginLocksCleared {
+        replica: state.throttle.replica(),
+        account: query.email.clone(),
+    });
+    let mut attributes = BTreeMap::from([("cleared".to_owned(), cleared.to_string())]);
+    attributes.insert("by".into(), admin.email.clone());
+    state
+        .store
+        .record_sign_in(
+            query.email.as_deref().unwrap_or("*"),
+            None,
+            "login_unlocked",
+            attributes,
+            now_ns(),
+        )
+        .await?;
+    Ok(Json(LocksCleared {
+        cleared: cleared as u64,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -142,7 +190,7 @@ pub async fn login(
             ));
         }
     };
-    state.throttle.succeeded(&request.email);
+    state.throttle.succeeded(address, &request.email);
     state
         .store
         .record_sign_in(&user.email, Some(user.id), "login", from, now)

@@ -133,6 +133,13 @@ pub async fn update(
             "admins cannot demote or disable themselves; another admin can",
         ));
     }
+    // One's own password changes only with the current one: a stolen access token must
+    // not become a permanent takeover.
+    if id == admin.id && change.password.is_some() {
+        return Err(ApiError::forbidden(
+            "change your own password with POST /api/v1/me/password, which needs the current one",
+        ));
+    }
     let password_hash = match change.password {
         Some(password) => {
             password::check_new(&password).map_err(ApiError::bad_request)?;
