@@ -16,6 +16,8 @@ pub struct RecordedProcess {
     child: Child,
     records: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
+    /// The tasks reading stdout and stderr: done once the process has closed both.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RecordedProcess {
@@ -30,7 +32,7 @@ impl RecordedProcess {
         let records = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (out, err) = (records.clone(), stderr.clone());
-        tokio::spawn(read_lines(
+        let stdout_reader = tokio::spawn(read_lines(
             child.stdout.take().expect("piped"),
             move |line| {
                 let value = serde_json::from_str(&line)
@@ -38,7 +40,7 @@ impl RecordedProcess {
                 out.lock().expect("records lock").push(value);
             },
         ));
-        tokio::spawn(read_lines(
+        let stderr_reader = tokio::spawn(read_lines(
             child.stderr.take().expect("piped"),
             move |line| {
                 let mut text = err.lock().expect("stderr lock");
@@ -50,6 +52,7 @@ impl RecordedProcess {
             child,
             records,
             stderr,
+            readers: vec![stdout_reader, stderr_reader],
         })
     }
 
@@ -97,11 +100,17 @@ impl RecordedProcess {
     }
 
     /// Waits for the process to exit.
+    /// Waits for the process to exit and for its last output to be recorded.
     pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .with_context(|| format!("process still running after {timeout:?}"))?
-            .context("cannot wait for the process")
+            .context("cannot wait for the process")?;
+        // The pipes close when the process (and any child holding them) has gone.
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(timeout, reader).await;
+        }
+        Ok(status)
     }
 
     fn tail_of_stderr(&self) -> String {
