@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Agent cost benchmark: the agent's CPU and memory, and the CPU dockerd spends serving it,
-side by side with `docker stats --no-stream` run at the same cadence (the baseline).
+reading counters from cgroup files (`--stats-source cgroup`) and from Docker's stats API
+(`--stats-source docker`), side by side with `docker stats --no-stream` run at the same
+cadence (the baseline).
 
 Usage: python3 bench/agent.py [--containers 50] [--slow-interval 30] [--slow-seconds 300]
                                [--fast-seconds 60] [--agent target/release/dockermon-agent]
 
 Starts N idle test containers, then measures, one after the other, each for the same
-wall time: dockerd alone (idle baseline), the agent at the slow and fast intervals, and
-`docker stats --no-stream` at the same two intervals. CPU comes from /proc/<pid>/stat
+wall time: dockerd alone (idle baseline), the agent with each source at the slow and fast
+intervals, and `docker stats --no-stream` at the same two intervals. CPU comes from /proc/<pid>/stat
 (utime+stime, children included for the CLI baseline); RSS from /proc/<pid>/status.
 Prints a Markdown table. Run it on an otherwise idle machine.
 """
@@ -31,10 +33,11 @@ def measure_idle(seconds):
     return {"dockerd_cpu_pct": (cpu_seconds(dockerd) - d0) / seconds * 100}
 
 
-def measure_agent(agent, interval, seconds):
+def measure_agent(agent, source, interval, seconds):
     dockerd = dockerd_pid()
     proc = subprocess.Popen(
-        [agent, "--output", "stdout", "--stats-interval", f"{interval}s", "--usage-interval", "off",
+        [agent, "--output", "stdout", "--stats-source", source,
+         "--stats-interval", f"{interval}s", "--usage-interval", "off",
          "--log", "dockermon_agent::stats=debug,warn", "--log-format", "json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sweeps = []
@@ -111,17 +114,18 @@ def main():
         results = []
         for interval, seconds in ((args.slow_interval, args.slow_seconds), (1, args.fast_seconds)):
             idle = measure_idle(seconds)
-            agent = measure_agent(args.agent, interval, seconds)
-            baseline = measure_docker_stats(interval, seconds)
-            results.append((interval, seconds, idle, agent, baseline))
+            rows = [(f"dockermon-agent, {source}", measure_agent(args.agent, source, interval, seconds))
+                    for source in ("cgroup", "docker")]
+            rows.append(("docker stats --no-stream", measure_docker_stats(interval, seconds)))
+            results.append((interval, seconds, idle, rows))
     finally:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
 
     print(f"{args.containers} running containers, {os.cpu_count()} CPUs\n")
     print("| interval | measured | what | client CPU (% of a core) | dockerd CPU above idle | RSS (peak) | sweep wall median / max | sweeps |")
     print("|---|---|---|---|---|---|---|---|")
-    for interval, seconds, idle, agent, baseline in results:
-        for label, r in (("dockermon-agent", agent), ("docker stats --no-stream", baseline)):
+    for interval, seconds, idle, rows in results:
+        for label, r in rows:
             rss = f"{r['rss_mib']:.1f} MiB ({r['peak_rss_mib']:.1f})" if "rss_mib" in r else "–"
             print(f"| {interval} s | {seconds} s | {label} | {r['client_cpu_pct']:.2f} % | "
                   f"{r['dockerd_cpu_pct'] - idle['dockerd_cpu_pct']:.2f} % "

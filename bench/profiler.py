@@ -67,7 +67,7 @@ class Api:
 class Fleet:
     """A collector and one agent, on loopback, in a temporary directory."""
 
-    def __init__(self, collector, agent, max_profiles):
+    def __init__(self, collector, agent, max_profiles, stats_source):
         self.dir = tempfile.mkdtemp(prefix="dmbench-")
         self.ports = {name: free_port() for name in ("api", "ws", "agent", "health")}
         self.password = secrets.token_urlsafe(18)
@@ -93,7 +93,7 @@ class Fleet:
         self.agent = subprocess.Popen(
             [agent, "--collector", f"wss://localhost:{self.ports['agent']}", "--join-token", token,
              "--state-dir", os.path.join(self.dir, "agent"), "--max-profiles", str(max_profiles),
-             "--log", "warn"],
+             "--stats-source", stats_source, "--log", "warn"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "agent.log"), "w"))
         self.wait(lambda: any(h["connected"] for h in self.api.call("GET", "/api/v1/hosts")["items"]), "the agent")
 
@@ -178,10 +178,12 @@ def main():
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--latency-samples", type=int, default=60)
+    parser.add_argument("--stats-source", default="auto",
+                        help="the agent's --stats-source: cgroup files (a timer per profile) or docker streams")
     args = parser.parse_args()
 
     names = start_containers(args.profiles, "dmbench-profile")
-    fleet = Fleet(args.collector, args.agent, max(args.profiles, 8))
+    fleet = Fleet(args.collector, args.agent, max(args.profiles, 8), args.stats_source)
     try:
         ids = fleet.container_ids(names)
         rows = []
@@ -220,7 +222,7 @@ def main():
         print(f"\n| {args.profiles} concurrent 1-second profiles, {args.seconds} s | client CPU (% of a core) "
               "| client RSS (peak) | dockerd CPU above idle |")
         print("|---|---|---|---|")
-        print(f"| dockermon-agent | {profiled['client']:.2f} % | {profiled['rss_kib'] / 1024:.1f} MiB "
+        print(f"| dockermon-agent (--stats-source {args.stats_source}) | {profiled['client']:.2f} % | {profiled['rss_kib'] / 1024:.1f} MiB "
               f"| {profiled['dockerd'] - idle['dockerd']:.2f} % |")
         print(f"| {args.profiles} × `docker stats <container>` (baseline) | {baseline['client']:.2f} % "
               f"| – | {baseline['dockerd'] - idle['dockerd']:.2f} % |")

@@ -12,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::backoff::{Backoff, sleep_unless_cancelled};
-use crate::config::{Config, DockerConfig, Output};
+use crate::cgroup::CgroupReader;
+use crate::config::{Config, CounterConfig, DockerConfig, Output, StatsSource};
 use crate::docker::{self, ConnectError, Docker};
 use crate::inventory::{Inventory, RunningSet};
 use crate::{actions, events, output, profiler, stats, uplink, usage};
@@ -28,10 +29,35 @@ pub enum RunError {
         "{0}; set --docker-host or DOCKER_HOST to where Docker listens, or pass --wait-for-docker to keep retrying"
     )]
     Docker(ConnectError),
+    #[error(
+        "cannot read container counters from cgroup files: {0}; mount the host's /sys/fs/cgroup and use its PID namespace (docker run --pid host --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:ro), or use --stats-source auto"
+    )]
+    Counters(String),
     #[error("cannot write records")]
     Output(#[source] std::io::Error),
     #[error("cannot report to the collector")]
     Uplink(#[source] uplink::UplinkError),
+}
+
+/// The cgroup reader `config` asks for, if the host's files can be read; the reason
+/// otherwise (an error only when `cgroup` was asked for explicitly).
+fn direct_reader(config: &CounterConfig) -> Result<Option<CgroupReader>, String> {
+    if config.source == StatsSource::Docker {
+        info!("reading container counters from Docker's stats API (--stats-source docker)");
+        return Ok(None);
+    }
+    match CgroupReader::detect(&config.cgroup_root, &config.proc_root) {
+        Ok(reader) => {
+            info!(cgroup_version = reader.version().number(), root = %config.cgroup_root.display(),
+                "reading container counters from cgroup files");
+            Ok(Some(reader))
+        }
+        Err(reason) if config.source == StatsSource::Cgroup => Err(reason),
+        Err(reason) => {
+            info!(%reason, "reading container counters from Docker's stats API");
+            Ok(None)
+        }
+    }
 }
 
 /// Runs the agent until `cancel` fires.
@@ -50,6 +76,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         return Ok(());
     };
     info!(endpoint = %docker.endpoint, api_version = %docker.api_version, "connected to docker");
+    let counters = stats::CounterSource::new(
+        docker.clone(),
+        direct_reader(&config.counters).map_err(RunError::Counters)?,
+    );
 
     let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
     let (hints_tx, hints_rx) = mpsc::channel(HINT_QUEUE);
@@ -72,11 +102,16 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
         cancel.clone(),
     ));
     tracker.spawn(
-        Inventory::new(docker.clone(), records_tx.clone(), running_tx)
-            .run(hints_rx, cancel.clone()),
+        Inventory::new(
+            docker.clone(),
+            records_tx.clone(),
+            running_tx,
+            counters.name(),
+        )
+        .run(hints_rx, cancel.clone()),
     );
     tracker.spawn(stats::run(
-        docker.clone(),
+        counters.clone(),
         collect_rx.clone(),
         records_tx.clone(),
         running_rx.clone(),
@@ -114,7 +149,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), RunErr
             ));
             tracker.spawn(profiler::run(
                 profiler::ProfilerWiring {
-                    docker: docker.clone(),
+                    counters,
                     max_sessions: config.max_profiles,
                     commands: profiles_rx,
                     results: results_tx,

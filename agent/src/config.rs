@@ -127,6 +127,17 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_MAX_PROFILES", value_name = "N")]
     pub max_profiles: Option<usize>,
 
+    /// Where container counters are read: `auto` (the host's cgroup files when the agent
+    /// can see them, which costs dockerd nothing; else Docker's stats API), `cgroup`
+    /// (refuse to start without them) or `docker`. [default: auto]
+    #[arg(long, env = "DOCKERMON_STATS_SOURCE", value_enum)]
+    pub stats_source: Option<StatsSource>,
+
+    /// Where the host's cgroup filesystem is mounted, for direct reads.
+    /// [default: /sys/fs/cgroup]
+    #[arg(long, env = "DOCKERMON_CGROUP_ROOT", value_name = "DIR")]
+    pub cgroup_root: Option<PathBuf>,
+
     /// Log filter (tracing's env-filter syntax), written to stderr. [default: info]
     #[arg(long, env = "DOCKERMON_LOG")]
     pub log: Option<String>,
@@ -134,6 +145,18 @@ pub struct Cli {
     /// Log line format. [default: text]
     #[arg(long, env = "DOCKERMON_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// Where container counters come from ([`crate::stats::CounterSource`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsSource {
+    /// The cgroup files when readable, else Docker's stats API.
+    Auto,
+    /// The cgroup files; the agent refuses to start when it cannot read them.
+    Cgroup,
+    /// Docker's stats API only.
+    Docker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -190,6 +213,10 @@ pub struct FileConfig {
     pub allow_actions: Option<config_file::List>,
     /// Most profile sessions at once.
     pub max_profiles: Option<usize>,
+    /// `auto`, `cgroup` or `docker`.
+    pub stats_source: Option<StatsSource>,
+    /// Where the host's cgroup filesystem is mounted.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// What the docker CLI's own environment says: `DOCKER_HOST`, `DOCKER_TLS_VERIFY`,
@@ -226,6 +253,7 @@ pub struct Config {
     pub allowed_actions: BTreeSet<ContainerAction>,
     /// Profile sessions this agent runs at once, at most.
     pub max_profiles: usize,
+    pub counters: CounterConfig,
     /// Log filter and format.
     pub log: String,
     pub log_format: LogFormat,
@@ -235,6 +263,26 @@ pub struct Config {
 pub enum Output {
     Stdout,
     Collector(Box<UplinkConfig>),
+}
+
+/// Where container counters are read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterConfig {
+    pub source: StatsSource,
+    /// The host's cgroup filesystem (`/sys/fs/cgroup`).
+    pub cgroup_root: PathBuf,
+    /// A `/proc` of the host's PID namespace (`/proc`; with `docker run --pid host`).
+    pub proc_root: PathBuf,
+}
+
+impl Default for CounterConfig {
+    fn default() -> Self {
+        CounterConfig {
+            source: StatsSource::Auto,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -452,6 +500,21 @@ impl Cli {
             output,
             allowed_actions: self.allowed_actions(&file)?,
             max_profiles,
+            counters: {
+                let defaults = CounterConfig::default();
+                CounterConfig {
+                    source: self
+                        .stats_source
+                        .or(file.stats_source)
+                        .unwrap_or(defaults.source),
+                    cgroup_root: self
+                        .cgroup_root
+                        .clone()
+                        .or_else(|| file.cgroup_root.clone())
+                        .unwrap_or(defaults.cgroup_root),
+                    proc_root: defaults.proc_root,
+                }
+            },
             log: self
                 .log
                 .clone()

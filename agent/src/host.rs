@@ -9,7 +9,10 @@ fn count(n: Option<i64>) -> u32 {
 }
 
 /// Reads `/info` and `/version`.
-pub async fn host_info(docker: &Docker) -> Result<HostInfo, bollard::errors::Error> {
+pub async fn host_info(
+    docker: &Docker,
+    stats_source: &str,
+) -> Result<HostInfo, bollard::errors::Error> {
     let info = docker.api.info().await?;
     let version = docker.api.version().await?;
     Ok(HostInfo {
@@ -38,6 +41,7 @@ pub async fn host_info(docker: &Docker) -> Result<HostInfo, bollard::errors::Err
             .map(|d| d.to_string())
             .unwrap_or_default(),
         storage_driver: info.driver.unwrap_or_default(),
+        stats_source: stats_source.to_owned(),
         containers: count(info.containers),
         containers_running: count(info.containers_running),
         containers_paused: count(info.containers_paused),

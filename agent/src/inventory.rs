@@ -65,6 +65,9 @@ pub struct Running {
     pub started_at_ns: Option<i64>,
     /// Docker's network mode: whether the container has network counters of its own.
     pub network_mode: Option<String>,
+    /// Its init process in the host's PID namespace (`State.Pid`): where the direct
+    /// counter reader ([`crate::cgroup`]) finds its cgroup and network namespace.
+    pub pid: Option<u32>,
 }
 
 pub type RunningSet = Arc<Vec<Running>>;
@@ -75,6 +78,10 @@ pub struct Inventory {
     running: watch::Sender<RunningSet>,
     /// What was last sent, by id (images, networks) or name (volumes).
     containers: HashMap<ContainerId, Container>,
+    /// Where stats come from, for the host record.
+    stats_source: &'static str,
+    /// Init process ids of running containers (not sent: they mean nothing off this host).
+    pids: HashMap<ContainerId, u32>,
     images: HashMap<String, Image>,
     volumes: HashMap<String, Volume>,
     networks: HashMap<String, Network>,
@@ -89,16 +96,20 @@ struct Relist {
 }
 
 impl Inventory {
+    /// `stats_source`: what the host record says stats come from ([`crate::stats::CounterSource::name`]).
     pub fn new(
         docker: Docker,
         records: mpsc::Sender<Record>,
         running: watch::Sender<RunningSet>,
+        stats_source: &'static str,
     ) -> Self {
         Inventory {
             docker,
             records,
             running,
             containers: HashMap::new(),
+            stats_source,
+            pids: HashMap::new(),
             images: HashMap::new(),
             volumes: HashMap::new(),
             networks: HashMap::new(),
@@ -179,7 +190,7 @@ impl Inventory {
     }
 
     async fn send_host(&self) -> bool {
-        match host::host_info(&self.docker).await {
+        match host::host_info(&self.docker, self.stats_source).await {
             Ok(info) => self.send(Record::Host(info)).await,
             Err(error) => {
                 warn!(error = %root_cause(&error), "cannot read docker host info");
@@ -193,19 +204,25 @@ impl Inventory {
     async fn resync(&mut self) -> Result<bool, bollard::errors::Error> {
         let docker = &self.docker;
         let api = &docker.api;
-        let info = host::host_info(&self.docker).await?;
+        let info = host::host_info(&self.docker, self.stats_source).await?;
         let listed = api
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 ..Default::default()
             }))
             .await?;
-        let containers: Vec<Container> = stream::iter(listed.into_iter().filter_map(|c| c.id))
-            .map(|id| async move { inspect_container(docker, &id).await })
-            .buffer_unordered(SNAPSHOT_CONCURRENCY)
-            .try_filter_map(|c| async move { Ok(c) })
-            .try_collect()
-            .await?;
+        let inspected: Vec<(Container, Option<u32>)> =
+            stream::iter(listed.into_iter().filter_map(|c| c.id))
+                .map(|id| async move { inspect_container(docker, &id).await })
+                .buffer_unordered(SNAPSHOT_CONCURRENCY)
+                .try_filter_map(|c| async move { Ok(c) })
+                .try_collect()
+                .await?;
+        self.pids = inspected
+            .iter()
+            .filter_map(|(c, pid)| Some((c.id.clone(), (*pid)?)))
+            .collect();
+        let containers: Vec<Container> = inspected.into_iter().map(|(c, _)| c).collect();
         let images = list_images(docker).await?;
         let volumes = list_volumes(docker).await?;
         let networks = list_networks(docker).await?;
@@ -320,7 +337,13 @@ impl Inventory {
         id: &str,
         update: &mut InventoryUpdate,
     ) -> Result<(), bollard::errors::Error> {
-        match inspect_container(&self.docker, id).await? {
+        let inspected = inspect_container(&self.docker, id).await?;
+        match &inspected {
+            Some((container, Some(pid))) => self.pids.insert(container.id.clone(), *pid),
+            Some((container, None)) => self.pids.remove(&container.id),
+            None => self.pids.remove(&ContainerId(id.to_owned())),
+        };
+        match inspected.map(|(container, _)| container) {
             // Several events of one change (`docker run`: create, network connect, start)
             // re-read the same state: what was sent already is not sent again.
             Some(container) if self.containers.get(&container.id) == Some(&container) => {}
@@ -393,6 +416,7 @@ impl Inventory {
                 name: c.name.clone(),
                 started_at_ns: c.started_at_ns,
                 network_mode: c.network_mode.clone(),
+                pid: self.pids.get(&c.id).copied(),
             })
             .collect();
         running.sort_by(|a, b| a.id.cmp(&b.id));
@@ -473,17 +497,26 @@ fn diff<T: Clone + PartialEq>(
     (changed, removed)
 }
 
-/// Inspects one container; `None` when it no longer exists.
+/// Inspects one container, with its init process id while it runs (`State.Pid`, 0 when
+/// not running); `None` when it no longer exists.
 async fn inspect_container(
     docker: &Docker,
     id: &str,
-) -> Result<Option<Container>, bollard::errors::Error> {
+) -> Result<Option<(Container, Option<u32>)>, bollard::errors::Error> {
     match docker
         .api
         .inspect_container(id, None::<InspectContainerOptions>)
         .await
     {
-        Ok(inspect) => Ok(container_from_inspect(inspect)),
+        Ok(inspect) => {
+            let pid = inspect
+                .state
+                .as_ref()
+                .and_then(|state| state.pid)
+                .and_then(|pid| u32::try_from(pid).ok())
+                .filter(|pid| *pid > 0);
+            Ok(container_from_inspect(inspect).map(|container| (container, pid)))
+        }
         Err(error) if is_not_found(&error) => Ok(None),
         Err(error) => Err(error),
     }

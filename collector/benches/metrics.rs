@@ -69,6 +69,7 @@ fn host_info(name: &str) -> HostInfo {
         cgroup_version: 2,
         cgroup_driver: "systemd".into(),
         storage_driver: "overlay2".into(),
+        stats_source: "docker".into(),
         containers: 50,
         containers_running: 50,
         containers_paused: 0,

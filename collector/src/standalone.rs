@@ -95,6 +95,7 @@ pub async fn standalone(
         })),
         allowed_actions: dockermon_agent::actions::default_allowed(),
         max_profiles: dockermon_agent::profiler::DEFAULT_MAX_SESSIONS,
+        counters: dockermon_agent::config::CounterConfig::default(),
         // The process's logging is the collector's.
         log: String::new(),
         log_format: dockermon_agent::process::LogFormat::Text,

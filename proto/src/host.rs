@@ -27,6 +27,11 @@ pub struct HostInfo {
     pub cgroup_version: u8,
     pub cgroup_driver: String,
     pub storage_driver: String,
+    /// Where the agent reads container counters: `cgroup` (the kernel's cgroup and `/proc`
+    /// files, no cost to dockerd) or `docker` (the Engine's stats API). Empty from agents
+    /// that predate it.
+    #[serde(default)]
+    pub stats_source: String,
     pub containers: u32,
     pub containers_running: u32,
     pub containers_paused: u32,

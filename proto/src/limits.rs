@@ -117,6 +117,7 @@ pub fn enforce(record: &mut Record) -> usize {
                 &mut host.architecture,
                 &mut host.cgroup_driver,
                 &mut host.storage_driver,
+                &mut host.stats_source,
             ] {
                 name(field);
             }

@@ -116,6 +116,7 @@ mod tests {
                 cgroup_version: 1,
                 cgroup_driver: "cgroupfs".into(),
                 storage_driver: "overlay2".into(),
+                stats_source: "docker".into(),
                 containers: 3,
                 containers_running: 1,
                 containers_paused: 1,

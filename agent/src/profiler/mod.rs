@@ -52,7 +52,7 @@ pub struct ProfilerStatus {
 
 /// The profiler's ends of its channels.
 pub struct ProfilerWiring {
-    pub docker: Docker,
+    pub counters: crate::stats::CounterSource,
     pub max_sessions: usize,
     pub commands: mpsc::Receiver<Command>,
     pub results: mpsc::Sender<CommandResult>,
@@ -172,7 +172,7 @@ async fn start_session(
     if !INTERVAL_RANGE_MS.contains(&start.interval_ms) {
         return failed("the interval must be between 1 and 10 seconds".into());
     }
-    match is_running(&wiring.docker, start.container_id.as_str()).await {
+    match is_running(&wiring.counters.docker, start.container_id.as_str()).await {
         Ok(true) => {}
         Ok(false) => return failed("the container is not running".into()),
         Err(message) => return failed(message),
@@ -187,20 +187,14 @@ async fn start_session(
         },
     );
     let session_wiring = session::Wiring {
-        docker: wiring.docker.clone(),
+        counters: wiring.counters.clone(),
+        streams: streams.clone(),
         records: wiring.records.clone(),
         live: wiring.live.clone(),
         running: wiring.running.clone(),
         connected: wiring.connected.clone(),
     };
-    let guard = session::StreamGuard::open(streams);
-    tasks.spawn(session::run(
-        start,
-        session_wiring,
-        stop_rx,
-        guard,
-        cancel.clone(),
-    ));
+    tasks.spawn(session::run(start, session_wiring, stop_rx, cancel.clone()));
     CommandOutcome::Done { detail: None }
 }
 

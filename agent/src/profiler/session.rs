@@ -1,12 +1,13 @@
-//! One profile session: one Docker streaming-stats subscription for one container, read
-//! until the session ends, each reading turned into a sample with the rates since the
-//! previous one.
+//! One profile session: one container read every interval until the session ends, each
+//! reading turned into a sample with the rates since the previous one. Readings come from
+//! the container's cgroup files on a timer where the agent can read them (no cost to
+//! dockerd), else from one Docker streaming-stats subscription.
 //!
 //! Every sample goes out twice: at once to the live channel (for watchers, dropped when
 //! that channel is full), and into the batch that is handed to the record queue at least
 //! every [`FLUSH_EVERY`] and at the end, so it reaches the spool and travels the lossless
 //! path. The session always ends with exactly one reason, carried by its last batch, and
-//! its Docker stream closes when the task returns (the stream is owned by the task).
+//! its Docker stream, if it has one, closes when the task returns (the task owns it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,26 +19,30 @@ use dockermon_proto::{
     ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample, Record, limits, now_ns,
 };
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::docker::{Docker, is_gone_or_stopped, root_cause};
-use crate::inventory::RunningSet;
-use crate::stats::{Reading, has_own_network, rates, reading_from};
+use crate::cgroup::Direct;
+use crate::docker::{is_gone_or_stopped, root_cause};
+use crate::inventory::{Running, RunningSet};
+use crate::stats::{CounterSource, Reading, has_own_network, rates, reading_from};
 
 /// The longest a sample waits in memory before it is handed to the spool.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// Docker streams a reading about every second; one that arrives this much early still
 /// counts for the next interval.
 const INTERVAL_SLACK_NS: i64 = 250_000_000;
-/// Without a reading for this long, the container or Docker is not answering.
+/// Without a reading for this long, the container, its files or Docker are not answering.
 const SILENT_FOR: Duration = Duration::from_secs(30);
 
 /// What a session reads from and writes to.
 pub(super) struct Wiring {
-    pub(super) docker: Docker,
+    pub(super) counters: CounterSource,
+    /// Docker streams open, across sessions.
+    pub(super) streams: Arc<AtomicU32>,
     pub(super) records: mpsc::Sender<Record>,
     pub(super) live: mpsc::Sender<LiveProfileSample>,
     pub(super) running: watch::Receiver<RunningSet>,
@@ -45,7 +50,7 @@ pub(super) struct Wiring {
     pub(super) connected: watch::Receiver<bool>,
 }
 
-/// Counts a session's Docker stream, from before the session starts until its task ends.
+/// Counts a session's Docker stream while it is open.
 pub(super) struct StreamGuard(Arc<AtomicU32>);
 
 impl StreamGuard {
@@ -58,6 +63,113 @@ impl StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a session's readings come from.
+enum Readings {
+    /// The container's cgroup files, read on a timer at the session's interval.
+    Direct(Box<Timer>),
+    /// Docker's stats stream for the container: a reading about every second.
+    Docker {
+        stream: BoxStream<
+            'static,
+            Result<bollard::models::ContainerStatsResponse, bollard::errors::Error>,
+        >,
+        own_network: bool,
+        _open: StreamGuard,
+    },
+}
+
+struct Timer {
+    counters: CounterSource,
+    container: Running,
+    ticker: tokio::time::Interval,
+}
+
+enum Next {
+    Reading(Reading),
+    Stopped,
+    Failed(String),
+}
+
+impl Readings {
+    /// The cgroup files when this container's can be read, else a Docker stream.
+    fn open(
+        wiring: &Wiring,
+        container: &dockermon_proto::ContainerId,
+        interval: Duration,
+    ) -> Readings {
+        let running = wiring
+            .running
+            .borrow()
+            .iter()
+            .find(|c| &c.id == container)
+            .cloned();
+        if let Some(running) = running {
+            match wiring.counters.read_direct(&running) {
+                Some(Direct::Read(_) | Direct::Gone) => {
+                    let mut ticker = tokio::time::interval(interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    return Readings::Direct(Box::new(Timer {
+                        counters: wiring.counters.clone(),
+                        container: running,
+                        ticker,
+                    }));
+                }
+                Some(Direct::NoProcess(reason) | Direct::Unavailable(reason)) => {
+                    wiring.counters.report_fallback(&running, &reason);
+                }
+                None => {}
+            }
+        }
+        let own_network = has_own_network(
+            wiring
+                .running
+                .borrow()
+                .iter()
+                .find(|c| &c.id == container)
+                .and_then(|c| c.network_mode.as_deref()),
+        );
+        let options = StatsOptions {
+            stream: true,
+            one_shot: false,
+        };
+        let api = wiring.counters.docker.api.clone();
+        Readings::Docker {
+            stream: Box::pin(api.stats(container.as_str(), Some(options))),
+            own_network,
+            _open: StreamGuard::open(&wiring.streams),
+        }
+    }
+
+    async fn next(&mut self) -> Next {
+        match self {
+            Readings::Direct(timer) => {
+                timer.ticker.tick().await;
+                match timer.counters.read_direct(&timer.container) {
+                    Some(Direct::Read(reading)) => Next::Reading(reading),
+                    // Its process was there when the session started: now it has exited.
+                    Some(Direct::Gone | Direct::NoProcess(_)) => Next::Stopped,
+                    Some(Direct::Unavailable(reason)) => Next::Failed(reason),
+                    None => Next::Failed("no cgroup reader".into()),
+                }
+            }
+            Readings::Docker {
+                stream,
+                own_network,
+                ..
+            } => match stream.next().await {
+                // An all-zero reading dated year 1: the container is not running.
+                Some(Ok(stats)) => {
+                    reading_from(&stats, *own_network).map_or(Next::Stopped, Next::Reading)
+                }
+                Some(Err(error)) if is_gone_or_stopped(&error) => Next::Stopped,
+                Some(Err(error)) => Next::Failed(format!("docker: {}", root_cause(&error))),
+                // Docker ends the stream when the container stops.
+                None => Next::Stopped,
+            },
+        }
     }
 }
 
@@ -89,7 +201,6 @@ pub(super) async fn run(
     start: ProfileStart,
     mut wiring: Wiring,
     mut stop: watch::Receiver<Option<ProfileEndReason>>,
-    stream_guard: StreamGuard,
     cancel: CancellationToken,
 ) -> u64 {
     let profile_id = start.profile_id;
@@ -98,20 +209,11 @@ pub(super) async fn run(
     let ends_at = Instant::now() + Duration::from_millis(start.duration_ms);
     let grace = Duration::from_millis(start.disconnected_grace_ms);
     let mut cut_off_since = (!*wiring.connected.borrow()).then(Instant::now);
-    let own_network = has_own_network(
-        wiring
-            .running
-            .borrow()
-            .iter()
-            .find(|c| c.id == container)
-            .and_then(|c| c.network_mode.as_deref()),
+    let mut readings = Readings::open(
+        &wiring,
+        &container,
+        Duration::from_millis(start.interval_ms),
     );
-
-    let options = StatsOptions {
-        stream: true,
-        one_shot: false,
-    };
-    let mut stream = wiring.docker.api.stats(container.as_str(), Some(options));
     let mut batches = Batches {
         profile_id,
         container_id: container.clone(),
@@ -137,7 +239,7 @@ pub(super) async fn run(
             () = tokio::time::sleep_until(ends_at) => break (ProfileEndReason::Duration, None),
             () = sleep_until(interrupt_at) => break (ProfileEndReason::Interrupted, None),
             () = tokio::time::sleep_until(last_reading + SILENT_FOR) => {
-                break (ProfileEndReason::Failed, Some(format!("docker sent no stats for {} s", SILENT_FOR.as_secs())));
+                break (ProfileEndReason::Failed, Some(format!("no reading for {} s", SILENT_FOR.as_secs())));
             }
             _ = flush.tick() => {
                 if let Some(record) = batches.take(None)
@@ -164,13 +266,9 @@ pub(super) async fn run(
                     }
                 }
             }
-            next = stream.next() => match next {
-                Some(Ok(stats)) => {
+            next = readings.next() => match next {
+                Next::Reading(reading) => {
                     last_reading = Instant::now();
-                    // An all-zero reading dated year 1: the container is not running.
-                    let Some(reading) = reading_from(&stats, own_network) else {
-                        break (ProfileEndReason::ContainerStopped, None);
-                    };
                     let Some(before) = &previous else {
                         previous = Some(reading);
                         continue;
@@ -205,15 +303,12 @@ pub(super) async fn run(
                     }
                     previous = Some(reading);
                 }
-                Some(Err(error)) if is_gone_or_stopped(&error) => break (ProfileEndReason::ContainerStopped, None),
-                Some(Err(error)) => break (ProfileEndReason::Failed, Some(format!("docker: {}", root_cause(&error)))),
-                // Docker ends the stream when the container stops.
-                None => break (ProfileEndReason::ContainerStopped, None),
+                Next::Stopped => break (ProfileEndReason::ContainerStopped, None),
+                Next::Failed(message) => break (ProfileEndReason::Failed, Some(message)),
             },
         }
     };
-    drop(stream);
-    drop(stream_guard);
+    drop(readings);
     info!(profile = profile_id, %reason, samples = batches.read, "profile ended");
     let end = ProfileEnd {
         time_ns: now_ns(),

@@ -72,13 +72,7 @@ pub fn reading_from(stats: &ContainerStatsResponse, own_network: bool) -> Option
         blkio.io_service_bytes_recursive.as_deref(),
         blkio.io_serviced_recursive.as_deref(),
     );
-    let mut block_io = BlockIo::default();
-    for device in &devices {
-        block_io.read_bytes = block_io.read_bytes.saturating_add(device.io.read_bytes);
-        block_io.write_bytes = block_io.write_bytes.saturating_add(device.io.write_bytes);
-        block_io.read_ops = block_io.read_ops.saturating_add(device.io.read_ops);
-        block_io.write_ops = block_io.write_ops.saturating_add(device.io.write_ops);
-    }
+    let block_io = sum_devices(&devices);
 
     let pids = stats.pids_stats.as_ref().and_then(|p| p.current);
     if pids.is_none() {
@@ -123,7 +117,20 @@ pub fn reading_from(stats: &ContainerStatsResponse, own_network: bool) -> Option
     })
 }
 
-fn add_network(total: &mut NetworkCounters, more: &NetworkCounters) {
+/// The whole container's block IO: the sum over its devices.
+pub(crate) fn sum_devices(devices: &[DeviceIo]) -> BlockIo {
+    let mut total = BlockIo::default();
+    for device in devices {
+        total.read_bytes = total.read_bytes.saturating_add(device.io.read_bytes);
+        total.write_bytes = total.write_bytes.saturating_add(device.io.write_bytes);
+        total.read_ops = total.read_ops.saturating_add(device.io.read_ops);
+        total.write_ops = total.write_ops.saturating_add(device.io.write_ops);
+    }
+    total
+}
+
+/// Adds one interface's counters to a total.
+pub(crate) fn add_network(total: &mut NetworkCounters, more: &NetworkCounters) {
     total.rx_bytes = total.rx_bytes.saturating_add(more.rx_bytes);
     total.tx_bytes = total.tx_bytes.saturating_add(more.tx_bytes);
     total.rx_packets = total.rx_packets.saturating_add(more.rx_packets);
@@ -187,6 +194,12 @@ fn devices_of(
     };
     add(bytes, true);
     add(ops, false);
+    device_list(devices)
+}
+
+/// Per-device block IO as the wire carries it: by device number, bounded, names filled in
+/// later ([`super::DeviceNames`]).
+pub(crate) fn device_list(devices: BTreeMap<(u64, u64), BlockIo>) -> Vec<DeviceIo> {
     devices
         .into_iter()
         .take(MAX_LIST_ENTRIES)

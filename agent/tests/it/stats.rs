@@ -5,7 +5,7 @@ use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
 use dockermon_e2e::process::RecordedProcess;
 use serde_json::Value;
 
-use crate::support::{WAIT, of_type, start_agent};
+use crate::support::{WAIT, fetch_blob, of_type, start_agent};
 
 fn samples_of<'a>(records: &'a [Value], id: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     of_type(records, "stats").filter(move |s| s["container_id"] == id)
@@ -125,13 +125,7 @@ async fn network_bytes_sent_raise_the_counters() {
         ["network"]["rx_bytes"]
         .as_u64()
         .unwrap();
-    // httpd may still be starting: retry the download for up to ten seconds.
-    let fetch = format!(
-        "for i in $(seq 100); do wget -q -O /dev/null http://{server_ip}:8080/blob && exit 0; sleep 0.1; done; exit 1"
-    );
-    docker(&["exec", &client, "sh", "-c", &fetch])
-        .await
-        .unwrap();
+    fetch_blob(&client, &server_ip).await;
 
     counters_where(
         &agent,
@@ -190,33 +184,68 @@ async fn a_written_file_shows_in_disk_usage() {
 
 #[tokio::test]
 async fn a_container_that_stopped_or_vanished_is_skipped_not_an_error() {
+    use dockermon_agent::cgroup::CgroupReader;
     use dockermon_agent::docker::{Endpoint, connect};
     use dockermon_agent::inventory::Running;
-    use dockermon_agent::stats::sample;
+    use dockermon_agent::stats::CounterSource;
     use dockermon_proto::ContainerId;
+    use std::path::Path;
 
-    let mut cleanup = Cleanup::default();
-    let name = cleanup.container(&unique_name("stopped"));
     dockermon_e2e::docker::ensure_test_image().await.unwrap();
-    let id = docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
-        .await
-        .unwrap();
     let docker_api = connect(&Endpoint::parse("unix:///var/run/docker.sock").unwrap())
         .await
         .unwrap();
-    let running = |id: &str| Running {
-        id: ContainerId::from(id),
-        name: name.clone(),
-        started_at_ns: None,
-        network_mode: None,
-    };
-
-    // What the sweeper believes is running, as it was a moment ago…
-    let reading = sample(&docker_api, running(&id)).await.unwrap();
-    assert!(reading.is_some(), "a running container has a reading");
-    // …then stopped, then removed, before the sweep reached it.
-    docker(&["stop", "-t", "1", &name]).await.unwrap();
-    assert_eq!(sample(&docker_api, running(&id)).await.unwrap(), None);
-    docker(&["rm", &name]).await.unwrap();
-    assert_eq!(sample(&docker_api, running(&id)).await.unwrap(), None);
+    let reader = CgroupReader::detect(Path::new("/sys/fs/cgroup"), Path::new("/proc")).unwrap();
+    for source in [
+        CounterSource::new(docker_api.clone(), None),
+        CounterSource::new(docker_api.clone(), Some(reader)),
+    ] {
+        let mut cleanup = Cleanup::default();
+        let name = cleanup.container(&unique_name("stopped"));
+        let id = docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+            .await
+            .unwrap();
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &id])
+            .await
+            .unwrap()
+            .trim()
+            .parse()
+            .ok();
+        // What the sweeper believes is running, as it was a moment ago…
+        let running = || Running {
+            id: ContainerId::from(id.as_str()),
+            name: name.clone(),
+            started_at_ns: None,
+            network_mode: None,
+            pid,
+        };
+        let reading = source.sample(running()).await.unwrap();
+        assert!(
+            reading.is_some(),
+            "{}: a running container has a reading",
+            source.name()
+        );
+        // …then restarted (its old process gone: Docker is asked), stopped, removed,
+        // before the sweep reached it.
+        docker(&["restart", "-t", "0", &name]).await.unwrap();
+        assert!(
+            source.sample(running()).await.unwrap().is_some(),
+            "{}: a restarted container is still read",
+            source.name()
+        );
+        docker(&["stop", "-t", "1", &name]).await.unwrap();
+        assert_eq!(
+            source.sample(running()).await.unwrap(),
+            None,
+            "{}",
+            source.name()
+        );
+        docker(&["rm", &name]).await.unwrap();
+        assert_eq!(
+            source.sample(running()).await.unwrap(),
+            None,
+            "{}",
+            source.name()
+        );
+    }
 }

@@ -87,3 +87,14 @@ pub(crate) fn assert_in_order(events: &[(String, i64)], actions: &[&str]) {
         events.iter().map(|(a, _)| a).collect::<Vec<_>>()
     );
 }
+
+/// Downloads `http://{server_ip}:8080/blob` from inside `client`, retrying while the
+/// server's httpd starts (up to ten seconds).
+pub(crate) async fn fetch_blob(client: &str, server_ip: &str) {
+    let fetch = format!(
+        "for i in $(seq 100); do wget -q -O /dev/null http://{server_ip}:8080/blob && exit 0; sleep 0.1; done; exit 1"
+    );
+    dockermon_e2e::docker::docker(&["exec", client, "sh", "-c", &fetch])
+        .await
+        .unwrap();
+}

@@ -30,6 +30,7 @@ pub(crate) fn host_info() -> HostInfo {
         cgroup_version: 1,
         cgroup_driver: "cgroupfs".into(),
         storage_driver: "overlay2".into(),
+        stats_source: "docker".into(),
         containers: 1,
         containers_running: 1,
         containers_paused: 0,

@@ -141,13 +141,20 @@ async fn a_real_prometheus_scrapes_the_fleet_under_cadvisors_names() {
         .unwrap();
     let prometheus = &prometheus;
 
-    // The collector's own text exposition passes promtool's checks.
+    // The collector's own text exposition passes promtool's checks, but one: cAdvisor's
+    // `container_memory_failcnt` is a counter without `_total`, and dashboards query it by
+    // that name (cAdvisor's own exposition draws the same remark).
     let body = scrape(&setup).await;
-    let (ok, stdout, stderr) = run_with_input("promtool", &["check", "metrics"], &body).await;
-    assert!(
-        ok && stdout.trim().is_empty() && stderr.trim().is_empty(),
-        "promtool: {stdout}{stderr}"
-    );
+    let (_, stdout, stderr) = run_with_input("promtool", &["check", "metrics"], &body).await;
+    let remarks: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|line| !line.trim().is_empty())
+        .filter(|line| {
+            !line.starts_with("container_memory_failcnt counter metrics should have \"_total\"")
+        })
+        .collect();
+    assert!(remarks.is_empty(), "promtool: {stdout}{stderr}");
 
     // A core's worth of CPU, as Prometheus computes it from the counter.
     // The agent samples every ~1.2 s (dockerd's stats tick) and Prometheus scrapes every

@@ -336,7 +336,22 @@ async fn two_watchers_share_one_session_and_the_agent_holds_one_docker_stream() 
         assert_eq!(twin, sample);
     }
     let agent = agent_status(&setup, &admin, host).await;
-    assert_eq!(agent["docker_streams"], 1, "{agent}");
+    // One reader for any number of watchers: a timer over the cgroup files where the agent
+    // reads them (no Docker stream at all), else one Docker stream.
+    let (_, view) = call(
+        &setup,
+        "GET",
+        &format!("/api/v1/hosts/{host}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let streams = match view["info"]["stats_source"].as_str() {
+        Some("cgroup") => 0,
+        Some("docker") => 1,
+        other => panic!("stats_source {other:?}: {view}"),
+    };
+    assert_eq!(agent["docker_streams"], streams, "{agent}");
     assert_eq!(agent["profiles"], json!([id]), "{agent}");
     assert!(
         agent["capabilities"]
