@@ -386,11 +386,10 @@ mod tests {
     fn cgroup_v1_cgroupfs_reads_what_docker_reports() {
         let direct = read(&testdata("v1-cgroupfs"), V1_ID, 985);
         // Block IO from the throttle files (no CFQ/BFQ): every op, as Docker lists them.
-        let entries = |read_1: u64, op_values: [(u64, u64, u64); 3]| {
+        let entries = |op_values: [(u64, u64, u64); 3]| {
             op_values
                 .iter()
                 .flat_map(|&(major, minor, read)| {
-                    let _ = read_1;
                     [("Read", read), ("Write", 0), ("Sync", 0), ("Async", read), ("Total", read)]
                         .map(|(op, value)| {
                             serde_json::json!({"major": major, "minor": minor, "op": op, "value": value})
@@ -414,8 +413,8 @@ mod tests {
                 "stats": {"total_inactive_file": 40_108_032, "total_rss": 230_662_144,
                           "total_cache": 65_101_824, "rss": 230_662_144, "cache": 65_101_824}},
             "blkio_stats": {
-                "io_service_bytes_recursive": entries(0, [(7, 0, 4608), (253, 0, 4608), (253, 1, 1_638_912)]),
-                "io_serviced_recursive": entries(0, [(7, 0, 2), (253, 0, 2), (253, 1, 42)])
+                "io_service_bytes_recursive": entries([(7, 0, 4608), (253, 0, 4608), (253, 1, 1_638_912)]),
+                "io_serviced_recursive": entries([(7, 0, 2), (253, 0, 2), (253, 1, 42)])
             },
             "pids_stats": {},
             "networks": eth0()
