@@ -16,5 +16,8 @@ else
   cargo test --workspace "$@"
 fi
 
+# The CRDs and example resources, validated offline.
+bash scripts/validate-manifests.sh
+
 # The API against its own OpenAPI document (schemathesis, in a venv under target/).
 bash scripts/api-check.sh

@@ -299,6 +299,8 @@ pub struct CollectConfig {
     /// `None`: disk usage is not measured.
     pub usage_interval: Option<Duration>,
     pub usage_timeout: Duration,
+    /// Stats and disk usage are not collected (the collector's `DockerHost` spec says so).
+    pub paused: bool,
 }
 
 impl Default for CollectConfig {
@@ -308,6 +310,7 @@ impl Default for CollectConfig {
             stats_concurrency: 64,
             usage_interval: Some(Duration::from_secs(120)),
             usage_timeout: Duration::from_secs(60),
+            paused: false,
         }
     }
 }
@@ -496,6 +499,7 @@ impl Cli {
                 stats_concurrency,
                 usage_interval,
                 usage_timeout,
+                paused: false,
             },
             output,
             allowed_actions: self.allowed_actions(&file)?,

@@ -30,8 +30,8 @@ pub async fn run(
 ) {
     loop {
         let config = settings.borrow_and_update().clone();
-        let Some(interval) = config.usage_interval else {
-            // Off: wait for the setting to change.
+        let Some(interval) = config.usage_interval.filter(|_| !config.paused) else {
+            // Off or paused: wait for the setting to change.
             tokio::select! {
                 () = cancel.cancelled() => return,
                 changed = settings.changed() => if changed.is_err() { return },

@@ -98,6 +98,7 @@ fn state(store: Store) -> ApiState {
         authority: None,
         refresh_ttl: Duration::from_secs(3600),
         action_timeout: Duration::from_secs(5),
+        resources_wake: Default::default(),
     }
 }
 

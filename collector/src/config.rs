@@ -65,6 +65,55 @@ pub enum Command {
     /// Manage the people who use the API.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print the CustomResourceDefinitions of DockerHost and ProfileSession (YAML).
+    Crds,
+    /// Create or update DockerHost and ProfileSession resources from YAML documents, as
+    /// `kubectl apply -f` does, in this deployment's database (no Kubernetes needed).
+    Apply(ApplyArgs),
+    /// Show resources: a table, or the objects as YAML or JSON.
+    Get(GetArgs),
+    /// Delete a resource: a DockerHost revokes its host; a running ProfileSession stops.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// A YAML file of one or more `---`-separated documents; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// dockerhosts (dh) or profilesessions (ps).
+    pub kind: String,
+    /// One resource's name; all of the kind when absent.
+    pub name: Option<String>,
+    /// The namespace of profile sessions.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Profile sessions of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// `yaml` or `json`: the objects instead of a table.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// dockerhost (dh) or profilesession (ps).
+    pub kind: String,
+    pub name: String,
+    /// The namespace of a profile session.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +270,13 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKERMON_WAIT_FOR_DATABASE", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub wait_for_database: Option<bool>,
+    /// Run the Kubernetes operator: DockerHost and ProfileSession resources live in the
+    /// cluster (in-cluster service account, or the kubeconfig), reconciled by the replica
+    /// holding the `dockermon-operator` Lease in the client's namespace. [default: false:
+    /// resources live in the database, for `apply -f`]
+    #[arg(long, env = "DOCKERMON_KUBERNETES", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub kubernetes: Option<bool>,
 
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
@@ -387,6 +443,7 @@ pub struct FileConfig {
     pub database_url_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub wait_for_database: Option<bool>,
+    pub kubernetes: Option<bool>,
     pub health_listen: Option<SocketAddr>,
     pub metrics_token_file: Option<PathBuf>,
     pub metrics_labels: Option<config_file::List>,
@@ -428,6 +485,8 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     /// Retry a database that refuses the connection, instead of exiting.
     pub wait_for_database: bool,
+    /// Resources live in Kubernetes and this process runs the operator.
+    pub kubernetes: bool,
     pub health_listen: SocketAddr,
     pub retention: Retention,
     pub agent_listen: SocketAddr,
@@ -672,6 +731,7 @@ impl ServeArgs {
                 .wait_for_database
                 .or(file.wait_for_database)
                 .unwrap_or(false),
+            kubernetes: self.kubernetes.or(file.kubernetes).unwrap_or(false),
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
@@ -687,6 +747,7 @@ impl ServeArgs {
                 stats_concurrency: 64,
                 usage_interval_ms: usage_interval.map(|d| d.as_millis() as u64),
                 usage_timeout_ms: 60_000,
+                paused: false,
             },
             api: self.api.resolve(file, &database_dir)?,
             profiles: self.profile_settings(file)?,

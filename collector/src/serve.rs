@@ -34,8 +34,10 @@ use crate::health::{self, Readiness};
 use crate::inventory::Inventory;
 use crate::live::LiveBus;
 use crate::metrics::{self, CollectorMetrics, FleetMetrics, MetricsEndpoint};
+use crate::operator;
 use crate::pki::Authority;
 use crate::profiles::Profiler;
+use crate::resources;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store, StoreError};
 use crate::transport::{
@@ -136,6 +138,8 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         config.profiles.clone(),
     );
     tracker.spawn(profiler.clone().run(cancel.clone()));
+    // Wakes the resource controller when the API changed a resource.
+    let resources_wake = Arc::new(tokio::sync::Notify::new());
     let service = Arc::new(AgentService {
         store: store.clone(),
         pipeline,
@@ -200,12 +204,13 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         sessions: sessions.clone(),
         live: live.clone(),
         registry: registry.clone(),
-        profiler,
+        profiler: profiler.clone(),
         metrics: own_metrics.clone(),
         retention: config.retention.clone(),
         authority,
         refresh_ttl: config.api.session_ttl,
         action_timeout: ACTION_TIMEOUT,
+        resources_wake: resources_wake.clone(),
     };
     let feed = Feed::default();
     tracker.spawn(ws::fanout::run(live, feed.clone(), cancel.clone()));
@@ -234,6 +239,34 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         readiness.clone(),
         cancel.clone(),
     ));
+    let operator_failed: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Arc::default();
+    let reconcile = resources::reconcile::Context {
+        store: store.clone(),
+        registry: registry.clone(),
+        profiler: profiler.clone(),
+        defaults: config.agent_config.clone(),
+    };
+    if config.kubernetes {
+        // Resources live in the cluster; the operator reconciles them while it holds the
+        // Lease. A cluster that cannot be reached ends the collector, as a database that
+        // refuses does.
+        let cancel_all = cancel.clone();
+        let operator_cancel = cancel.clone();
+        let failed = operator_failed.clone();
+        tracker.spawn(async move {
+            if let Err(error) = operator::run(reconcile, holder_id(), operator_cancel).await {
+                *failed.lock().expect("operator error lock") = Some(error);
+                cancel_all.cancel();
+            }
+        });
+    } else {
+        tracker.spawn(resources::controller::run(
+            reconcile,
+            leader.clone(),
+            resources_wake,
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(scheduler::run(
         store.clone(),
         config.retention.clone(),
@@ -246,7 +279,10 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     tracker.close();
     tracker.wait().await;
     store.close().await;
-    Ok(())
+    match operator_failed.lock().expect("operator error lock").take() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

@@ -132,6 +132,10 @@ pub struct AgentConfig {
     /// `None`: disk usage is not measured.
     pub usage_interval_ms: Option<u64>,
     pub usage_timeout_ms: u64,
+    /// Stats and disk-usage collection paused (a `DockerHost`'s `spec.paused`); events and
+    /// the container list keep flowing. Older agents ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// A batch of records, numbered so the collector can acknowledge it and recognise a
@@ -391,6 +395,7 @@ mod tests {
             stats_concurrency: 64,
             usage_interval_ms: None,
             usage_timeout_ms: 60_000,
+            paused: true,
         };
         let collector = [
             CollectorMessage::Welcome(Welcome {

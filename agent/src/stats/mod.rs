@@ -138,6 +138,9 @@ pub async fn run(
                 continue;
             }
         }
+        if config.paused {
+            continue;
+        }
         let targets = running.borrow().clone();
         let started = Instant::now();
         let sweep = stream::iter(targets.iter().cloned())

@@ -97,6 +97,7 @@ pub fn collect_config(config: &AgentConfig) -> Result<CollectConfig, String> {
             .map(|d| d.max(Duration::from_secs(1))),
         usage_timeout: Duration::from_millis(config.usage_timeout_ms)
             .clamp(Duration::from_secs(1), Duration::from_secs(600)),
+        paused: config.paused,
     })
 }
 

@@ -40,6 +40,7 @@ pub struct ErrorDetail {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `too_many_requests`, `unavailable`,
     /// `action_failed`, `agent_not_connected`, `agent_unavailable`, `agent_timeout`,
+    /// `invalid_resource`,
     /// `internal`.
     pub code: String,
     pub message: String,

@@ -58,6 +58,8 @@ pub struct ApiState {
     pub refresh_ttl: Duration,
     /// How long an agent has to carry out a container action.
     pub action_timeout: Duration,
+    /// Wakes the resource controller after the API changed a resource.
+    pub resources_wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -66,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(routes::users::router())
         .merge(routes::hosts::router())
         .merge(routes::join_tokens::router())
+        .merge(routes::resources::router())
         .merge(routes::containers::router())
         .merge(routes::activity::router())
         .merge(routes::profiles::router())

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, users};
+use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, resources, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, us
         containers::list, containers::one, containers::stats, containers::act,
         activity::list,
         profiles::start, profiles::list, profiles::one, profiles::stop, profiles::samples,
+        resources::apply, resources::list, resources::read, resources::remove,
     ),
     modifiers(&BearerAuth, &CommonErrors),
     tags(
@@ -28,6 +29,7 @@ use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, us
         (name = "containers", description = "Containers and their stats"),
         (name = "activity", description = "Docker events and people's actions"),
         (name = "profiles", description = "1-second profiles of one container"),
+        (name = "resources", description = "DockerHost and ProfileSession resources, without Kubernetes"),
     )
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
 //! The shell's admin commands: `migrate`, `pki init`, `token create|list|revoke`,
-//! `host list|delete` and `user add|passwd|list`.
+//! `host list|delete`, `user add|passwd|list`, and for resources `crds`, `apply`, `get`
+//! and `delete` ([`resource_commands`]).
 //!
 //! Each acts on a deployment's existing database ([`Store::open_existing`]): run without
 //! the deployment's `--database-url` or `--data-dir`, a command refuses instead of creating
@@ -15,6 +16,8 @@ use anyhow::Context;
 use dockermon_agent::process::error_chain;
 use dockermon_agent::say;
 use dockermon_proto::{HostName, now_ns};
+
+mod resource_commands;
 
 use crate::admin;
 use crate::config::{
@@ -57,6 +60,19 @@ pub fn run(runtime: &tokio::runtime::Runtime, command: Command, file: &FileConfi
                 Err(error) => return config_error(&error),
             }
         }
+        Command::Crds => output(format_args!("{}", crate::resources::crds_yaml().trim_end())),
+        Command::Apply(args) => match args.database.resolve(file) {
+            Ok(database) => runtime.block_on(resource_commands::apply(&database, &args)),
+            Err(error) => return config_error(&error),
+        },
+        Command::Get(args) => match args.database.resolve(file) {
+            Ok(database) => runtime.block_on(resource_commands::get(&database, &args)),
+            Err(error) => return config_error(&error),
+        },
+        Command::Delete(args) => match args.database.resolve(file) {
+            Ok(database) => runtime.block_on(resource_commands::delete(&database, &args)),
+            Err(error) => return config_error(&error),
+        },
         Command::User(command) => {
             let database = match &command {
                 UserCommand::Add(args) => args.database.resolve(file),
@@ -88,7 +104,7 @@ pub fn config_error(error: &ConfigError) -> ExitCode {
 }
 
 /// A line for scripts, on stdout.
-fn output(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+pub(crate) fn output(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())

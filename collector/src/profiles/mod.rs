@@ -79,8 +79,11 @@ pub const INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
 /// Who acts, for the activity log.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    pub id: i64,
-    pub email: String,
+    /// The user's id; `None` for a resource (a `ProfileSession`), which no user limit
+    /// counts.
+    pub id: Option<i64>,
+    /// The user's email, or the resource (`ProfileSession default/api-cpu`).
+    pub name: String,
 }
 
 /// A request to profile a container.
@@ -374,7 +377,7 @@ impl Profiler {
             return Err(ProfileError::AgentTooOld);
         }
         let (on_host, by_user) = store
-            .running_profile_counts(container.host_id, Some(request.actor.id))
+            .running_profile_counts(container.host_id, request.actor.id)
             .await?;
         if on_host >= settings.max_per_host {
             return Err(ProfileError::HostBusy(settings.max_per_host));
@@ -386,7 +389,7 @@ impl Profiler {
             host: container.host_id,
             container: container.id,
             docker_id: container.docker_id.clone(),
-            started_by: Some(request.actor.id),
+            started_by: request.actor.id,
             origin: request.origin,
             interval_ms: interval.as_millis() as u64,
             duration_s: duration.as_secs(),
@@ -508,8 +511,8 @@ impl Profiler {
         if profile.state == ProfileState::Ended {
             return Ok(profile);
         }
-        if let Some(actor) = actor {
-            store.set_profile_stopper(id, actor.id).await?;
+        if let Some(user) = actor.and_then(|actor| actor.id) {
+            store.set_profile_stopper(id, user).await?;
         }
         let mut stopped_by_agent = false;
         if self.inner.registry.is_connected(profile.host_id) {
@@ -528,7 +531,7 @@ impl Profiler {
             }
         }
         if !stopped_by_agent {
-            self.end_here(id, reason, actor.map(|a| a.id)).await;
+            self.end_here(id, reason, actor.and_then(|a| a.id)).await;
         }
         info!(profile = id, %reason, "profile session stopped");
         if let Some(actor) = actor {
@@ -635,7 +638,7 @@ impl Profiler {
         }
         let entry = UserAction {
             user_id: actor.id,
-            user_email: &actor.email,
+            user_email: &actor.name,
             host: Some(target.host),
             container: Some(target.container),
             target_id: &target.docker_id,

@@ -21,6 +21,7 @@ mod ingest;
 mod lease;
 mod profiles;
 mod queries;
+mod resources;
 mod rollup;
 mod url;
 mod users;
@@ -45,6 +46,7 @@ pub use queries::{
     ImageRow, InvalidPage, LatestStats, NetworkRow, Page, Paged, StatsPoint, StatsQuery,
     StatsSeries, UsageRow, VolumeRow, label_filter_warning,
 };
+pub use resources::{Applied, ApplyRefusal, DesiredResource, ResourceRow};
 pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
 pub use url::DatabaseUrl;
 pub use users::{Credentials, Role, UserAction, UserRow, UserUpdate, is_valid_email};

@@ -90,7 +90,8 @@ pub struct UserUpdate {
 /// A user action for the activity log.
 #[derive(Debug, Clone)]
 pub struct UserAction<'a> {
-    pub user_id: i64,
+    /// `None` when a resource acted (a `ProfileSession`), not a user.
+    pub user_id: Option<i64>,
     pub user_email: &'a str,
     pub host: Option<HostId>,
     pub container: Option<ContainerKey>,
@@ -369,7 +370,11 @@ impl Store {
     }
 
     pub async fn record_user_action(&self, action: &UserAction<'_>, now_ns: i64) -> Result<i64> {
-        let key = format!("user:{}:{:032x}", action.user_id, rand::random::<u128>());
+        let key = format!(
+            "user:{}:{:032x}",
+            action.user_id.map_or("-".to_owned(), |id| id.to_string()),
+            rand::random::<u128>()
+        );
         let mut attributes = action.attributes.clone();
         attributes.insert("user".into(), action.user_email.to_owned());
         sqlx::query(

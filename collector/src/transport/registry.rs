@@ -72,6 +72,18 @@ struct Entry {
     capabilities: Vec<String>,
     /// What the agent last said it is doing.
     status: AgentStatus,
+    /// Which `DockerHost` spec the agent runs.
+    spec: AppliedSpec,
+}
+
+/// Which `DockerHost` spec generation a connected agent runs, as far as this collector
+/// knows: the one sent with its welcome or acknowledged after a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedSpec {
+    /// `None`: the collector's defaults, no resource's spec.
+    pub generation: Option<i64>,
+    /// The agent's refusal of `generation`'s settings, if it refused them.
+    pub error: Option<String>,
 }
 
 /// An agent that is connected now, as its session describes it.
@@ -81,6 +93,7 @@ pub struct ConnectedAgent {
     pub status: AgentStatus,
     /// When the certificate it connected with expires (Unix seconds).
     pub certificate_expires_s: i64,
+    pub spec: AppliedSpec,
 }
 
 #[derive(Clone, Default)]
@@ -131,6 +144,7 @@ impl Registry {
             pending: HashMap::new(),
             capabilities,
             status: AgentStatus::default(),
+            spec: AppliedSpec::default(),
         };
         if let Some(old) = entries.insert(host, entry) {
             *old.reason.lock().expect("reason lock") =
@@ -174,7 +188,30 @@ impl Registry {
                 capabilities: entry.capabilities.clone(),
                 status: entry.status.clone(),
                 certificate_expires_s: entry.certificate_expires_s,
+                spec: entry.spec.clone(),
             })
+    }
+
+    /// Records which spec a session's agent runs (see [`AppliedSpec`]).
+    pub fn set_applied_spec(&self, host: HostId, connection_id: u64, spec: AppliedSpec) {
+        if let Some(entry) = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .get_mut(&host)
+            .filter(|entry| entry.connection_id == connection_id)
+        {
+            entry.spec = spec;
+        }
+    }
+
+    /// The id of `host`'s session here, to tie later updates to it.
+    pub fn connection_id(&self, host: HostId) -> Option<u64> {
+        self.entries
+            .lock()
+            .expect("registry lock")
+            .get(&host)
+            .map(|entry| entry.connection_id)
     }
 
     /// Keeps what a session's agent last reported about itself.

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::registry::AppliedSpec;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use dockermon_proto::PROTOCOL_VERSION;
 use dockermon_proto::limits;
@@ -194,11 +195,26 @@ async fn converse(
             return refuse(socket, refusal.to_string()).await;
         }
     };
+    // The host's DockerHost spec, if it has one, over the collector's defaults.
+    let (config, generation) = crate::resources::reconcile::settings_for(
+        &service.store,
+        peer.host.as_str(),
+        &service.agent_config,
+    )
+    .await;
+    service.registry.set_applied_spec(
+        host,
+        connection.id,
+        AppliedSpec {
+            generation,
+            error: None,
+        },
+    );
     let welcome = CollectorMessage::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
         host: peer.host.clone(),
         last_seq: committed,
-        config: service.agent_config.clone(),
+        config,
     });
     if let Err(end) = send(socket, &welcome).await {
         service.registry.disconnect(host, connection.id);

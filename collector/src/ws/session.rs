@@ -289,8 +289,8 @@ impl Connection {
         let request = StartRequest {
             container,
             actor: Actor {
-                id: user.id,
-                email: user.email.clone(),
+                id: Some(user.id),
+                name: user.email.clone(),
             },
             origin: ProfileOrigin::Websocket,
             duration: duration.map(Duration::from_secs),
@@ -349,8 +349,8 @@ impl Connection {
             return;
         }
         let actor = Actor {
-            id: user.id,
-            email: user.email.clone(),
+            id: Some(user.id),
+            name: user.email.clone(),
         };
         let profiler = self.state.api.profiler.clone();
         let queue = self.queue.clone();

@@ -27,6 +27,7 @@ on_both_backends!(
     bad_input_gets_a_clear_error_in_one_shape,
     reads_show_what_the_agents_reported,
     admins_manage_users_and_hosts,
+    resources_apply_like_an_api_server,
 );
 
 struct Api {
@@ -748,4 +749,143 @@ async fn admins_manage_users_and_hosts(db: TestDb) {
             "{path} missing from the OpenAPI document"
         );
     }
+}
+
+/// `POST /api/v1/resources` and friends, on both databases: created → unchanged →
+/// configured (generation moves only with the spec), refusals with the field named (422),
+/// roles per kind, an immutable profile session spec (409), lists and deletion.
+async fn resources_apply_like_an_api_server(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("admin@example.com", Role::Admin).await;
+    api.user("op@example.com", Role::Operator).await;
+    api.user("viewer@example.com", Role::Viewer).await;
+    let admin = api.access("admin@example.com").await;
+    let operator = api.access("op@example.com").await;
+    let viewer = api.access("viewer@example.com").await;
+    let apply = |token: String, body: &str| {
+        let request = Request::post("/api/v1/resources")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/yaml")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        api.send(request)
+    };
+    let host = "apiVersion: dockermon.io/v1alpha1\nkind: DockerHost\nmetadata: {name: web-1}\nspec: {statsInterval: 10s}\n";
+
+    let (status, body) = apply(admin.clone(), host).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["result"], "created");
+    assert_eq!(body[0]["object"]["metadata"]["generation"], 1);
+    let uid = body[0]["object"]["metadata"]["uid"].clone();
+    let (_, body) = apply(admin.clone(), host).await;
+    assert_eq!(body[0]["result"], "unchanged");
+    let relabelled = host.replace("{name: web-1}", "{name: web-1, labels: {site: a}}");
+    let (_, body) = apply(admin.clone(), &relabelled).await;
+    assert_eq!(
+        (
+            body[0]["result"].as_str(),
+            &body[0]["object"]["metadata"]["generation"]
+        ),
+        (Some("configured"), &json!(1)),
+        "labels are not spec"
+    );
+    let (_, body) = apply(admin.clone(), &relabelled.replace("10s", "20s")).await;
+    assert_eq!(
+        body[0]["object"]["metadata"]["generation"], 2,
+        "a spec change moves the generation"
+    );
+    assert_eq!(body[0]["object"]["metadata"]["uid"], uid);
+
+    // Refusals: the field named, nothing stored; roles per kind.
+    let (status, body) = apply(admin.clone(), &host.replace("10s", "2h")).await;
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_resource",
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "document 1: spec.statsInterval: 2h is out of range (1s to 1h)"
+    );
+    let (status, _) = apply(operator.clone(), host).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "DockerHosts take an admin");
+    let session = "apiVersion: dockermon.io/v1alpha1\nkind: ProfileSession\nmetadata: {name: p1, namespace: team-a}\nspec: {host: web-1, container: api, duration: 1m}\n";
+    let (status, _) = apply(viewer.clone(), session).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = apply(operator.clone(), session).await;
+    assert_eq!(
+        (status, body[0]["namespace"].as_str()),
+        (StatusCode::OK, Some("team-a")),
+        "{body}"
+    );
+    let (status, body) = apply(operator.clone(), &session.replace("1m", "2m")).await;
+    assert_error(&(status, body), StatusCode::CONFLICT, "conflict");
+
+    // Reads: lists per namespace, one object, unknown kinds and names.
+    let (_, list) = api.get("/api/v1/resources/profilesessions", &viewer).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "the default namespace is empty"
+    );
+    let (_, list) = api
+        .get(
+            "/api/v1/resources/profilesessions?all_namespaces=true",
+            &viewer,
+        )
+        .await;
+    assert_eq!(list["items"][0]["metadata"]["name"], "p1");
+    let (status, one) = api
+        .get("/api/v1/resources/dockerhosts/web-1", &viewer)
+        .await;
+    assert_eq!(
+        (status, &one["spec"]["statsInterval"]),
+        (StatusCode::OK, &json!("20s"))
+    );
+    assert_eq!(one["metadata"]["labels"]["site"], "a");
+    let (status, _) = api.get("/api/v1/resources/pods", &viewer).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A session that never started goes at once; a DockerHost deletion revokes the host.
+    let (status, body) = api
+        .call(
+            "DELETE",
+            "/api/v1/resources/profilesessions/p1?namespace=team-a",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (StatusCode::OK, Some("deleted")),
+        "{body}"
+    );
+    let (status, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/resources/dockerhosts/web-1",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/resources/dockerhosts/web-1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .get("/api/v1/resources/dockerhosts/web-1", &viewer)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let revoked = api
+        .store
+        .admission(&dockermon_proto::HostName::new("web-1").unwrap(), "any")
+        .await
+        .unwrap();
+    assert_eq!(revoked, dockermon_collector::store::Admission::HostRevoked);
 }

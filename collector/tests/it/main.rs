@@ -7,6 +7,7 @@ mod fixtures;
 mod identity;
 mod inventory;
 mod metrics;
+mod operator;
 mod profiles;
 mod readme;
 mod store;

@@ -97,6 +97,7 @@ pub(crate) fn api_state(
         authority,
         refresh_ttl: Duration::from_secs(3600),
         action_timeout: Duration::from_secs(5),
+        resources_wake: Default::default(),
     }
 }
 

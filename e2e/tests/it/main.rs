@@ -8,5 +8,6 @@ mod operations;
 mod profiles;
 mod protocol;
 mod real_world;
+mod resources;
 mod security;
 mod support;

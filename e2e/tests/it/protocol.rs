@@ -217,6 +217,7 @@ impl InProcessCollector {
                 stats_concurrency: 8,
                 usage_interval_ms: None,
                 usage_timeout_ms: 60_000,
+                paused: false,
             },
             agent_cert_ttl: Duration::from_secs(86_400),
             budget: transport::MemoryBudget::new(transport::COLLECTOR_BUDGET_BYTES),
@@ -272,6 +273,7 @@ async fn a_set_config_command_changes_what_a_real_agent_collects() {
         stats_concurrency: 8,
         usage_interval_ms: None,
         usage_timeout_ms: 60_000,
+        paused: false,
     };
     let outcome = collector
         .registry
@@ -320,6 +322,7 @@ async fn a_set_config_command_changes_what_a_real_agent_collects() {
         stats_concurrency: 8,
         usage_interval_ms: None,
         usage_timeout_ms: 60_000,
+        paused: false,
     };
     match collector
         .registry
@@ -351,6 +354,7 @@ async fn a_set_config_command_changes_what_a_real_agent_collects() {
                 stats_concurrency: 1,
                 usage_interval_ms: None,
                 usage_timeout_ms: 1000,
+                paused: false,
             }),
             Duration::from_secs(1),
         )

@@ -186,7 +186,7 @@ pub async fn act(
     })?;
     let container = state.store.container(ContainerKey(id)).await?;
     let record = |outcome: String| UserAction {
-        user_id: user.id,
+        user_id: Some(user.id),
         user_email: &user.email,
         host: Some(container.host_id),
         container: Some(container.id),
@@ -206,6 +206,19 @@ pub async fn act(
     }
     if container.removed_ns.is_some() {
         return Err(ApiError::conflict("the container was removed"));
+    }
+    let host = state.store.host(container.host_id).await?;
+    if !crate::resources::reconcile::action_allowed(&state.store, &host.name, action).await? {
+        let refused = ApiError::forbidden(format!(
+            "{} is not among the allowed actions of DockerHost {} (spec.allowedActions)",
+            action.as_str(),
+            host.name
+        ));
+        state
+            .store
+            .record_user_action(&record(format!("refused: {}", refused.message)), now_ns())
+            .await?;
+        return Err(refused);
     }
     let command = CommandAction::Container {
         container_id: container.docker_id.clone(),

@@ -147,7 +147,7 @@ pub async fn delete(
         .store
         .record_user_action(
             &UserAction {
-                user_id: admin.id,
+                user_id: Some(admin.id),
                 user_email: &admin.email,
                 host: None,
                 container: None,

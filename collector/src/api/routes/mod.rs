@@ -6,4 +6,5 @@ pub mod containers;
 pub mod hosts;
 pub mod join_tokens;
 pub mod profiles;
+pub mod resources;
 pub mod users;

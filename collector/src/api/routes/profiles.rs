@@ -120,8 +120,8 @@ impl From<ProfileError> for ApiError {
 
 fn actor(user: &AuthUser) -> Actor {
     Actor {
-        id: user.id,
-        email: user.email.clone(),
+        id: Some(user.id),
+        name: user.email.clone(),
     }
 }
 

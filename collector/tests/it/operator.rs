@@ -1,0 +1,648 @@
+//! The Kubernetes operator against kube's mock API service (tower-test): no API server can
+//! run on these machines. Each test is one named scenario, one conversation: the reconcile
+//! function runs for real against a real SQLite store, a real registry with an agent
+//! session in it (answering commands as an agent does) and the real profiler; the mock
+//! server checks each request the operator makes (method, path, field manager, body) and
+//! answers as an API server would.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dockermon_collector::live::LiveBus;
+use dockermon_collector::operator::{
+    FIELD_MANAGER, Operator, RESYNC, docker_hosts, profile_sessions,
+};
+use dockermon_collector::profiles::{ProfileSettings, Profiler};
+use dockermon_collector::resources::reconcile::{Context, settings_for};
+use dockermon_collector::resources::{
+    DockerHost, DockerHostSpec, DockerHostStatus, Phase, ProfileSession, ProfileSessionSpec,
+    ProfileSessionStatus,
+};
+use dockermon_collector::store::{HostId, IssuedCertificate};
+use dockermon_collector::transport::registry::AppliedSpec;
+use dockermon_collector::transport::{Peer, Registry};
+use dockermon_proto::transport::{AgentConfig, CAPABILITY_PROFILE, CommandAction, CommandOutcome};
+use dockermon_proto::{
+    ContainerId, HostName, ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample, Record,
+    StatsCounters, StatsRates, now_ns,
+};
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::fixtures::{S, container, host, host_info, ingest, inventory};
+use crate::support::TestDb;
+
+/// Status writes: server-side apply, forced, under the operator's field manager.
+const HOST_STATUS: &str = "/apis/dockermon.io/v1alpha1/dockerhosts/web-1/status?&force=true&fieldManager=dockermon-operator";
+const SESSION_STATUS: &str = "/apis/dockermon.io/v1alpha1/namespaces/default/profilesessions/api-cpu/status?&force=true&fieldManager=dockermon-operator";
+
+/// The collector side: store, registry, profiler, and the operator over a mock client.
+struct World {
+    db: TestDb,
+    registry: Registry,
+    operator: Arc<Operator>,
+    server: ApiServer,
+}
+
+impl World {
+    async fn new() -> World {
+        let db = TestDb::sqlite().await;
+        let registry = Registry::default();
+        let profiler = Profiler::new(
+            db.store.clone(),
+            registry.clone(),
+            LiveBus::default(),
+            ProfileSettings::default(),
+        );
+        let context = Context {
+            store: db.store.clone(),
+            registry: registry.clone(),
+            profiler,
+            defaults: defaults(),
+        };
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        World {
+            operator: Arc::new(Operator::new(client, context, Some("test".into()))),
+            db,
+            registry,
+            server: ApiServer(handle),
+        }
+    }
+
+    /// An enrolled host (a live certificate, a host record, one running container `api`).
+    async fn enrolled_host(&self, name: &str) -> HostId {
+        let store = &self.db.store;
+        let id = host(store, name).await;
+        let now = now_ns();
+        store
+            .record_certificate(
+                &IssuedCertificate {
+                    serial: format!("{name}-serial"),
+                    host: HostName::new(name).unwrap(),
+                    fingerprint: "f".into(),
+                    not_before_ns: now - 60 * S,
+                    not_after_ns: now + 30 * 86_400 * S,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        ingest(
+            store,
+            id,
+            &[
+                Record::Host(host_info()),
+                inventory(true, vec![container("c1", "api", now - 100 * S)]),
+            ],
+        )
+        .await;
+        id
+    }
+
+    /// An agent session for `host` that answers every command with "done" and keeps what
+    /// it was sent.
+    fn connect_agent(&self, host: HostId, name: &str) -> FakeAgent {
+        let peer = Peer {
+            host: HostName::new(name).unwrap(),
+            serial: format!("{name}-serial"),
+            not_after_s: now_ns() / S + 86_400,
+        };
+        let mut connection = self
+            .registry
+            .connect(
+                host,
+                &peer,
+                Some("agent-1".into()),
+                vec![CAPABILITY_PROFILE.into()],
+            )
+            .unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let registry = self.registry.clone();
+        let kept = received.clone();
+        let close = connection.close.clone();
+        let id = connection.id;
+        tokio::spawn(async move {
+            while let Some(command) = connection.commands.recv().await {
+                kept.lock().unwrap().push(command.action.clone());
+                registry.complete(host, command.id, CommandOutcome::Done { detail: None });
+            }
+        });
+        FakeAgent {
+            host,
+            id,
+            close,
+            received,
+        }
+    }
+}
+
+struct FakeAgent {
+    host: HostId,
+    id: u64,
+    close: CancellationToken,
+    received: Arc<Mutex<Vec<CommandAction>>>,
+}
+
+impl FakeAgent {
+    fn settings_received(&self) -> Vec<AgentConfig> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|action| match action {
+                CommandAction::SetConfig(config) => Some(config.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn defaults() -> AgentConfig {
+    AgentConfig {
+        stats_interval_ms: 30_000,
+        stats_concurrency: 64,
+        usage_interval_ms: Some(120_000),
+        usage_timeout_ms: 60_000,
+        paused: false,
+    }
+}
+
+/// The API server's side of the conversation.
+struct ApiServer(tower_test::mock::Handle<Request<Body>, Response<Body>>);
+
+type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
+impl ApiServer {
+    /// The operator's next request: it must be `method` on `uri` (path and query).
+    async fn expect(&mut self, method: Method, uri: &str) -> (Value, Responder) {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected {method} {uri}"))
+            .expect("the client is gone");
+        assert_eq!(
+            (request.method(), request.uri().to_string().as_str()),
+            (&method, uri),
+            "unexpected request"
+        );
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        (value, send)
+    }
+}
+
+fn respond(send: Responder, status: u16, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// A DockerHost as the API server holds it: with the operator's finalizer already added.
+fn docker_host(name: &str, generation: i64, spec: DockerHostSpec) -> DockerHost {
+    let mut object = DockerHost::new(name, spec);
+    object.meta_mut().generation = Some(generation);
+    object.meta_mut().uid = Some(format!("uid-{name}"));
+    object.meta_mut().resource_version = Some("1".into());
+    object.meta_mut().finalizers = Some(vec![docker_hosts::FINALIZER.into()]);
+    object
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// Answers a status apply with the object carrying the applied status, as the API
+/// server does; returns the status.
+fn answer_status(object: &impl serde::Serialize, body: &Value, send: Responder) -> Value {
+    let mut answer = serde_json::to_value(object).unwrap();
+    answer["status"] = body["status"].clone();
+    respond(send, 200, &answer);
+    body["status"].clone()
+}
+
+/// Answers an event's creation (201, the event back).
+async fn expect_event(server: &mut ApiServer, reason: &str, type_: &str) {
+    let (event, send) = server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+        )
+        .await;
+    assert_eq!(
+        (event["reason"].as_str(), event["type"].as_str()),
+        (Some(reason), Some(type_))
+    );
+    assert_eq!(event["reportingController"], FIELD_MANAGER);
+    respond(send, 201, &event);
+}
+
+#[tokio::test]
+async fn scenario_status_follows_the_agent_connecting_and_disconnecting() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    let agent = world.connect_agent(id, "web-1");
+    let object = docker_host("web-1", 1, DockerHostSpec::default());
+
+    let reconcile = tokio::spawn(docker_hosts::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let uri = HOST_STATUS;
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    assert_eq!(body["apiVersion"], "dockermon.io/v1alpha1");
+    let status = answer_status(&object, &body, send);
+    assert_eq!(condition(&status, "Enrolled")["status"], "True");
+    assert_eq!(condition(&status, "Connected")["reason"], "AgentConnected");
+    assert_eq!(
+        condition(&status, "Ready")["reason"],
+        "SpecApplied",
+        "{status}"
+    );
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["dockerVersion"], host_info().docker_version);
+    assert_eq!(
+        status["containers"]["running"],
+        host_info().containers_running
+    );
+    expect_event(&mut world.server, "AgentConnected", "Normal").await;
+    assert_eq!(reconcile.await.unwrap().unwrap(), Action::requeue(RESYNC));
+    assert_eq!(
+        agent.settings_received(),
+        vec![defaults()],
+        "the spec (empty: defaults) was pushed once"
+    );
+
+    // Reconciled again with nothing changed: no write at all.
+    let mut current = object.clone();
+    current.status = Some(serde_json::from_value::<DockerHostStatus>(status.clone()).unwrap());
+    let action = docker_hosts::reconcile(Arc::new(current.clone()), world.operator.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(
+        agent.settings_received().len(),
+        1,
+        "an applied spec is not pushed again"
+    );
+
+    // The agent goes: Connected and Ready turn False, with an event.
+    world.registry.disconnect(agent.host, agent.id);
+    let reconcile = tokio::spawn(docker_hosts::reconcile(
+        Arc::new(current.clone()),
+        world.operator.clone(),
+    ));
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    let gone = answer_status(&current, &body, send);
+    assert_eq!(condition(&gone, "Connected")["status"], "False");
+    assert_eq!(condition(&gone, "Connected")["reason"], "AgentDisconnected");
+    assert_eq!(condition(&gone, "Ready")["status"], "False");
+    assert_eq!(
+        condition(&gone, "Enrolled")["lastTransitionTime"],
+        condition(&status, "Enrolled")["lastTransitionTime"],
+        "an unchanged condition keeps its transition time"
+    );
+    expect_event(&mut world.server, "AgentDisconnected", "Warning").await;
+    reconcile.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn scenario_spec_change_is_pushed_and_acknowledged() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    let agent = world.connect_agent(id, "web-1");
+    // The agent runs generation 1 (what it got with its welcome).
+    world.registry.set_applied_spec(
+        id,
+        agent.id,
+        AppliedSpec {
+            generation: Some(1),
+            error: None,
+        },
+    );
+    let spec = DockerHostSpec {
+        stats_interval: Some("10s".into()),
+        disk_usage_interval: Some("off".into()),
+        paused: true,
+        ..DockerHostSpec::default()
+    };
+    let object = docker_host("web-1", 2, spec);
+
+    let reconcile = tokio::spawn(docker_hosts::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let uri = HOST_STATUS;
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    let status = answer_status(&object, &body, send);
+    expect_event(&mut world.server, "AgentConnected", "Normal").await;
+    reconcile.await.unwrap().unwrap();
+
+    let pushed = agent.settings_received();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(
+        (
+            pushed[0].stats_interval_ms,
+            pushed[0].usage_interval_ms,
+            pushed[0].paused
+        ),
+        (10_000, None, true),
+        "the agent got the new spec's settings"
+    );
+    assert_eq!(status["observedGeneration"], 2, "{status}");
+    assert_eq!(condition(&status, "Ready")["reason"], "SpecApplied");
+    assert_eq!(condition(&status, "Ready")["observedGeneration"], 2);
+    // Every replica finds the spec in the store for the agent's next connection.
+    let (config, generation) = settings_for(&world.db.store, "web-1", &defaults()).await;
+    assert_eq!(
+        (config.stats_interval_ms, config.paused, generation),
+        (10_000, true, Some(2))
+    );
+}
+
+#[tokio::test]
+async fn scenario_deleting_a_dockerhost_revokes_the_host_through_the_finalizer() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    let agent = world.connect_agent(id, "web-1");
+    let mut object = docker_host("web-1", 1, DockerHostSpec::default());
+    object.meta_mut().deletion_timestamp =
+        Some(dockermon_collector::resources::host_status::time(now_ns()));
+
+    let reconcile = tokio::spawn(docker_hosts::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let (patch, send) = world
+        .server
+        .expect(
+            Method::PATCH,
+            "/apis/dockermon.io/v1alpha1/dockerhosts/web-1?",
+        )
+        .await;
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": docker_hosts::FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ]),
+        "the finalizer is removed only after the cleanup"
+    );
+    // The host was revoked before the finalizer went.
+    assert!(
+        world.db.store.hosts().await.unwrap().is_empty(),
+        "the host's data is removed"
+    );
+    assert!(agent.close.is_cancelled(), "the agent's session is closed");
+    let admission = world
+        .db
+        .store
+        .admission(&HostName::new("web-1").unwrap(), "web-1-serial")
+        .await
+        .unwrap();
+    assert_eq!(
+        admission,
+        dockermon_collector::store::Admission::HostRevoked,
+        "its agent is refused"
+    );
+    let mut answer = serde_json::to_value(&object).unwrap();
+    answer["metadata"]["finalizers"] = json!([]);
+    respond(send, 200, &answer);
+    assert_eq!(reconcile.await.unwrap().unwrap(), Action::await_change());
+}
+
+fn profile_session(
+    name: &str,
+    spec: ProfileSessionSpec,
+    status: Option<ProfileSessionStatus>,
+) -> ProfileSession {
+    let mut object = ProfileSession::new(name, spec);
+    object.meta_mut().namespace = Some("default".into());
+    object.meta_mut().uid = Some(format!("uid-{name}"));
+    object.meta_mut().finalizers = Some(vec![profile_sessions::FINALIZER.into()]);
+    object.status = status;
+    object
+}
+
+fn session_spec(container: &str) -> ProfileSessionSpec {
+    ProfileSessionSpec {
+        host: "web-1".into(),
+        container: container.into(),
+        duration: "1m".into(),
+        interval: None,
+        ttl_seconds_after_finished: None,
+    }
+}
+
+#[tokio::test]
+async fn scenario_profile_session_goes_pending_running_succeeded_with_its_summary() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    let agent = world.connect_agent(id, "web-1");
+    let object = profile_session("api-cpu", session_spec("api"), None);
+    let uri = SESSION_STATUS;
+
+    // Pending → Running: the profile starts on the agent.
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    let running = answer_status(&object, &body, send);
+    assert_eq!(running["phase"], "Running", "{running}");
+    assert_eq!(
+        reconcile.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(2))
+    );
+    let profile_id = running["profileId"].as_i64().unwrap();
+    let started = agent
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|action| match action {
+            CommandAction::ProfileStart(start) => Some(start.clone()),
+            _ => None,
+        })
+        .expect("the agent was asked to start the profile");
+    assert_eq!(
+        (started.profile_id, started.duration_ms, started.interval_ms),
+        (profile_id as u64, 60_000, 1000)
+    );
+
+    // The agent's samples and its end arrive, as they do over the transport.
+    let start = now_ns();
+    let samples: Vec<ProfileSample> = (0..5)
+        .map(|i| ProfileSample {
+            time_ns: start + i * S,
+            counters: StatsCounters {
+                memory_usage_bytes: 1000 + i as u64,
+                ..Default::default()
+            },
+            rates: StatsRates {
+                interval_ns: S,
+                cpu_percent: 10.0 * (i + 1) as f64,
+                ..Default::default()
+            },
+        })
+        .collect();
+    let end = ProfileEnd {
+        time_ns: start + 5 * S,
+        reason: ProfileEndReason::Duration,
+        samples: 5,
+        message: None,
+    };
+    ingest(
+        &world.db.store,
+        id,
+        &[Record::Profile(ProfileBatch {
+            profile_id: profile_id as u64,
+            container_id: ContainerId::from("c1"),
+            samples,
+            ended: Some(end),
+        })],
+    )
+    .await;
+
+    // Running → Succeeded, with the profiler's summary and an event.
+    let mut current = object.clone();
+    current.status = Some(serde_json::from_value(running).unwrap());
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(current.clone()),
+        world.operator.clone(),
+    ));
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    let done = answer_status(&current, &body, send);
+    assert_eq!(
+        (done["phase"].as_str(), done["reason"].as_str()),
+        (Some("Succeeded"), Some("Completed"))
+    );
+    assert_eq!(done["samples"], 5);
+    assert_eq!(done["summary"]["cpuPercentMax"], 50.0);
+    assert_eq!(done["summary"]["memoryUsageMaxBytes"], 1004);
+    assert!(done["completionTime"].is_string());
+    let (event, send) = world
+        .server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+        )
+        .await;
+    assert_eq!(event["reason"], "ProfileCompleted");
+    assert_eq!(event["note"], "5 samples stored");
+    respond(send, 201, &event);
+    assert_eq!(
+        reconcile.await.unwrap().unwrap(),
+        Action::await_change(),
+        "no TTL: kept"
+    );
+}
+
+#[tokio::test]
+async fn scenario_profile_on_a_disconnected_host_fails_with_a_reason() {
+    let mut world = World::new().await;
+    world.enrolled_host("web-1").await;
+    let object = profile_session("api-cpu", session_spec("api"), None);
+    let uri = SESSION_STATUS;
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let (body, send) = world.server.expect(Method::PATCH, uri).await;
+    let status = answer_status(&object, &body, send);
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["reason"], "AgentNotConnected");
+    assert_eq!(status["message"], "the host's agent is not connected");
+    let (event, send) = world
+        .server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+        )
+        .await;
+    assert_eq!(
+        (event["reason"].as_str(), event["type"].as_str()),
+        (Some("ProfileFailed"), Some("Warning"))
+    );
+    respond(send, 201, &event);
+    reconcile.await.unwrap().unwrap();
+    let phase: Phase = serde_json::from_value(status["phase"].clone()).unwrap();
+    assert!(phase.is_finished());
+}
+
+#[tokio::test]
+async fn scenario_a_failing_api_server_backs_off() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    world.connect_agent(id, "web-1");
+    let object = Arc::new(docker_host("web-1", 1, DockerHostSpec::default()));
+    let uri = HOST_STATUS;
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let reconcile = tokio::spawn(docker_hosts::reconcile(
+            object.clone(),
+            world.operator.clone(),
+        ));
+        let (_, send) = world.server.expect(Method::PATCH, uri).await;
+        // A resourceVersion conflict, as the API server answers it.
+        respond(
+            send,
+            409,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+        );
+        let error = reconcile.await.unwrap().unwrap_err();
+        delays.push(docker_hosts::error_policy(
+            object.clone(),
+            &error,
+            world.operator.clone(),
+        ));
+    }
+    assert_eq!(
+        delays,
+        [2, 4, 8]
+            .map(|s| Action::requeue(Duration::from_secs(s)))
+            .to_vec(),
+        "retries back off, doubling"
+    );
+}
+
+#[tokio::test]
+async fn scenario_a_session_deleted_before_its_status_write_ends_quietly() {
+    let mut world = World::new().await;
+    world.enrolled_host("web-1").await;
+    let object = profile_session("api-cpu", session_spec("api"), None);
+    let uri = SESSION_STATUS;
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(object),
+        world.operator.clone(),
+    ));
+    let (_, send) = world.server.expect(Method::PATCH, uri).await;
+    respond(
+        send,
+        404,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404,
+        "message": "profilesessions.dockermon.io \"api-cpu\" not found"}),
+    );
+    assert_eq!(
+        reconcile.await.unwrap().unwrap(),
+        Action::await_change(),
+        "no error, no event: the object is gone"
+    );
+}
