@@ -99,6 +99,7 @@ fn state(store: Store) -> ApiState {
         refresh_ttl: Duration::from_secs(3600),
         action_timeout: Duration::from_secs(5),
         resources_wake: Default::default(),
+        resources_in_kubernetes: false,
     }
 }
 

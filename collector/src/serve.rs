@@ -211,6 +211,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         refresh_ttl: config.api.session_ttl,
         action_timeout: ACTION_TIMEOUT,
         resources_wake: resources_wake.clone(),
+        resources_in_kubernetes: config.kubernetes,
     };
     let feed = Feed::default();
     tracker.spawn(ws::fanout::run(live, feed.clone(), cancel.clone()));

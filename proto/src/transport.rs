@@ -52,6 +52,8 @@ pub enum AgentMessage {
 
 /// The `profile` capability: the agent runs profile sessions ([`CommandAction::ProfileStart`]).
 pub const CAPABILITY_PROFILE: &str = "profile";
+/// The agent honours [`AgentConfig::paused`].
+pub const CAPABILITY_PAUSE: &str = "pause";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveProfileSample {

@@ -139,6 +139,8 @@ pub async fn run(
             }
         }
         if config.paused {
+            // Rates after the pause start from a new reading, not one from before it.
+            previous.clear();
             continue;
         }
         let targets = running.borrow().clone();

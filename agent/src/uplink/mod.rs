@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use dockermon_proto::transport::{
-    AgentConfig, AgentMessage, AgentStatus, CAPABILITY_PROFILE, CollectorMessage, Command,
-    CommandAction, CommandOutcome, CommandResult, Hello, JoinToken, LiveProfileSample,
+    AgentConfig, AgentMessage, AgentStatus, CAPABILITY_PAUSE, CAPABILITY_PROFILE, CollectorMessage,
+    Command, CommandAction, CommandOutcome, CommandResult, Hello, JoinToken, LiveProfileSample,
 };
 use dockermon_proto::{PROTOCOL_VERSION, Record};
 use tokio::sync::{mpsc, watch};
@@ -281,7 +281,7 @@ impl Uplink {
         let hello = Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: PROTOCOL_VERSION,
-            capabilities: vec![CAPABILITY_PROFILE.to_owned()],
+            capabilities: vec![CAPABILITY_PROFILE.to_owned(), CAPABILITY_PAUSE.to_owned()],
             profiles: self.tasks.profiler.borrow().sessions.clone(),
             instance: Some(self.instance.clone()),
         };

@@ -60,6 +60,8 @@ pub struct ApiState {
     pub action_timeout: Duration,
     /// Wakes the resource controller after the API changed a resource.
     pub resources_wake: Arc<tokio::sync::Notify>,
+    /// Resources live in Kubernetes (`serve --kubernetes`): the API does not write them.
+    pub resources_in_kubernetes: bool,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -8,18 +8,20 @@
 //!   does: certificates revoked, name refused until a new join token names it, agent
 //!   disconnected, data removed. An agent still running on a node then stays refused: the
 //!   DockerHost does not come back until someone re-admits the host with a join token.
+//!   When the CRD itself is being deleted (an uninstall), hosts are not revoked.
 //! - Enrolled hosts without a `DockerHost` get one ([`create_missing`]).
 
 use std::sync::Arc;
 
 use dockermon_proto::now_ns;
 use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::{CustomResourceExt, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
@@ -111,6 +113,12 @@ async fn apply(host: &DockerHost, operator: &Operator) -> Result<Action, Operato
 
 async fn cleanup(host: &DockerHost, operator: &Operator) -> Result<Action, OperatorError> {
     let name = host.name_any();
+    if crd_is_going(operator).await? {
+        // Every DockerHost goes with its CRD (an uninstall): that is not a decision to
+        // revoke the fleet, so the hosts stay enrolled.
+        warn!(host = %name, "the DockerHost CRD is being deleted: the host is kept, not revoked");
+        return Ok(Action::await_change());
+    }
     operator.reconcile.revoke_host(&name).await?;
     if let Some(row) = operator
         .reconcile
@@ -126,6 +134,15 @@ async fn cleanup(host: &DockerHost, operator: &Operator) -> Result<Action, Opera
     }
     info!(host = %name, "DockerHost deleted: host revoked");
     Ok(Action::await_change())
+}
+
+/// Whether the DockerHost CRD itself is gone or being deleted.
+async fn crd_is_going(operator: &Operator) -> Result<bool, OperatorError> {
+    let api: Api<CustomResourceDefinition> = Api::all(operator.client.clone());
+    Ok(match api.get_opt(DockerHost::crd_name()).await? {
+        None => true,
+        Some(crd) => crd.metadata.deletion_timestamp.is_some(),
+    })
 }
 
 /// Writes the status with server-side apply (the operator owns `.status`). False when the

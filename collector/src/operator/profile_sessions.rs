@@ -140,7 +140,10 @@ async fn apply(
                     .as_deref()
                     .and_then(parse_time)
                     .unwrap_or(now);
-                let left = (ended + ttl.saturating_mul(1_000_000_000) - now).max(0);
+                let left = ended
+                    .saturating_add(ttl.saturating_mul(1_000_000_000))
+                    .saturating_sub(now)
+                    .max(0);
                 Action::requeue(Duration::from_nanos(left as u64) + Duration::from_secs(1))
             }
             (_, None) => Action::await_change(),

@@ -83,55 +83,72 @@ pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
     if created {
         rows = store.resources(Kind::DockerHost.as_str(), Some("")).await?;
     }
+    // One resource's failure is logged and retried next pass; it does not hold up the rest.
     for row in &rows {
-        if row.deleting_ns.is_some() {
-            context.revoke_host(&row.name).await?;
-            store
-                .remove_resource(&row.kind, "", &row.name, &row.uid)
+        let hosts = &hosts;
+        let result = async {
+            if row.deleting_ns.is_some() {
+                context.revoke_host(&row.name).await?;
+                store
+                    .remove_resource(&row.kind, "", &row.name, &row.uid)
+                    .await?;
+                return Ok(());
+            }
+            let Some(spec) = parse::<DockerHostSpec>(row, &row.spec) else {
+                return Ok(());
+            };
+            let previous = row
+                .status
+                .as_deref()
+                .and_then(|text| parse::<DockerHostStatus>(row, text));
+            let host = hosts.iter().find(|host| host.name == row.name);
+            let status = context
+                .reconcile_host(&row.name, &spec, row.generation, host, previous.as_ref())
                 .await?;
-            continue;
+            write_status(context, row, &status).await
         }
-        let Some(spec) = parse::<DockerHostSpec>(row, &row.spec) else {
-            continue;
-        };
-        let previous = row
-            .status
-            .as_deref()
-            .and_then(|text| parse::<DockerHostStatus>(row, text));
-        let host = hosts.iter().find(|host| host.name == row.name);
-        let status = context
-            .reconcile_host(&row.name, &spec, row.generation, host, previous.as_ref())
-            .await?;
-        write_status(context, row, &status).await?;
+        .await;
+        report(row, result);
     }
     for row in store.resources(Kind::ProfileSession.as_str(), None).await? {
-        let key = format!("{}/{}", row.namespace, row.name);
-        let previous = row
-            .status
-            .as_deref()
-            .and_then(|text| parse::<ProfileSessionStatus>(&row, text));
-        if row.deleting_ns.is_some() {
-            context.stop_session(&key, previous.as_ref()).await?;
-            store
-                .remove_resource(&row.kind, &row.namespace, &row.name, &row.uid)
+        let result = async {
+            let key = format!("{}/{}", row.namespace, row.name);
+            let previous = row
+                .status
+                .as_deref()
+                .and_then(|text| parse::<ProfileSessionStatus>(&row, text));
+            if row.deleting_ns.is_some() {
+                context.stop_session(&key, previous.as_ref()).await?;
+                store
+                    .remove_resource(&row.kind, &row.namespace, &row.name, &row.uid)
+                    .await?;
+                return Ok(());
+            }
+            let Some(spec) = parse::<ProfileSessionSpec>(&row, &row.spec) else {
+                return Ok(());
+            };
+            if session_expired(&spec, previous.as_ref(), now_ns()) {
+                store
+                    .remove_resource(&row.kind, &row.namespace, &row.name, &row.uid)
+                    .await?;
+                return Ok(());
+            }
+            let status = context
+                .reconcile_session(&key, &spec, previous.as_ref())
                 .await?;
-            continue;
+            write_status(context, &row, &status).await
         }
-        let Some(spec) = parse::<ProfileSessionSpec>(&row, &row.spec) else {
-            continue;
-        };
-        if session_expired(&spec, previous.as_ref(), now_ns()) {
-            store
-                .remove_resource(&row.kind, &row.namespace, &row.name, &row.uid)
-                .await?;
-            continue;
-        }
-        let status = context
-            .reconcile_session(&key, &spec, previous.as_ref())
-            .await?;
-        write_status(context, &row, &status).await?;
+        .await;
+        report(&row, result);
     }
     Ok(())
+}
+
+fn report(row: &ResourceRow, result: Result<(), ReconcileError>) {
+    if let Err(error) = result {
+        warn!(kind = %row.kind, namespace = %row.namespace, name = %row.name,
+            error = %dockermon_agent::process::error_chain(&error), "cannot reconcile a resource; retrying next pass");
+    }
 }
 
 /// Writes a status if it changed (the store compares).

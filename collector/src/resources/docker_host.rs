@@ -31,7 +31,8 @@ pub const DISK_USAGE_INTERVAL: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600));
 
 /// What people want of one Docker host. Every field is optional: an empty spec means the
-/// collector's defaults (`--stats-interval`, `--usage-interval`), every action allowed.
+/// collector's defaults (`--agent-stats-interval`, `--agent-usage-interval`), every action
+/// allowed.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "dockermon.io",
@@ -68,13 +69,13 @@ pub const DISK_USAGE_INTERVAL: (Duration, Duration) =
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DockerHostSpec {
     /// How often the agent reads every running container's counters: `30s`, `1m`… (1 s to
-    /// 1 h). Default: the collector's `--stats-interval`.
+    /// 1 h). Default: the collector's `--agent-stats-interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^[0-9]{1,7}(ms|s|m|h)$"), length(max = 9))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('1h')").message("must be between 1s and 1h"))]
     pub stats_interval: Option<String>,
     /// How often the agent measures disk usage (`docker system df`): a duration (1 m to 7
-    /// d) or `off`. Default: the collector's `--usage-interval`.
+    /// d) or `off`. Default: the collector's `--agent-usage-interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^(off|[0-9]{1,7}(ms|s|m|h))$"), length(max = 9))]
     #[x_kube(validation = Rule::new("self == 'off' || (duration(self) >= duration('1m') && duration(self) <= duration('168h'))").message("must be off or between 1m and 168h"))]
@@ -142,13 +143,6 @@ impl DockerHostSpec {
                         ContainerAction::from(*action).as_str()
                     ));
                 }
-            }
-        }
-        for key in self.labels.keys() {
-            if key.is_empty() || key.len() > 63 {
-                return Err(format!(
-                    "spec.labels: key {key:?} must be 1 to 63 characters"
-                ));
             }
         }
         Ok(())

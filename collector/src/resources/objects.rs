@@ -2,15 +2,15 @@
 //! prints and `/api/v1/resources` answers), and the apply/get/delete operations that both
 //! the shell and the REST API run on the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::API_VERSION;
 use super::controller::to_json;
 use super::document::{Document, Kind};
 use super::profile_session::ProfileSessionStatus;
+use super::{API_VERSION, DockerHostSpec};
 use crate::store::{Applied, ApplyRefusal, DesiredResource, ResourceRow, Store, StoreError};
 
 /// Stores a valid document: created, configured (spec, labels or annotations changed) or
@@ -50,8 +50,8 @@ pub enum Deleted {
 
 /// Deletes a resource. A `DockerHost` revokes its host at once (the store can do it
 /// alone: running collectors see the revocation and close the agent's connection); a
-/// running `ProfileSession` is marked, and the collector's controller stops its profile and
-/// removes it.
+/// `ProfileSession` that has not finished is marked, and the collector's controller stops
+/// its profile (unless it joined someone else's) and removes it.
 pub async fn delete(
     store: &Store,
     kind: Kind,
@@ -77,7 +77,9 @@ pub async fn delete(
                 .status
                 .as_deref()
                 .and_then(|text| serde_json::from_str(text).ok());
-            status.is_none_or(|status| status.phase.is_finished() || status.profile_id.is_none())
+            // Only a finished one goes at once: one without a status may be starting its
+            // profile in the controller right now, which then stops it and removes it.
+            status.is_some_and(|status| status.phase.is_finished())
         }
     };
     if finished_now {
@@ -88,6 +90,20 @@ pub async fn delete(
     } else {
         Ok(Deleted::Deleting)
     }
+}
+
+/// Every DockerHost's `spec.labels`, by host name.
+pub async fn docker_host_labels(
+    store: &Store,
+) -> Result<HashMap<String, BTreeMap<String, String>>, StoreError> {
+    let rows = store.resources(Kind::DockerHost.as_str(), Some("")).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let spec: DockerHostSpec = serde_json::from_str(&row.spec).ok()?;
+            (!spec.labels.is_empty()).then_some((row.name, spec.labels))
+        })
+        .collect())
 }
 
 /// A stored resource as the API shows it: `apiVersion`, `kind`, `metadata` (with what the

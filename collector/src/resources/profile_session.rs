@@ -24,6 +24,9 @@ pub const DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::fr
 /// Bounds of `spec.interval` (the profiler's `INTERVAL_RANGE`).
 pub const INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
+/// The longest `spec.ttlSecondsAfterFinished`: a year.
+pub const MAX_TTL_SECONDS: i64 = 31_536_000;
+
 /// Which container to profile, for how long, how often.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -72,7 +75,7 @@ pub struct ProfileSessionSpec {
     /// Delete the session this many seconds after it finished; kept until deleted when
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub ttl_seconds_after_finished: Option<i64>,
 }
 
@@ -93,8 +96,13 @@ impl ProfileSessionSpec {
             Some(text) => duration::parse_within(text, INTERVAL.0, INTERVAL.1)
                 .map_err(|error| format!("spec.interval: {error}"))?,
         };
-        if self.ttl_seconds_after_finished.is_some_and(|ttl| ttl < 0) {
-            return Err("spec.ttlSecondsAfterFinished: must be 0 or more".into());
+        if self
+            .ttl_seconds_after_finished
+            .is_some_and(|ttl| !(0..=MAX_TTL_SECONDS).contains(&ttl))
+        {
+            return Err(format!(
+                "spec.ttlSecondsAfterFinished: must be 0 to {MAX_TTL_SECONDS} (a year)"
+            ));
         }
         Ok((length, interval))
     }
@@ -130,6 +138,11 @@ pub struct ProfileSessionStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The container was already being profiled (by a person or another session), and this
+    /// session follows that profile: deleting the session does not stop it, and the
+    /// profile's own duration and interval apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
     /// The profile's id in the API (`/api/v1/profiles/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<i64>,

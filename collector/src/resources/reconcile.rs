@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dockermon_proto::transport::{AgentConfig, CommandAction, CommandOutcome};
+use dockermon_proto::transport::{AgentConfig, CAPABILITY_PAUSE, CommandAction, CommandOutcome};
 use dockermon_proto::{HostName, ProfileEndReason, now_ns};
 use tracing::{info, instrument, warn};
 
@@ -63,7 +63,19 @@ impl Context {
             if applied.generation != Some(generation)
                 && let Some(connection) = self.registry.connection_id(host.id)
             {
-                applied = self.push_settings(host, spec, generation).await;
+                let can_pause = agent.capabilities.iter().any(|c| c == CAPABILITY_PAUSE);
+                applied = if spec.paused && !can_pause {
+                    // An older agent would ignore the field and keep collecting.
+                    AppliedSpec {
+                        generation: Some(generation),
+                        error: Some(
+                            "this agent cannot pause collection (it predates spec.paused); upgrade it"
+                                .into(),
+                        ),
+                    }
+                } else {
+                    self.push_settings(host, spec, generation).await
+                };
                 self.registry
                     .set_applied_spec(host.id, connection, applied.clone());
             }
@@ -168,7 +180,10 @@ impl Context {
         }
         if let Some(id) = previous.profile_id {
             return match self.store.profile(id).await {
-                Ok(profile) => Ok(session_status(&profile)),
+                Ok(profile) => Ok(ProfileSessionStatus {
+                    joined: previous.joined,
+                    ..session_status(&profile)
+                }),
                 Err(StoreError::NotFound) => Ok(failed(
                     "ProfileGone",
                     "the profile was deleted (its host was deleted, or retention removed it)",
@@ -206,7 +221,10 @@ impl Context {
             interval: Some(interval),
         };
         match self.profiler.start(request).await {
-            Ok(started) => Ok(session_status(&started.profile)),
+            Ok(started) => Ok(ProfileSessionStatus {
+                joined: started.joined,
+                ..session_status(&started.profile)
+            }),
             // Busy hosts free up: stay pending and try again.
             Err(error @ (ProfileError::HostBusy(_) | ProfileError::UserBusy(_))) => {
                 Ok(ProfileSessionStatus {
@@ -232,7 +250,8 @@ impl Context {
         let Some(id) = status.and_then(|status| status.profile_id) else {
             return Ok(());
         };
-        if status.is_some_and(|status| status.phase.is_finished()) {
+        // A finished profile needs no stop; a joined one belongs to whoever started it.
+        if status.is_some_and(|status| status.phase.is_finished() || status.joined) {
             return Ok(());
         }
         let actor = resource_actor(key);
@@ -318,6 +337,7 @@ fn session_status(profile: &ProfileRow) -> ProfileSessionStatus {
         phase,
         reason: Some(reason.into()),
         message: profile.message.clone(),
+        joined: false,
         profile_id: Some(profile.id),
         start_time: Some(format_time(profile.started_ns)),
         completion_time: profile.ended_ns.map(format_time),

@@ -789,7 +789,14 @@ async fn resources_apply_like_an_api_server(db: TestDb) {
         (Some("configured"), &json!(1)),
         "labels are not spec"
     );
-    let (_, body) = apply(admin.clone(), &relabelled.replace("10s", "20s")).await;
+    let (_, body) = apply(
+        admin.clone(),
+        &relabelled.replace(
+            "{statsInterval: 10s}",
+            "{statsInterval: 20s, labels: {team: web}}",
+        ),
+    )
+    .await;
     assert_eq!(
         body[0]["object"]["metadata"]["generation"], 2,
         "a spec change moves the generation"
@@ -843,10 +850,19 @@ async fn resources_apply_like_an_api_server(db: TestDb) {
         (StatusCode::OK, &json!("20s"))
     );
     assert_eq!(one["metadata"]["labels"]["site"], "a");
+    // The spec's labels show with the host in the hosts API.
+    crate::fixtures::host(&api.store, "web-1").await;
+    let (_, hosts) = api.get("/api/v1/hosts", &viewer).await;
+    assert_eq!(
+        hosts["items"][0]["labels"],
+        json!({"team": "web"}),
+        "{hosts}"
+    );
     let (status, _) = api.get("/api/v1/resources/pods", &viewer).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // A session that never started goes at once; a DockerHost deletion revokes the host.
+    // A session that has not finished is marked (the controller stops its profile, then
+    // removes it); a DockerHost deletion revokes the host.
     let (status, body) = api
         .call(
             "DELETE",
@@ -857,7 +873,7 @@ async fn resources_apply_like_an_api_server(db: TestDb) {
         .await;
     assert_eq!(
         (status, body["result"].as_str()),
-        (StatusCode::OK, Some("deleted")),
+        (StatusCode::OK, Some("deleting")),
         "{body}"
     );
     let (status, _) = api
@@ -882,6 +898,26 @@ async fn resources_apply_like_an_api_server(db: TestDb) {
         .get("/api/v1/resources/dockerhosts/web-1", &viewer)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = api.get("/api/v1/activity?kind=resource", &admin).await;
+    let entries: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["attributes"]["user"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        entries.contains(&("delete".into(), "admin@example.com".into())),
+        "{log}"
+    );
+    assert!(
+        entries.contains(&("apply".into(), "op@example.com".into())),
+        "{log}"
+    );
     let revoked = api
         .store
         .admission(&dockermon_proto::HostName::new("web-1").unwrap(), "any")

@@ -21,7 +21,9 @@ use dockermon_collector::resources::{
 use dockermon_collector::store::{HostId, IssuedCertificate};
 use dockermon_collector::transport::registry::AppliedSpec;
 use dockermon_collector::transport::{Peer, Registry};
-use dockermon_proto::transport::{AgentConfig, CAPABILITY_PROFILE, CommandAction, CommandOutcome};
+use dockermon_proto::transport::{
+    AgentConfig, CAPABILITY_PAUSE, CAPABILITY_PROFILE, CommandAction, CommandOutcome,
+};
 use dockermon_proto::{
     ContainerId, HostName, ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample, Record,
     StatsCounters, StatsRates, now_ns,
@@ -29,7 +31,7 @@ use dockermon_proto::{
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::{Client, Resource};
+use kube::{Client, CustomResourceExt, Resource};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +120,7 @@ impl World {
                 host,
                 &peer,
                 Some("agent-1".into()),
-                vec![CAPABILITY_PROFILE.into()],
+                vec![CAPABILITY_PROFILE.into(), CAPABILITY_PAUSE.into()],
             )
             .unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -388,6 +390,7 @@ async fn scenario_deleting_a_dockerhost_revokes_the_host_through_the_finalizer()
         Arc::new(object.clone()),
         world.operator.clone(),
     ));
+    answer_crd(&mut world.server, false).await;
     let (patch, send) = world
         .server
         .expect(
@@ -424,6 +427,56 @@ async fn scenario_deleting_a_dockerhost_revokes_the_host_through_the_finalizer()
     answer["metadata"]["finalizers"] = json!([]);
     respond(send, 200, &answer);
     assert_eq!(reconcile.await.unwrap().unwrap(), Action::await_change());
+}
+
+/// Answers the operator's look at the DockerHost CRD: present, and being deleted or not.
+async fn answer_crd(server: &mut ApiServer, deleting: bool) {
+    let (_, send) = server
+        .expect(
+            Method::GET,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/dockerhosts.dockermon.io",
+        )
+        .await;
+    let mut crd = serde_json::to_value(DockerHost::crd()).unwrap();
+    if deleting {
+        crd["metadata"]["deletionTimestamp"] = json!("2026-11-30T00:00:00Z");
+    }
+    respond(send, 200, &crd);
+}
+
+#[tokio::test]
+async fn scenario_uninstalling_the_crd_keeps_the_hosts() {
+    let mut world = World::new().await;
+    world.enrolled_host("web-1").await;
+    let mut object = docker_host("web-1", 1, DockerHostSpec::default());
+    object.meta_mut().deletion_timestamp =
+        Some(dockermon_collector::resources::host_status::time(now_ns()));
+    let reconcile = tokio::spawn(docker_hosts::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    answer_crd(&mut world.server, true).await;
+    let (_, send) = world
+        .server
+        .expect(
+            Method::PATCH,
+            "/apis/dockermon.io/v1alpha1/dockerhosts/web-1?",
+        )
+        .await;
+    respond(send, 200, &serde_json::to_value(&object).unwrap());
+    reconcile.await.unwrap().unwrap();
+    assert_eq!(
+        world.db.store.hosts().await.unwrap().len(),
+        1,
+        "the host is kept"
+    );
+    let admission = world
+        .db
+        .store
+        .admission(&HostName::new("web-1").unwrap(), "web-1-serial")
+        .await
+        .unwrap();
+    assert_eq!(admission, dockermon_collector::store::Admission::Allowed);
 }
 
 fn profile_session(

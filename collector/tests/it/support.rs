@@ -98,6 +98,7 @@ pub(crate) fn api_state(
         refresh_ttl: Duration::from_secs(3600),
         action_timeout: Duration::from_secs(5),
         resources_wake: Default::default(),
+        resources_in_kubernetes: false,
     }
 }
 

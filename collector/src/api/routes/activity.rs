@@ -20,8 +20,8 @@ pub fn router() -> Router<ApiState> {
 #[into_params(parameter_in = Query)]
 pub struct ActivityParams {
     pub host: Option<i64>,
-    /// `container`, `image`, `volume`, `network`, `daemon`, or `host` for people's actions
-    /// on hosts.
+    /// `container`, `image`, `volume`, `network`, `daemon`; for people's actions `host`,
+    /// `profile`, `auth` or `resource` (DockerHost and ProfileSession changes); `gap`.
     pub kind: Option<String>,
     /// The action's name: `start`, `die`, `exec_start`, `stop`, …
     pub action: Option<String>,

@@ -1,7 +1,7 @@
 //! Hosts: their live status, what is on them (images, volumes, networks, disk usage,
 //! latest stats), and deleting (revoking) them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,6 +39,8 @@ pub struct HostView {
     pub connected: bool,
     /// What the connected agent says about itself; `None` while it is not connected.
     pub agent: Option<AgentView>,
+    /// The labels of the host's DockerHost (`spec.labels`); empty without one.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A connected agent's own report.
@@ -71,7 +73,11 @@ pub struct UsageParams {
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
-fn view(state: &ApiState, host: HostRow) -> HostView {
+fn view(
+    state: &ApiState,
+    host: HostRow,
+    labels: &HashMap<String, BTreeMap<String, String>>,
+) -> HostView {
     let agent = state.registry.agent(host.id).map(|agent| AgentView {
         capabilities: agent.capabilities,
         profiles: agent.status.profiles,
@@ -82,6 +88,7 @@ fn view(state: &ApiState, host: HostRow) -> HostView {
     HostView {
         connected: agent.is_some(),
         agent,
+        labels: labels.get(&host.name).cloned().unwrap_or_default(),
         host,
     }
 }
@@ -98,11 +105,16 @@ pub async fn list(
 ) -> ApiResult<Json<Paged<HostView>>> {
     let page = params::page(page.offset, page.limit)?;
     let hosts = state.store.hosts_page(page).await?;
+    let labels = crate::resources::objects::docker_host_labels(&state.store).await?;
     Ok(Json(Paged {
         total: hosts.total,
         offset: hosts.offset,
         limit: hosts.limit,
-        items: hosts.items.into_iter().map(|h| view(&state, h)).collect(),
+        items: hosts
+            .items
+            .into_iter()
+            .map(|h| view(&state, h, &labels))
+            .collect(),
         warnings: hosts.warnings,
     }))
 }
@@ -118,7 +130,8 @@ pub async fn one(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<HostView>> {
     let host = state.store.host(HostId(id)).await?;
-    Ok(Json(view(&state, host)))
+    let labels = crate::resources::objects::docker_host_labels(&state.store).await?;
+    Ok(Json(view(&state, host, &labels)))
 }
 
 /// Deletes a host: its certificates are revoked, its agent disconnected and refused, and

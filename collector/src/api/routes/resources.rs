@@ -3,7 +3,10 @@
 //! validation and the same store operations as `dockermon-collector apply|get|delete`.
 //!
 //! Roles: anyone signed in reads; operators apply and delete ProfileSessions; admins
-//! apply and delete DockerHosts (a host's settings, and its revocation).
+//! apply and delete DockerHosts (a host's settings, and its revocation). Every apply and
+//! deletion is in the activity log (`kind=resource`) with the user who made it.
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -19,7 +22,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params::{Path, Query};
 use crate::resources::objects::{self, Deleted};
 use crate::resources::{Document, Kind, parse_documents};
-use crate::store::{ApplyRefusal, Role};
+use crate::store::{ApplyRefusal, Role, UserAction};
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -69,6 +72,7 @@ pub async fn apply(
     user: AuthUser,
     body: String,
 ) -> ApiResult<Json<Vec<AppliedResource>>> {
+    refuse_in_kubernetes(&state)?;
     let documents = parse_documents(&body).map_err(|error| {
         ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -87,6 +91,15 @@ pub async fn apply(
         let (result, row) = objects::apply(&state.store, document, now_ns())
             .await
             .map_err(|refusal| refused(document, refusal))?;
+        audit(
+            &state,
+            &user,
+            &row.kind,
+            &document.key(),
+            "apply",
+            result.as_str(),
+        )
+        .await?;
         applied.push(AppliedResource {
             kind: row.kind.clone(),
             namespace: row.namespace.clone(),
@@ -169,7 +182,13 @@ pub async fn remove(
 ) -> ApiResult<Json<DeletedResource>> {
     let kind = kind_of(&kind)?;
     user.require(required_role(kind))?;
+    refuse_in_kubernetes(&state)?;
     let namespace = namespace_of(kind, &params)?;
+    let key = if namespace.is_empty() {
+        name.clone()
+    } else {
+        format!("{namespace}/{name}")
+    };
     let result = match objects::delete(&state.store, kind, &namespace, &name, now_ns()).await? {
         Deleted::Deleted => "deleted",
         Deleted::Deleting => "deleting",
@@ -180,10 +199,46 @@ pub async fn remove(
             )));
         }
     };
+    audit(&state, &user, kind.as_str(), &key, "delete", result).await?;
     state.resources_wake.notify_one();
     Ok(Json(DeletedResource {
         result: result.to_owned(),
     }))
+}
+
+/// Writes a resource change to the activity log, with the user who made it.
+async fn audit(
+    state: &ApiState,
+    user: &AuthUser,
+    kind: &str,
+    key: &str,
+    action: &str,
+    result: &str,
+) -> Result<(), ApiError> {
+    let entry = UserAction {
+        user_id: Some(user.id),
+        user_email: &user.email,
+        host: None,
+        container: None,
+        target_id: key,
+        target_name: Some(kind),
+        kind: "resource",
+        action,
+        attributes: BTreeMap::from([("result".to_owned(), result.to_owned())]),
+    };
+    state.store.record_user_action(&entry, now_ns()).await?;
+    Ok(())
+}
+
+/// Under `serve --kubernetes` the resources live in the cluster: writing the store's copy
+/// would be overwritten, or never reconciled.
+fn refuse_in_kubernetes(state: &ApiState) -> Result<(), ApiError> {
+    if state.resources_in_kubernetes {
+        return Err(ApiError::conflict(
+            "this collector runs the Kubernetes operator: change DockerHosts and ProfileSessions with kubectl",
+        ));
+    }
+    Ok(())
 }
 
 fn required_role(kind: Kind) -> Role {
