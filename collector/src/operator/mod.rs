@@ -99,9 +99,6 @@ fn written<T>(result: Result<T, kube::Error>) -> Result<bool, OperatorError> {
 
 /// The Lease that elects the replica running the controllers.
 pub const LEASE_NAME: &str = "dockermon-operator";
-/// How long the lease lasts without renewal, and how long before expiry it is renewed
-/// (seconds): a dead leader's controllers resume elsewhere within about 15 s.
-const LEASE_SECONDS: (u64, u64) = (15, 5);
 /// How often enrolled hosts without a `DockerHost` are looked for.
 const CREATE_MISSING_EVERY: Duration = Duration::from_secs(30);
 
@@ -114,22 +111,23 @@ pub async fn run(
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 
     let client = Client::try_default()
         .await
         .context("cannot reach Kubernetes (no in-cluster service account and no kubeconfig)")?;
     let namespace = client.default_namespace().to_owned();
-    let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(LEASE_SECONDS.0)
-        .with_grace(LEASE_SECONDS.1)
-        .with_create_mode(LeaseCreateMode::AutoCreate)
-        .build()
+    let lease = leadership::LeaseSettings {
+        client: client.clone(),
+        namespace: namespace.clone(),
+        identity: identity.clone(),
+    };
+    // The first attempt says at once whether the Lease can be used at all (RBAC, namespace).
+    let manager = lease
+        .manager()
         .await
         .with_context(|| format!("cannot use the Lease {namespace}/{LEASE_NAME}"))?;
-    let (leader, lease_task) = manager.watch().await;
+    let (lead, leader) = tokio::sync::watch::channel(false);
+    let lease_task = tokio::spawn(leadership::hold_lease(lease, manager, lead, cancel.clone()));
     tracing::info!(%namespace, lease = LEASE_NAME, %identity, "operator standing for the lease");
     let operator = Arc::new(Operator::new(client, reconcile, Some(identity)));
     leadership::run_while_leader(leader, cancel, |stop| {
@@ -157,7 +155,7 @@ pub async fn run(
         }
     })
     .await;
-    // Closing the leader channel ends the lease task, which releases the lease.
+    // The lease task ends with `cancel` and releases the lease.
     let _ = lease_task.await;
     Ok(())
 }
