@@ -177,15 +177,17 @@ async fn a_database_down_at_start_is_waited_for_while_readyz_says_why() {
     assert!(body.contains("Connection refused"), "{body}");
     assert!(!body.contains("timed out"), "{body}");
 
-    // The database comes up: the collector connects, migrates and becomes ready.
+    // The database comes up: the collector connects (its retry backoff is at most 10 s),
+    // migrates a fresh schema (every DDL a durable commit, slow on a loaded CI machine) and
+    // becomes ready.
     proxy.start().await.unwrap();
-    dockermon_e2e::wait::eventually(WAIT, "a 200 from /readyz", || async move {
+    dockermon_e2e::wait::eventually(3 * WAIT, "a 200 from /readyz", || async move {
         readyz_answer(health)
             .await
             .filter(|(status, _)| *status == 200)
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|error| panic!("{error}; the collector said:\n{}", collector.stderr()));
     assert!(collector.stderr().contains("database ready"));
 
     // It goes away again: readiness follows, the process stays up.
