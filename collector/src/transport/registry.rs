@@ -194,15 +194,7 @@ impl Registry {
 
     /// Records which spec a session's agent runs (see [`AppliedSpec`]).
     pub fn set_applied_spec(&self, host: HostId, connection_id: u64, spec: AppliedSpec) {
-        if let Some(entry) = self
-            .entries
-            .lock()
-            .expect("registry lock")
-            .get_mut(&host)
-            .filter(|entry| entry.connection_id == connection_id)
-        {
-            entry.spec = spec;
-        }
+        self.update_session(host, connection_id, |entry| entry.spec = spec);
     }
 
     /// The id of `host`'s session here, to tie later updates to it.
@@ -216,6 +208,12 @@ impl Registry {
 
     /// Keeps what a session's agent last reported about itself.
     pub fn set_status(&self, host: HostId, connection_id: u64, status: AgentStatus) {
+        self.update_session(host, connection_id, |entry| entry.status = status);
+    }
+
+    /// Changes `host`'s entry if it still belongs to session `connection_id` (a newer
+    /// session of the host is left alone).
+    fn update_session(&self, host: HostId, connection_id: u64, update: impl FnOnce(&mut Entry)) {
         if let Some(entry) = self
             .entries
             .lock()
@@ -223,7 +221,7 @@ impl Registry {
             .get_mut(&host)
             .filter(|entry| entry.connection_id == connection_id)
         {
-            entry.status = status;
+            update(entry);
         }
     }
 
