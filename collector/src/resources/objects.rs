@@ -92,11 +92,19 @@ pub async fn delete(
     }
 }
 
-/// Every DockerHost's `spec.labels`, by host name.
+/// DockerHosts' `spec.labels`, by host name: of one host, or of every host (`None`).
 pub async fn docker_host_labels(
     store: &Store,
+    host: Option<&str>,
 ) -> Result<HashMap<String, BTreeMap<String, String>>, StoreError> {
-    let rows = store.resources(Kind::DockerHost.as_str(), Some("")).await?;
+    let rows = match host {
+        Some(name) => store
+            .resource(Kind::DockerHost.as_str(), "", name)
+            .await?
+            .into_iter()
+            .collect(),
+        None => store.resources(Kind::DockerHost.as_str(), Some("")).await?,
+    };
     Ok(rows
         .into_iter()
         .filter_map(|row| {

@@ -105,7 +105,7 @@ pub async fn list(
 ) -> ApiResult<Json<Paged<HostView>>> {
     let page = params::page(page.offset, page.limit)?;
     let hosts = state.store.hosts_page(page).await?;
-    let labels = crate::resources::objects::docker_host_labels(&state.store).await?;
+    let labels = crate::resources::objects::docker_host_labels(&state.store, None).await?;
     Ok(Json(Paged {
         total: hosts.total,
         offset: hosts.offset,
@@ -130,7 +130,8 @@ pub async fn one(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<HostView>> {
     let host = state.store.host(HostId(id)).await?;
-    let labels = crate::resources::objects::docker_host_labels(&state.store).await?;
+    let labels =
+        crate::resources::objects::docker_host_labels(&state.store, Some(&host.name)).await?;
     Ok(Json(view(&state, host, &labels)))
 }
 
