@@ -105,7 +105,7 @@ impl Store {
         now_ns: i64,
         expires_ns: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO join_tokens (token_hash, host_name, created_by, created_ns, expires_ns) VALUES (?, ?, ?, ?, ?)",
         )
@@ -316,7 +316,7 @@ impl Store {
     /// Deletes a host: revokes its certificates, refuses its name until a new join token
     /// is created for it, and removes everything stored about it. Returns whether it existed.
     pub async fn delete_host(&self, host: &HostName, now_ns: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE agent_certificates SET revoked_ns = ? WHERE host_name = ? AND revoked_ns IS NULL")
             .bind(now_ns)
             .bind(host.as_str())

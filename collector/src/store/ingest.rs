@@ -111,7 +111,7 @@ impl Store {
         batches: &[(HostId, &[Record])],
         frames: &[Frame<'_>],
     ) -> Result<IngestReport> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Records of a host deleted meanwhile (its agent not yet disconnected) are
         // discarded: there is nothing left to attach them to.
         let mut hosts: Vec<i64> = batches.iter().map(|(host, _)| host.0).collect();

@@ -251,6 +251,22 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Starts a transaction that writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred `BEGIN` transaction that reads and then writes fails
+    /// with SQLITE_BUSY_SNAPSHOT (extended code 517, "database is locked") whenever another
+    /// connection committed in between, and `busy_timeout` cannot wait that out, because
+    /// the transaction's snapshot is already stale. Taking the lock first makes concurrent
+    /// writers queue behind `busy_timeout` instead. MySQL's row locks need no such care.
+    ///
+    /// Every multi-statement write in the store goes through here.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::MySql => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
     fn cached_instance(&self, host: HostId, docker_id: &str) -> Option<ContainerKey> {
         self.instances
             .lock()
@@ -271,5 +287,43 @@ impl Store {
     ) {
         let mut cache = self.instances.lock().expect("instance cache lock");
         cache.extend(learned);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The family behind a CI failure ("a batch was refused … (code: 517) database is
+    /// locked"): a write transaction that read before another connection committed. Holding
+    /// the write lock from `BEGIN` on is what prevents it, and that is observable: a second
+    /// writer that will not wait is refused while the transaction is open, before it wrote.
+    #[tokio::test]
+    async fn a_sqlite_write_transaction_holds_the_write_lock_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::sqlite_in(dir.path());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+
+        let mut tx = store.begin_write().await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hosts")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+
+        let options: AnyConnectOptions = url.as_str().parse().unwrap();
+        let mut other = sqlx::AnyConnection::connect_with(&options).await.unwrap();
+        other.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        let refused = other
+            .execute("CREATE TABLE written_meanwhile (x INTEGER)")
+            .await
+            .expect_err("a second writer got in while a write transaction was open");
+        assert!(refused.to_string().contains("locked"), "{refused}");
+
+        tx.commit().await.unwrap();
+        other
+            .execute("CREATE TABLE written_meanwhile (x INTEGER)")
+            .await
+            .unwrap();
     }
 }

@@ -308,7 +308,7 @@ impl Store {
     /// Creates a running session. [`StoreError::Conflict`] when the container already has
     /// one (on any replica): join that one instead.
     pub async fn create_profile(&self, new: &NewProfile) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO profile_sessions (host_id, container_id, docker_id, requested_by, status, \
              duration_s, started_ns, interval_ms, origin, running_container) \

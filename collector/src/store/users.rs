@@ -205,7 +205,7 @@ impl Store {
     /// Applies `update`. A new password or disabling the user also ends every session of
     /// theirs, so a stolen token stops working when the owner reacts.
     pub async fn update_user(&self, id: i64, update: &UserUpdate, now_ns: i64) -> Result<UserRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
