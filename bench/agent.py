@@ -5,7 +5,7 @@ reading counters from cgroup files (`--stats-source cgroup`) and from Docker's s
 cadence (the baseline).
 
 Usage: python3 bench/agent.py [--containers 50] [--slow-interval 30] [--slow-seconds 300]
-                               [--fast-seconds 60] [--agent target/release/dockermon-agent]
+                               [--fast-seconds 60] [--agent target/agent/dockermon-agent]
 
 Starts N idle test containers, then measures, one after the other, each for the same
 wall time: dockerd alone (idle baseline), the agent with each source at the slow and fast
@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--slow-interval", type=int, default=30)
     parser.add_argument("--slow-seconds", type=int, default=300)
     parser.add_argument("--fast-seconds", type=int, default=60)
-    parser.add_argument("--agent", default="target/release/dockermon-agent")
+    parser.add_argument("--agent", default="target/agent/dockermon-agent")
     args = parser.parse_args()
 
     names = start_containers(args.containers, "dmbench")

@@ -4,7 +4,7 @@ and for 100 on the same session, and what 20 concurrent profiles cost the agent 
 side by side with 20 `docker stats <container>` streaming clients (the baseline).
 
 Usage (release binaries; needs the `websockets` package, e.g. in a venv):
-  cargo build --release -p dockermon-agent -p dockermon-collector
+  cargo build --profile agent -p dockermon-agent && cargo build --release -p dockermon-collector
   python3 -m venv target/py-bench && target/py-bench/bin/pip install websockets
   target/py-bench/bin/python bench/profiler.py [--profiles 20] [--seconds 60] [--watchers 100]
 
@@ -173,7 +173,7 @@ def measure(seconds, pids, children=False):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--collector", default="target/release/dockermon-collector")
-    parser.add_argument("--agent", default="target/release/dockermon-agent")
+    parser.add_argument("--agent", default="target/agent/dockermon-agent")
     parser.add_argument("--profiles", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--watchers", type=int, default=100)

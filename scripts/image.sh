@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a container image of a Dockermon binary without any base image (no registry needed):
-# the release binary plus exactly the shared libraries `ldd` lists, imported with
+# the optimised binary (the agent's size-optimised `agent` profile, the collector's
+# `release`) plus exactly the shared libraries `ldd` lists, imported with
 # `docker import`. It runs as the unprivileged user `dockermon` (uid/gid 65532), which owns
 # the state directory; the agent reads the Docker socket through the socket's group
 # (`docker run --group-add "$(stat -c %g /var/run/docker.sock)" …`).
@@ -14,10 +15,11 @@ case "$component" in agent|collector) ;; *) echo "unknown component: $component"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${2:-$version}
 
-cargo build --release --locked -p "dockermon-$component"
+case "$component" in agent) profile=agent ;; collector) profile=release ;; esac
+cargo build --profile "$profile" --locked -p "dockermon-$component"
 # Wherever cargo puts it (CARGO_TARGET_DIR, a config file), not necessarily ./target.
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-binary=$target_dir/release/dockermon-$component
+binary=$target_dir/$profile/dockermon-$component
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

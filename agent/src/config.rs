@@ -138,7 +138,8 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_CGROUP_ROOT", value_name = "DIR")]
     pub cgroup_root: Option<PathBuf>,
 
-    /// Log filter (tracing's env-filter syntax), written to stderr. [default: info]
+    /// Log filter, written to stderr: a default level and `target=level` pairs,
+    /// `,`-separated (`warn,dockermon_agent::stats=debug`). [default: info]
     #[arg(long, env = "DOCKERMON_LOG")]
     pub log: Option<String>,
 

@@ -31,7 +31,8 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Log filter (tracing's env-filter syntax), written to stderr. [default: info]
+    /// Log filter, written to stderr: a default level and `target=level` pairs,
+    /// `,`-separated (`warn,dockermon_agent::stats=debug`). [default: info]
     #[arg(long, env = "DOCKERMON_LOG", global = true)]
     pub log: Option<String>,
 
