@@ -21,6 +21,7 @@ use crate::pki::PkiPaths;
 use crate::profiles::ProfileSettings;
 use crate::store::{DatabaseUrl, Retention};
 use crate::transport::TlsFiles;
+use crate::transport::token_review::ServiceAccountRef;
 
 /// Stores what Dockermon agents report and serves it.
 #[derive(Debug, Parser)]
@@ -278,6 +279,19 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKERMON_KUBERNETES", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub kubernetes: Option<bool>,
+    /// Under --kubernetes, the ServiceAccount (NAMESPACE/NAME) agents run as: agents then
+    /// enroll with their projected token of it, checked with the TokenReview API, and get a
+    /// certificate for their pod's node. Needs the built-in CA. [default: none: join tokens
+    /// only]
+    #[arg(
+        long,
+        env = "DOCKERMON_AGENT_SERVICE_ACCOUNT",
+        value_name = "NAMESPACE/NAME"
+    )]
+    pub agent_service_account: Option<String>,
+    /// The audience agents' ServiceAccount tokens must be issued for. [default: dockermon]
+    #[arg(long, env = "DOCKERMON_AGENT_TOKEN_AUDIENCE", value_name = "AUDIENCE")]
+    pub agent_token_audience: Option<String>,
 
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
@@ -445,6 +459,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub wait_for_database: Option<bool>,
     pub kubernetes: Option<bool>,
+    pub agent_service_account: Option<String>,
+    pub agent_token_audience: Option<String>,
     pub health_listen: Option<SocketAddr>,
     pub metrics_token_file: Option<PathBuf>,
     pub metrics_labels: Option<config_file::List>,
@@ -475,6 +491,13 @@ pub struct FileConfig {
     pub docker_host: Option<String>,
 }
 
+/// Who may enroll by ServiceAccount token, and for which audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountEnrollment {
+    pub account: ServiceAccountRef,
+    pub audience: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: DatabaseUrl,
@@ -488,6 +511,8 @@ pub struct ServeConfig {
     pub wait_for_database: bool,
     /// Resources live in Kubernetes and this process runs the operator.
     pub kubernetes: bool,
+    /// Agents may enroll with ServiceAccount tokens (only under `kubernetes`).
+    pub service_account_enrollment: Option<ServiceAccountEnrollment>,
     pub health_listen: SocketAddr,
     pub retention: Retention,
     pub agent_listen: SocketAddr,
@@ -687,6 +712,42 @@ impl ServeArgs {
                 ));
             }
         };
+        let kubernetes = self.kubernetes.or(file.kubernetes).unwrap_or(false);
+        let service_account_enrollment = match self
+            .agent_service_account
+            .as_ref()
+            .or(file.agent_service_account.as_ref())
+        {
+            None => None,
+            Some(_) if !kubernetes => {
+                return Err(invalid(
+                    "agent_service_account",
+                    "ServiceAccount tokens are checked with the Kubernetes API: needs kubernetes (--kubernetes)",
+                ));
+            }
+            Some(_) if !matches!(tls, TlsSource::BuiltIn(_)) => {
+                return Err(invalid(
+                    "agent_service_account",
+                    "enrolling agents needs the built-in CA; with tls_cert/tls_key/client_ca agents bring their own certificates",
+                ));
+            }
+            Some(text) => Some(ServiceAccountEnrollment {
+                account: text
+                    .parse()
+                    .map_err(|reason: String| invalid("agent_service_account", reason))?,
+                audience: match self
+                    .agent_token_audience
+                    .clone()
+                    .or_else(|| file.agent_token_audience.clone())
+                {
+                    Some(audience) if audience.trim().is_empty() => {
+                        return Err(invalid("agent_token_audience", "must not be empty"));
+                    }
+                    Some(audience) => audience,
+                    None => "dockermon".to_owned(),
+                },
+            }),
+        };
         // At most what the server certificate gets (397 days, the browsers' rule): beyond
         // that a certificate's dates may not even be representable.
         let agent_cert_ttl = bounded_duration(
@@ -732,7 +793,8 @@ impl ServeArgs {
                 .wait_for_database
                 .or(file.wait_for_database)
                 .unwrap_or(false),
-            kubernetes: self.kubernetes.or(file.kubernetes).unwrap_or(false),
+            kubernetes,
+            service_account_enrollment,
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
@@ -1099,6 +1161,57 @@ mod tests {
             backwards.unwrap_err().to_string(),
             "session_ttl: must be at least access_token_ttl"
         );
+    }
+
+    #[test]
+    fn service_account_enrollment_needs_kubernetes_and_the_built_in_ca() {
+        let resolve = |args: &[&str]| serve(args).resolve(&FileConfig::default());
+        let config = resolve(&[
+            "--kubernetes",
+            "--agent-service-account",
+            "dockermon/dockermon-agent",
+        ])
+        .unwrap();
+        let enrollment = config.service_account_enrollment.unwrap();
+        assert_eq!(enrollment.account.to_string(), "dockermon/dockermon-agent");
+        assert_eq!(enrollment.audience, "dockermon");
+        assert!(
+            resolve(&["--kubernetes"])
+                .unwrap()
+                .service_account_enrollment
+                .is_none()
+        );
+
+        for (args, reason) in [
+            (
+                &["--agent-service-account", "dockermon/agent"][..],
+                "needs kubernetes",
+            ),
+            (
+                &["--kubernetes", "--agent-service-account", "agent"][..],
+                "not NAMESPACE/NAME",
+            ),
+            (
+                &[
+                    "--kubernetes",
+                    "--agent-service-account",
+                    "dockermon/agent",
+                    "--tls-cert",
+                    "a",
+                    "--tls-key",
+                    "b",
+                    "--client-ca",
+                    "c",
+                ][..],
+                "needs the built-in CA",
+            ),
+        ] {
+            let err = resolve(args).unwrap_err().to_string();
+            assert!(
+                err.starts_with("agent_service_account: ") && err.contains(reason),
+                "{args:?}: {err}"
+            );
+        }
     }
 
     #[test]

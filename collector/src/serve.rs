@@ -40,6 +40,7 @@ use crate::profiles::Profiler;
 use crate::resources;
 use crate::scheduler;
 use crate::store::{DatabaseUrl, Store, StoreError};
+use crate::transport::token_review::TokenReviewer;
 use crate::transport::{
     self, AgentService, COLLECTOR_BUDGET_BYTES, MemoryBudget, Pipeline, Registry, TlsFiles,
 };
@@ -140,6 +141,20 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     tracker.spawn(profiler.clone().run(cancel.clone()));
     // Wakes the resource controller when the API changed a resource.
     let resources_wake = Arc::new(tokio::sync::Notify::new());
+    let token_reviewer = match &config.service_account_enrollment {
+        Some(enrollment) => {
+            let client = kube::Client::try_default().await.context(
+                "cannot reach Kubernetes to review agents' ServiceAccount tokens (no in-cluster service account and no kubeconfig)",
+            )?;
+            info!(account = %enrollment.account, audience = %enrollment.audience, "agents may enroll with their ServiceAccount token");
+            Some(TokenReviewer::new(
+                client,
+                enrollment.audience.clone(),
+                enrollment.account.clone(),
+            ))
+        }
+        None => None,
+    };
     let service = Arc::new(AgentService {
         store: store.clone(),
         pipeline,
@@ -147,6 +162,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         profiler: profiler.clone(),
         metrics: fleet_metrics.clone(),
         authority: authority.clone(),
+        token_reviewer,
         agent_config: config.agent_config.clone(),
         agent_cert_ttl: config.agent_cert_ttl,
         budget: MemoryBudget::new(COLLECTOR_BUDGET_BYTES),

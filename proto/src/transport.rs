@@ -17,7 +17,9 @@
 //!
 //! Enrollment (no client certificate yet) is a JSON `POST` to [`ENROLL_PATH`] over TLS
 //! whose server certificate the agent checks against the CA fingerprint pinned in its
-//! [`JoinToken`]; renewal is a `POST` to [`RENEW_PATH`] with the current certificate.
+//! [`JoinToken`]; renewal is a `POST` to [`RENEW_PATH`] with the current certificate. In a
+//! Kubernetes cluster an agent may instead enroll at [`SERVICE_ACCOUNT_ENROLL_PATH`] with its
+//! projected ServiceAccount token, trusting the collector through a CA bundle it was given.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +31,7 @@ use crate::{ContainerId, HostName, ProfileEndReason, ProfileSample, Record};
 pub const AGENT_PATH: &str = "/v1/agent";
 pub const ENROLL_PATH: &str = "/v1/enroll";
 pub const RENEW_PATH: &str = "/v1/renew";
+pub const SERVICE_ACCOUNT_ENROLL_PATH: &str = "/v1/enroll/service-account";
 pub const DEFAULT_AGENT_PORT: u16 = 3812;
 /// The largest message either side accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -257,6 +260,18 @@ pub enum CommandOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollRequest {
     pub token: String,
+    pub csr_pem: String,
+}
+
+/// Enrollment by Kubernetes workload identity: the collector reviews `service_account_token`
+/// with the API server and issues a certificate for `host` only if the token was issued to a
+/// pod on the node of that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceAccountEnrollRequest {
+    /// The projected, audience-bound ServiceAccount token (a JWT), as the kubelet wrote it.
+    pub service_account_token: String,
+    /// The node name the agent runs on, which becomes its host name.
+    pub host: HostName,
     pub csr_pem: String,
 }
 

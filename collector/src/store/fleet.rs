@@ -275,11 +275,7 @@ impl Store {
 
     /// Whether `host`, presenting the certificate with `serial`, may report now.
     pub async fn admission(&self, host: &HostName, serial: &str) -> Result<Admission> {
-        let revoked_host = sqlx::query("SELECT 1 FROM revoked_hosts WHERE name = ?")
-            .bind(host.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if revoked_host.is_some() {
+        if self.host_revoked(host).await? {
             return Ok(Admission::HostRevoked);
         }
         let certificate = sqlx::query("SELECT revoked_ns FROM agent_certificates WHERE serial = ?")
@@ -295,6 +291,15 @@ impl Store {
             Some(Some(_)) => Ok(Admission::CertificateRevoked),
             _ => Ok(Admission::Allowed),
         }
+    }
+
+    /// Whether `host` was deleted and not re-admitted since (by a new join token).
+    pub async fn host_revoked(&self, host: &HostName) -> Result<bool> {
+        let revoked = sqlx::query("SELECT 1 FROM revoked_hosts WHERE name = ?")
+            .bind(host.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(revoked.is_some())
     }
 
     /// Host names revoked at or after `since_ns`, and certificate serials revoked then.

@@ -3,6 +3,8 @@
 //! `POST /v1/enroll` needs no client certificate: it is authorised by a one-time join token
 //! (the agent trusts the server because the token pins the CA's fingerprint). The CSR is
 //! checked before the token is used up, so a malformed request does not burn a token.
+//! `POST /v1/enroll/service-account` is the same for agents in a Kubernetes cluster,
+//! authorised by their ServiceAccount token instead ([`super::token_review`]).
 //! `POST /v1/renew` needs the agent's current, verified and unrevoked certificate, and
 //! issues one for the same host.
 
@@ -14,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use dockermon_proto::transport::{
     CertificateIssued, EnrollRequest, ErrorBody, JoinToken, RenewRequest,
+    ServiceAccountEnrollRequest,
 };
 use dockermon_proto::{HostName, now_ns};
 use tracing::{info, warn};
 
 use super::AgentService;
 use super::tls::Peer;
+use super::token_review::ReviewRefusal;
 use crate::store::{Admission, TokenRefusal};
 
 /// An error answer: status, machine-readable code, message.
@@ -74,13 +78,7 @@ pub(super) async fn enroll(
         ));
     }
     // Checked before the token is used up.
-    rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).map_err(|e| {
-        Refusal(
-            StatusCode::BAD_REQUEST,
-            "csr_invalid",
-            format!("the certificate signing request is invalid: {e}"),
-        )
-    })?;
+    check_csr(&request.csr_pem)?;
     let host = match service
         .store
         .consume_join_token(&token.secret, now_ns())
@@ -109,10 +107,32 @@ pub(super) async fn enroll(
             return Err(refusal);
         }
     };
-    // One agent per host name: whoever held it before is refused from now on.
+    replace_others(&service, &host, &serial).await?;
+    Ok(Json(issued))
+}
+
+/// Refuses a malformed CSR before anything is spent on the request.
+fn check_csr(csr_pem: &str) -> Result<(), Refusal> {
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map(|_| ())
+        .map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                "csr_invalid",
+                format!("the certificate signing request is invalid: {e}"),
+            )
+        })
+}
+
+/// One agent per host name: whoever held it before is refused from now on.
+async fn replace_others(
+    service: &AgentService,
+    host: &HostName,
+    serial: &str,
+) -> Result<(), Refusal> {
     let replaced = service
         .store
-        .revoke_other_certificates(&host, &serial, now_ns())
+        .revoke_other_certificates(host, serial, now_ns())
         .await
         .map_err(unavailable)?;
     if replaced > 0 {
@@ -120,6 +140,52 @@ pub(super) async fn enroll(
     } else {
         info!(%host, "agent enrolled");
     }
+    Ok(())
+}
+
+/// Enrollment by ServiceAccount token. The API server decides who the token belongs to; a
+/// host deleted by a person stays refused (re-admitting it takes `token create`, as for any
+/// deleted host), and a node's new agent replaces the one before it, since Kubernetes
+/// vouches that it runs on that node.
+pub(super) async fn enroll_service_account(
+    State(service): State<Arc<AgentService>>,
+    Json(request): Json<ServiceAccountEnrollRequest>,
+) -> Result<Json<CertificateIssued>, Refusal> {
+    let (Some(_), Some(reviewer)) = (service.authority.as_ref(), service.token_reviewer.as_ref())
+    else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "service_account_enrollment_off",
+            "this collector does not enroll agents by ServiceAccount token (it runs without --kubernetes and --agent-service-account, or agents bring their own certificates)".into(),
+        ));
+    };
+    check_csr(&request.csr_pem)?;
+    let host = request.host;
+    reviewer
+        .node(&request.service_account_token, host.as_str())
+        .await
+        .map_err(|refusal| {
+            warn!(%host, reason = %refusal, "ServiceAccount token refused");
+            let status = match refusal {
+                ReviewRefusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            Refusal(status, refusal.code(), refusal.to_string())
+        })?;
+    if service
+        .store
+        .host_revoked(&host)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "host_revoked",
+            "this host was deleted; create a join token for it (`dockermon-collector token create --host NAME`) to admit it again".into(),
+        ));
+    }
+    let (issued, serial) = issue(&service, &request.csr_pem, &host).await?;
+    replace_others(&service, &host, &serial).await?;
     Ok(Json(issued))
 }
 

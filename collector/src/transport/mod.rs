@@ -1,5 +1,6 @@
-//! The agent listener (`:3812`): mutually authenticated TLS 1.3, then HTTP/1.1 with three
-//! routes: `/v1/agent` (the WebSocket session), `/v1/enroll` and `/v1/renew`.
+//! The agent listener (`:3812`): mutually authenticated TLS 1.3, then HTTP/1.1 with four
+//! routes: `/v1/agent` (the WebSocket session), `/v1/enroll`, `/v1/enroll/service-account`
+//! and `/v1/renew`.
 //!
 //! The host identity is the verified client certificate's common name, attached to each
 //! connection as a [`Peer`]; nothing an agent sends can change it. Before a session or a
@@ -13,6 +14,7 @@ mod pipeline;
 pub mod registry;
 mod session;
 pub mod tls;
+pub mod token_review;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use dockermon_proto::now_ns;
 use dockermon_proto::transport::{
-    AGENT_PATH, AgentConfig, ENROLL_PATH, MAX_FRAME_BYTES, RENEW_PATH,
+    AGENT_PATH, AgentConfig, ENROLL_PATH, MAX_FRAME_BYTES, RENEW_PATH, SERVICE_ACCOUNT_ENROLL_PATH,
 };
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -61,6 +63,9 @@ pub struct AgentService {
     pub metrics: Arc<crate::metrics::FleetMetrics>,
     /// The built-in CA; `None` when agents bring certificates from elsewhere.
     pub authority: Option<Arc<Authority>>,
+    /// Reviews ServiceAccount tokens of agents enrolling in a Kubernetes cluster; `None`
+    /// outside one (or without `--agent-service-account`).
+    pub token_reviewer: Option<token_review::TokenReviewer>,
     pub agent_config: AgentConfig,
     pub agent_cert_ttl: Duration,
     /// What all agents' frames in flight may hold together.
@@ -156,6 +161,10 @@ fn router(service: Arc<AgentService>) -> Router {
     Router::new()
         .route(AGENT_PATH, get(session))
         .route(ENROLL_PATH, post(enroll::enroll))
+        .route(
+            SERVICE_ACCOUNT_ENROLL_PATH,
+            post(enroll::enroll_service_account),
+        )
         .route(RENEW_PATH, post(enroll::renew))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(service)

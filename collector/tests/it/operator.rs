@@ -28,14 +28,14 @@ use dockermon_proto::{
     ContainerId, HostName, ProfileBatch, ProfileEnd, ProfileEndReason, ProfileSample, Record,
     StatsCounters, StatsRates, now_ns,
 };
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
 use kube::runtime::controller::Action;
-use kube::{Client, CustomResourceExt, Resource};
+use kube::{CustomResourceExt, Resource};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::{S, container, host, host_info, ingest, inventory};
+use crate::kube_mock::{ApiServer, Responder, respond};
 use crate::support::TestDb;
 
 /// Status writes: server-side apply, forced, under the operator's field manager.
@@ -66,13 +66,12 @@ impl World {
             profiler,
             defaults: defaults(),
         };
-        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
+        let (client, server) = crate::kube_mock::client();
         World {
             operator: Arc::new(Operator::new(client, context, Some("test".into()))),
             db,
             registry,
-            server: ApiServer(handle),
+            server,
         }
     }
 
@@ -172,42 +171,6 @@ fn defaults() -> AgentConfig {
         usage_timeout_ms: 60_000,
         paused: false,
     }
-}
-
-/// The API server's side of the conversation.
-struct ApiServer(tower_test::mock::Handle<Request<Body>, Response<Body>>);
-
-type Responder = tower_test::mock::SendResponse<Response<Body>>;
-
-impl ApiServer {
-    /// The operator's next request: it must be `method` on `uri` (path and query).
-    async fn expect(&mut self, method: Method, uri: &str) -> (Value, Responder) {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no request came; expected {method} {uri}"))
-            .expect("the client is gone");
-        assert_eq!(
-            (request.method(), request.uri().to_string().as_str()),
-            (&method, uri),
-            "unexpected request"
-        );
-        let body = request.into_body().collect_bytes().await.unwrap();
-        let value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).unwrap()
-        };
-        (value, send)
-    }
-}
-
-fn respond(send: Responder, status: u16, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
 }
 
 /// A DockerHost as the API server holds it: with the operator's finalizer already added.

@@ -212,6 +212,7 @@ impl InProcessCollector {
                 Default::default(),
             )),
             authority: Some(authority.clone()),
+            token_reviewer: None,
             agent_config: AgentConfig {
                 stats_interval_ms: 3_600_000,
                 stats_concurrency: 8,
