@@ -13,12 +13,13 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use dockermon_proto::HostName;
 use dockermon_proto::transport::{ContainerAction, JoinToken};
 
 use crate::config_file;
 use crate::docker::{DockerTls, Endpoint};
 use crate::process::LogFormat;
-use crate::uplink::{CollectorUrl, Identity, IdentityFiles, UplinkConfig};
+use crate::uplink::{CollectorUrl, Enrollment, Identity, IdentityFiles, UplinkConfig};
 
 /// Watches one Docker engine and reports its events, inventory, container stats and
 /// disk usage.
@@ -75,6 +76,22 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_JOIN_TOKEN_FILE", value_name = "FILE")]
     pub join_token_file: Option<PathBuf>,
 
+    /// In a Kubernetes cluster, instead of a join token: a file holding this pod's projected
+    /// ServiceAccount token (its audience the collector's --agent-token-audience), with
+    /// which the agent enrolls as --host-name, trusting the collector through --ca.
+    #[arg(
+        long,
+        env = "DOCKERMON_SERVICE_ACCOUNT_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub service_account_token_file: Option<PathBuf>,
+
+    /// The host name to enroll as with a ServiceAccount token: the node's name
+    /// (`spec.nodeName`, through the downward API). The collector checks that the token's
+    /// pod runs on that node.
+    #[arg(long, env = "DOCKERMON_HOST_NAME", value_name = "NAME")]
+    pub host_name: Option<String>,
+
     /// Where the agent keeps its key, certificate and spool.
     /// [default: /var/lib/dockermon-agent]
     #[arg(long, env = "DOCKERMON_STATE_DIR", value_name = "DIR")]
@@ -89,7 +106,8 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_KEY", value_name = "FILE")]
     pub key: Option<PathBuf>,
 
-    /// CA that signed the collector's certificate.
+    /// CA that signed the collector's certificate: with --cert and --key, or alone with
+    /// --service-account-token-file.
     #[arg(long, env = "DOCKERMON_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
 
@@ -200,6 +218,10 @@ pub struct FileConfig {
     pub collector: Option<String>,
     /// File holding a join token.
     pub join_token_file: Option<PathBuf>,
+    /// File holding the pod's projected ServiceAccount token (Kubernetes).
+    pub service_account_token_file: Option<PathBuf>,
+    /// Host name to enroll as with the ServiceAccount token: the node's name.
+    pub host_name: Option<String>,
     /// State directory.
     pub state_dir: Option<PathBuf>,
     /// Client certificate (bring-your-own).
@@ -542,15 +564,56 @@ impl Cli {
         let cert = self.cert.clone().or_else(|| file.cert.clone());
         let key = self.key.clone().or_else(|| file.key.clone());
         let ca = self.ca.clone().or_else(|| file.ca.clone());
-        let identity = match (cert, key, ca) {
-            (None, None, None) => Identity::Managed {
-                state_dir: state_dir.clone(),
-            },
-            (Some(certificate), Some(key), Some(ca)) => Identity::Files(IdentityFiles {
-                certificate,
-                key,
-                ca,
-            }),
+        let service_account_token_file = self
+            .service_account_token_file
+            .clone()
+            .or_else(|| file.service_account_token_file.clone());
+        let host_name = self.host_name.clone().or_else(|| file.host_name.clone());
+        let (identity, service_account) = match (cert, key, ca, service_account_token_file) {
+            (None, None, None, None) => (
+                Identity::Managed {
+                    state_dir: state_dir.clone(),
+                },
+                None,
+            ),
+            (None, None, Some(ca), Some(token_file)) => {
+                let host = host_name.clone().ok_or_else(|| {
+                    invalid(
+                        "host_name",
+                        "enrolling with a ServiceAccount token needs the node's name (host_name, e.g. from spec.nodeName)",
+                    )
+                })?;
+                let host = HostName::new(host).map_err(|e| invalid("host_name", e.to_string()))?;
+                let enrollment = Enrollment::ServiceAccount {
+                    token_file,
+                    host,
+                    ca,
+                };
+                let identity = Identity::Managed {
+                    state_dir: state_dir.clone(),
+                };
+                (identity, Some(enrollment))
+            }
+            (None, None, None, Some(_)) => {
+                return Err(invalid(
+                    "ca",
+                    "enrolling with a ServiceAccount token needs the CA bundle the collector's certificate chains to (ca)",
+                ));
+            }
+            (Some(certificate), Some(key), Some(ca), None) => (
+                Identity::Files(IdentityFiles {
+                    certificate,
+                    key,
+                    ca,
+                }),
+                None,
+            ),
+            (Some(_), _, _, Some(_)) | (_, Some(_), _, Some(_)) => {
+                return Err(invalid(
+                    "service_account_token_file",
+                    "either bring certificates (cert, key, ca) or enroll with a ServiceAccount token, not both",
+                ));
+            }
             _ => {
                 return Err(invalid(
                     "cert",
@@ -558,6 +621,12 @@ impl Cli {
                 ));
             }
         };
+        if host_name.is_some() && service_account.is_none() {
+            return Err(invalid(
+                "host_name",
+                "only an agent enrolling with a ServiceAccount token names itself; a join token already names its host",
+            ));
+        }
         let token_file = self
             .join_token_file
             .as_ref()
@@ -578,6 +647,16 @@ impl Cli {
             .map(|text| text.trim().parse::<JoinToken>())
             .transpose()
             .map_err(|e| invalid("join_token", e.to_string()))?;
+        let enrollment = match (join_token, service_account) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "join_token",
+                    "enroll with a join token or with a ServiceAccount token, not both",
+                ));
+            }
+            (Some(token), None) => Some(Enrollment::JoinToken(token)),
+            (None, service_account) => service_account,
+        };
         let spool_bytes = match self.spool_size.as_ref().or(file.spool_size.as_ref()) {
             Some(text) => parse_bytes(text).ok_or_else(|| {
                 invalid(
@@ -593,7 +672,7 @@ impl Cli {
         Ok(UplinkConfig {
             collector,
             identity,
-            join_token,
+            enrollment,
             spool_dir: state_dir.join("spool"),
             spool_bytes,
         })
@@ -859,7 +938,7 @@ mod tests {
         );
         assert_eq!(uplink.spool_dir, PathBuf::from("/tmp/dm/spool"));
         assert_eq!(uplink.spool_bytes, 64 << 20);
-        assert!(uplink.join_token.is_some());
+        assert!(matches!(uplink.enrollment, Some(Enrollment::JoinToken(_))));
 
         let stdout = cli(&["--collector", "wss://collector", "--output", "stdout"])
             .resolve_with(FileConfig::default(), DockerEnv::default())
@@ -894,6 +973,63 @@ mod tests {
             .resolve_with(FileConfig::default(), DockerEnv::default())
             .unwrap_err();
         assert!(err.to_string().starts_with("collector:"), "{err}");
+    }
+
+    #[test]
+    fn in_a_cluster_the_agent_enrolls_with_its_service_account_token() {
+        let resolve = |args: &[&str]| {
+            let mut all = vec!["--collector", "wss://dockermon-agents.dockermon.svc:3812"];
+            all.extend_from_slice(args);
+            cli(&all).resolve_with(FileConfig::default(), DockerEnv::default())
+        };
+        let config = resolve(&[
+            "--service-account-token-file",
+            "/var/run/secrets/dockermon/token",
+            "--host-name",
+            "node-1",
+            "--ca",
+            "/etc/dockermon/ca.crt",
+        ])
+        .unwrap();
+        let Output::Collector(uplink) = config.output else {
+            panic!("not collector output")
+        };
+        assert_eq!(
+            uplink.enrollment,
+            Some(Enrollment::ServiceAccount {
+                token_file: "/var/run/secrets/dockermon/token".into(),
+                host: HostName::new("node-1").unwrap(),
+                ca: "/etc/dockermon/ca.crt".into(),
+            })
+        );
+        assert!(matches!(uplink.identity, Identity::Managed { .. }));
+
+        let token = format!("dmj1-{}-{}", "ab".repeat(32), "01".repeat(32));
+        let sa = ["--service-account-token-file", "/t"];
+        let complete = [sa[0], sa[1], "--host-name", "n", "--ca", "/ca"];
+        for (args, key) in [
+            (vec![sa[0], sa[1], "--ca", "/ca"], "host_name: "),
+            (vec![sa[0], sa[1], "--host-name", "n"], "ca: "),
+            (
+                [&complete[..], &["--cert", "/c", "--key", "/k"]].concat(),
+                "service_account_token_file: ",
+            ),
+            (
+                [&complete[..], &["--join-token", &token]].concat(),
+                "join_token: ",
+            ),
+            (
+                vec!["--host-name", "n", "--join-token", &token],
+                "host_name: ",
+            ),
+            (
+                vec![sa[0], sa[1], "--host-name", "a b", "--ca", "/ca"],
+                "host_name: ",
+            ),
+        ] {
+            let err = resolve(&args).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{args:?}: {err}");
+        }
     }
 
     #[test]

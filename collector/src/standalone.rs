@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dockermon_agent::config::{CollectConfig, Config as AgentConfig, DockerConfig, Output};
 use dockermon_agent::docker::Endpoint;
-use dockermon_agent::uplink::{CollectorUrl, Identity, UplinkConfig};
+use dockermon_agent::uplink::{CollectorUrl, Enrollment, Identity, UplinkConfig};
 use dockermon_proto::HostName;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -89,7 +89,7 @@ pub async fn standalone(
         output: Output::Collector(Box::new(UplinkConfig {
             collector,
             identity,
-            join_token,
+            enrollment: join_token.map(Enrollment::JoinToken),
             spool_dir: state_dir.join("spool"),
             spool_bytes: dockermon_agent::config::DEFAULT_SPOOL_BYTES,
         })),

@@ -1,20 +1,24 @@
 //! The agent's identity towards the collector: a private key generated here (it never
 //! leaves the host; written 0600), a certificate naming the host, and the CA it trusts.
 //!
-//! Two sources. *Managed*: files in the state directory, obtained by enrolling with a
-//! one-time join token and renewed before they expire. *Files*: certificate, key and CA
+//! Two sources. *Managed*: files in the state directory, obtained by enrolling ([`Enrollment`]:
+//! with a one-time join token, or in a Kubernetes cluster with the pod's ServiceAccount
+//! token) and renewed before they expire. *Files*: certificate, key and CA
 //! provided from elsewhere (cert-manager), used as they are.
 //!
 //! Enrollment trusts the collector before the agent has any certificate: the join token
 //! pins the SHA-256 of the CA's certificate, and the collector's server certificate must
-//! chain to exactly that CA (and name the address the agent dialled).
+//! chain to exactly that CA (and name the address the agent dialled). With a ServiceAccount
+//! token the agent was given the CA bundle itself (`--ca`), and the server must chain to it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use dockermon_proto::HostName;
 use dockermon_proto::transport::{
     CertificateIssued, ENROLL_PATH, EnrollRequest, ErrorBody, JoinToken, RENEW_PATH, RenewRequest,
+    SERVICE_ACCOUNT_ENROLL_PATH, ServiceAccountEnrollRequest,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -40,7 +44,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(
-        "no certificate in {0} and no join token: create one with `dockermon-collector token create --host NAME` and pass it as --join-token"
+        "no certificate in {0} and no join token: create one with `dockermon-collector token create --host NAME` and pass it as --join-token (in a Kubernetes cluster: --service-account-token-file)"
     )]
     NotEnrolled(PathBuf),
     #[error("cannot read {path}")]
@@ -96,6 +100,21 @@ pub struct IdentityFiles {
     pub ca: PathBuf,
 }
 
+/// How an agent without a certificate gets one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enrollment {
+    /// A one-time join token from `dockermon-collector token create`.
+    JoinToken(JoinToken),
+    /// In a Kubernetes cluster: the pod's projected ServiceAccount token, read afresh at
+    /// every enrollment (the kubelet rotates it), the node's name to enroll as, and the CA
+    /// bundle the collector's server certificate must chain to.
+    ServiceAccount {
+        token_file: PathBuf,
+        host: HostName,
+        ca: PathBuf,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// Enrolled and renewed by the agent, kept in the state directory.
@@ -136,12 +155,12 @@ impl Identity {
         files.certificate.exists() && files.key.exists() && files.ca.exists()
     }
 
-    /// Makes sure there is a certificate: enrolls with `token` when a managed identity has
-    /// none yet.
+    /// Makes sure there is a certificate: enrolls with `enrollment` when a managed identity
+    /// has none yet.
     pub async fn ensure(
         &self,
         collector: &CollectorUrl,
-        token: Option<&JoinToken>,
+        enrollment: Option<&Enrollment>,
     ) -> Result<(), IdentityError> {
         let Identity::Managed { state_dir } = self else {
             return Ok(());
@@ -149,17 +168,17 @@ impl Identity {
         if self.enrolled() {
             return Ok(());
         }
-        let token = token.ok_or_else(|| IdentityError::NotEnrolled(state_dir.clone()))?;
-        self.enroll(collector, token).await
+        let enrollment = enrollment.ok_or_else(|| IdentityError::NotEnrolled(state_dir.clone()))?;
+        self.enroll(collector, enrollment).await
     }
 
-    /// Enrolls with `token`, replacing the key and certificate there are: how an agent
-    /// whose certificate was revoked (its host deleted, then re-admitted with a new token)
-    /// comes back. Only a managed identity enrolls.
+    /// Enrolls, replacing the key and certificate there are: how an agent whose
+    /// certificate was revoked (its host deleted, then re-admitted with a new token) comes
+    /// back. Only a managed identity enrolls.
     pub async fn enroll(
         &self,
         collector: &CollectorUrl,
-        token: &JoinToken,
+        enrollment: &Enrollment,
     ) -> Result<(), IdentityError> {
         let Identity::Managed { state_dir } = self else {
             return Ok(());
@@ -169,12 +188,33 @@ impl Identity {
             source,
         })?;
         let key = KeyPair::generate()?;
-        let request = EnrollRequest {
-            token: token.to_string(),
-            csr_pem: csr(&key)?,
+        let csr_pem = csr(&key)?;
+        let issued: CertificateIssued = match enrollment {
+            Enrollment::JoinToken(token) => {
+                let request = EnrollRequest {
+                    token: token.to_string(),
+                    csr_pem,
+                };
+                let tls = enrollment_config(token.ca_fingerprint);
+                post(collector, tls, ENROLL_PATH, &request).await?
+            }
+            Enrollment::ServiceAccount {
+                token_file,
+                host,
+                ca,
+            } => {
+                let token = String::from_utf8_lossy(&read(token_file)?)
+                    .trim()
+                    .to_owned();
+                let request = ServiceAccountEnrollRequest {
+                    service_account_token: token,
+                    host: host.clone(),
+                    csr_pem,
+                };
+                let tls = trusted_ca_config(ca)?;
+                post(collector, tls, SERVICE_ACCOUNT_ENROLL_PATH, &request).await?
+            }
         };
-        let tls = enrollment_config(token.ca_fingerprint);
-        let issued: CertificateIssued = post(collector, tls, ENROLL_PATH, &request).await?;
         self.store(&key, &issued)?;
         info!(host = %issued.host, "enrolled with the collector");
         Ok(())
@@ -269,6 +309,21 @@ fn csr(key: &KeyPair) -> Result<String, IdentityError> {
         .distinguished_name
         .push(DnType::CommonName, "dockermon-agent");
     Ok(params.serialize_request(key)?.pem()?)
+}
+
+/// TLS for enrollment with a CA bundle the agent was given: the server must chain to it.
+fn trusted_ca_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, IdentityError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&read(ca)?) {
+        roots.add(certificate.map_err(|source| IdentityError::Pem {
+            path: ca.to_owned(),
+            source,
+        })?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// TLS for enrollment: the server must chain to the CA whose fingerprint the token pins.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dockermon_proto::transport::{
     AgentConfig, AgentMessage, AgentStatus, CAPABILITY_PAUSE, CAPABILITY_PROFILE, CollectorMessage,
-    Command, CommandAction, CommandOutcome, CommandResult, Hello, JoinToken, LiveProfileSample,
+    Command, CommandAction, CommandOutcome, CommandResult, Hello, LiveProfileSample,
 };
 use dockermon_proto::{PROTOCOL_VERSION, Record};
 use tokio::sync::{mpsc, watch};
@@ -39,7 +39,7 @@ use crate::backoff::{Backoff, sleep_unless_cancelled};
 use crate::config::CollectConfig;
 use crate::profiler::ProfilerStatus;
 use connection::{Session, SessionEnd};
-pub use identity::{Identity, IdentityError, IdentityFiles};
+pub use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
 use spool::{FrameClass, Spool};
 pub use url::CollectorUrl;
 
@@ -54,14 +54,15 @@ const DEAD_AFTER: Duration = Duration::from_secs(45);
 const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
 /// A session that lasts this long resets the reconnection backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
-/// The collector's refusals that a join token can cure by enrolling again.
+/// The collector's refusals that enrolling again can cure (the host re-admitted).
 const REVOKED: &[&str] = &["certificate_revoked", "host_revoked"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UplinkConfig {
     pub collector: CollectorUrl,
     pub identity: Identity,
-    pub join_token: Option<JoinToken>,
+    /// How to get a certificate when there is none, or it was revoked.
+    pub enrollment: Option<Enrollment>,
     pub spool_dir: PathBuf,
     pub spool_bytes: u64,
 }
@@ -114,7 +115,7 @@ pub async fn run(
     loop {
         match config
             .identity
-            .ensure(&config.collector, config.join_token.as_ref())
+            .ensure(&config.collector, config.enrollment.as_ref())
             .await
         {
             Ok(()) => break,
@@ -304,7 +305,7 @@ impl Uplink {
                 code: Some(code),
                 message,
             }) if REVOKED.contains(&code.as_str())
-                && self.config.join_token.is_some()
+                && self.config.enrollment.is_some()
                 && !self.token_refused =>
             {
                 self.enroll_again(&message).await;
@@ -317,20 +318,20 @@ impl Uplink {
         }
     }
 
-    /// This agent's certificate was revoked (its host deleted) and it was given a join
-    /// token: the host was re-admitted, so enroll with the token and connect again. The
-    /// spool is kept: what it holds is delivered under the new certificate.
+    /// This agent's certificate was revoked (its host deleted) and it can enroll: the host
+    /// may have been re-admitted, so enroll again and connect. The spool is kept: what it
+    /// holds is delivered under the new certificate.
     async fn enroll_again(&mut self, refusal: &str) {
-        let token = self
+        let enrollment = self
             .config
-            .join_token
+            .enrollment
             .as_ref()
             .expect("checked by the caller");
-        info!(reason = %refusal, "this agent's certificate was revoked; trying the join token to enroll again");
+        info!(reason = %refusal, "this agent's certificate was revoked; trying to enroll again");
         match self
             .config
             .identity
-            .enroll(&self.config.collector, token)
+            .enroll(&self.config.collector, enrollment)
             .await
         {
             Ok(()) => self.reconnect_at = Instant::now(),

@@ -10,4 +10,5 @@ mod protocol;
 mod real_world;
 mod resources;
 mod security;
+mod service_account;
 mod support;

@@ -162,17 +162,24 @@ async fn bad_frames_close_only_their_own_connection() {
 }
 
 /// The collector's agent service in this process, so the test can reach its registry.
-struct InProcessCollector {
-    address: std::net::SocketAddr,
+pub(crate) struct InProcessCollector {
+    pub(crate) address: std::net::SocketAddr,
     registry: Registry,
-    store: Store,
-    authority: Arc<Authority>,
+    pub(crate) store: Store,
+    pub(crate) authority: Arc<Authority>,
     cancel: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
 impl InProcessCollector {
     async fn start() -> InProcessCollector {
+        Self::start_with(None).await
+    }
+
+    /// With agents' ServiceAccount tokens reviewed by `token_reviewer`.
+    pub(crate) async fn start_with(
+        token_reviewer: Option<transport::token_review::TokenReviewer>,
+    ) -> InProcessCollector {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::in_data_dir(dir.path());
@@ -212,7 +219,7 @@ impl InProcessCollector {
                 Default::default(),
             )),
             authority: Some(authority.clone()),
-            token_reviewer: None,
+            token_reviewer,
             agent_config: AgentConfig {
                 stats_interval_ms: 3_600_000,
                 stats_concurrency: 8,
