@@ -279,10 +279,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKERMON_KUBERNETES", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub kubernetes: Option<bool>,
-    /// Under --kubernetes, the ServiceAccount (NAMESPACE/NAME) agents run as: agents then
-    /// enroll with their projected token of it, checked with the TokenReview API, and get a
-    /// certificate for their pod's node. Needs the built-in CA. [default: none: join tokens
-    /// only]
+    /// In a Kubernetes cluster, the ServiceAccount (NAMESPACE/NAME) agents run as: agents
+    /// then enroll with their projected token of it, checked with the TokenReview API
+    /// (in-cluster service account or kubeconfig), and get a certificate for their pod's
+    /// node. Needs the built-in CA. [default: none: join tokens only]
     #[arg(
         long,
         env = "DOCKERMON_AGENT_SERVICE_ACCOUNT",
@@ -292,6 +292,21 @@ pub struct ServeArgs {
     /// The audience agents' ServiceAccount tokens must be issued for. [default: dockermon]
     #[arg(long, env = "DOCKERMON_AGENT_TOKEN_AUDIENCE", value_name = "AUDIENCE")]
     pub agent_token_audience: Option<String>,
+    /// In a Kubernetes cluster, with the built-in CA: keep the CA and the server certificate
+    /// in this Secret of the collector's namespace, created on the first start, so that every
+    /// replica and every upgrade signs with one CA (a Secret made from `pki init` files is
+    /// used as it is). [default: none: the files under <data dir>/pki]
+    #[arg(long, env = "DOCKERMON_PKI_SECRET", value_name = "NAME")]
+    pub pki_secret: Option<String>,
+    /// With --pki-secret: the DNS names or IPs agents reach the collector by, for its server
+    /// certificate, comma-separated (e.g. dockermon-agents.dockermon.svc).
+    #[arg(long, env = "DOCKERMON_PKI_SANS", value_name = "NAMES")]
+    pub pki_sans: Option<String>,
+    /// In a Kubernetes cluster, with the built-in CA: a ConfigMap of the collector's
+    /// namespace to publish the CA certificate in (key `ca.crt`), which agents mount to trust
+    /// the collector. [default: none]
+    #[arg(long, env = "DOCKERMON_CA_CONFIG_MAP", value_name = "NAME")]
+    pub ca_config_map: Option<String>,
 
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
@@ -461,6 +476,9 @@ pub struct FileConfig {
     pub kubernetes: Option<bool>,
     pub agent_service_account: Option<String>,
     pub agent_token_audience: Option<String>,
+    pub pki_secret: Option<String>,
+    pub pki_sans: Option<config_file::List>,
+    pub ca_config_map: Option<String>,
     pub health_listen: Option<SocketAddr>,
     pub metrics_token_file: Option<PathBuf>,
     pub metrics_labels: Option<config_file::List>,
@@ -491,6 +509,15 @@ pub struct FileConfig {
     pub docker_host: Option<String>,
 }
 
+/// The built-in CA in a Kubernetes Secret (`crate::operator::pki_secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiSecret {
+    /// The Secret's name (keys `ca.crt`, `ca.key`, `server.crt`, `server.key`).
+    pub secret: String,
+    /// The names the server certificate is for.
+    pub sans: Vec<String>,
+}
+
 /// Who may enroll by ServiceAccount token, and for which audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccountEnrollment {
@@ -513,6 +540,10 @@ pub struct ServeConfig {
     pub kubernetes: bool,
     /// Agents may enroll with ServiceAccount tokens (only under `kubernetes`).
     pub service_account_enrollment: Option<ServiceAccountEnrollment>,
+    /// The built-in CA kept in a Kubernetes Secret.
+    pub pki_secret: Option<PkiSecret>,
+    /// The ConfigMap the built-in CA's certificate is published in, for agents.
+    pub ca_config_map: Option<String>,
     pub health_listen: SocketAddr,
     pub retention: Retention,
     pub agent_listen: SocketAddr,
@@ -719,12 +750,6 @@ impl ServeArgs {
             .or(file.agent_service_account.as_ref())
         {
             None => None,
-            Some(_) if !kubernetes => {
-                return Err(invalid(
-                    "agent_service_account",
-                    "ServiceAccount tokens are checked with the Kubernetes API: needs kubernetes (--kubernetes)",
-                ));
-            }
             Some(_) if !matches!(tls, TlsSource::BuiltIn(_)) => {
                 return Err(invalid(
                     "agent_service_account",
@@ -747,6 +772,20 @@ impl ServeArgs {
                     None => "dockermon".to_owned(),
                 },
             }),
+        };
+        let pki_secret = self.pki_secret(file, &tls)?;
+        let ca_config_map = match self
+            .ca_config_map
+            .clone()
+            .or_else(|| file.ca_config_map.clone())
+        {
+            Some(_) if !matches!(tls, TlsSource::BuiltIn(_)) => {
+                return Err(invalid(
+                    "ca_config_map",
+                    "publishes the built-in CA; with tls_cert/tls_key/client_ca there is none",
+                ));
+            }
+            name => name,
         };
         // At most what the server certificate gets (397 days, the browsers' rule): beyond
         // that a certificate's dates may not even be representable.
@@ -795,6 +834,8 @@ impl ServeArgs {
                 .unwrap_or(false),
             kubernetes,
             service_account_enrollment,
+            pki_secret,
+            ca_config_map,
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
@@ -820,6 +861,35 @@ impl ServeArgs {
             },
             metrics_token: self.metrics_token(file)?,
         })
+    }
+
+    fn pki_secret(
+        &self,
+        file: &FileConfig,
+        tls: &TlsSource,
+    ) -> Result<Option<PkiSecret>, ConfigError> {
+        let Some(secret) = self.pki_secret.clone().or_else(|| file.pki_secret.clone()) else {
+            return Ok(None);
+        };
+        if !matches!(tls, TlsSource::BuiltIn(_)) {
+            return Err(invalid(
+                "pki_secret",
+                "keeps the built-in CA; with tls_cert/tls_key/client_ca there is none",
+            ));
+        }
+        let sans: Vec<String> = match (&self.pki_sans, &file.pki_sans) {
+            (Some(list), _) => config_file::List::Text(list.clone()).items(),
+            (None, Some(list)) => list.items(),
+            (None, None) => Vec::new(),
+        };
+        let sans: Vec<String> = sans.into_iter().filter(|name| !name.is_empty()).collect();
+        if sans.is_empty() {
+            return Err(invalid(
+                "pki_sans",
+                "name at least one address agents dial (e.g. dockermon-agents.dockermon.svc) for the server certificate",
+            ));
+        }
+        Ok(Some(PkiSecret { secret, sans }))
     }
 
     fn metrics_labels(&self, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
@@ -1164,7 +1234,7 @@ mod tests {
     }
 
     #[test]
-    fn service_account_enrollment_needs_kubernetes_and_the_built_in_ca() {
+    fn service_account_enrollment_needs_the_built_in_ca() {
         let resolve = |args: &[&str]| serve(args).resolve(&FileConfig::default());
         let config = resolve(&[
             "--kubernetes",
@@ -1183,10 +1253,6 @@ mod tests {
         );
 
         for (args, reason) in [
-            (
-                &["--agent-service-account", "dockermon/agent"][..],
-                "needs kubernetes",
-            ),
             (
                 &["--kubernetes", "--agent-service-account", "agent"][..],
                 "not NAMESPACE/NAME",

@@ -58,6 +58,26 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     let readiness = Readiness::default();
     let tracker = TaskTracker::new();
 
+    // The Kubernetes API, for what this collector keeps or checks there (the operator has
+    // its own client).
+    let kube_client = if config.pki_secret.is_some()
+        || config.ca_config_map.is_some()
+        || config.service_account_enrollment.is_some()
+    {
+        Some(kube::Client::try_default().await.context(
+            "cannot reach Kubernetes, which pki_secret, ca_config_map and agent_service_account need (no in-cluster service account and no kubeconfig)",
+        )?)
+    } else {
+        None
+    };
+    if let (Some(settings), TlsSource::BuiltIn(paths), Some(client)) =
+        (&config.pki_secret, &config.tls, &kube_client)
+    {
+        let namespace = client.default_namespace().to_owned();
+        operator::pki_secret::sync(client.clone(), &namespace, settings, paths)
+            .await
+            .context("cannot set up the built-in CA from Kubernetes")?;
+    }
     let (tls_files, authority) = match &config.tls {
         TlsSource::BuiltIn(paths) => {
             let authority = Authority::load(paths).context("cannot load the built-in CA")?;
@@ -70,6 +90,14 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         }
         TlsSource::Files(files) => (files.clone(), None),
     };
+    if let (Some(name), Some(authority), Some(client)) =
+        (&config.ca_config_map, &authority, &kube_client)
+    {
+        let namespace = client.default_namespace().to_owned();
+        operator::pki_secret::publish_ca(client.clone(), &namespace, name, authority.ca_pem())
+            .await?;
+        info!(config_map = %name, "published the CA certificate for agents");
+    }
     let tls = transport::tls::server_config(&tls_files).context("cannot set up TLS for agents")?;
     let jwt_secret = config
         .api
@@ -141,11 +169,9 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     tracker.spawn(profiler.clone().run(cancel.clone()));
     // Wakes the resource controller when the API changed a resource.
     let resources_wake = Arc::new(tokio::sync::Notify::new());
-    let token_reviewer = match &config.service_account_enrollment {
-        Some(enrollment) => {
-            let client = kube::Client::try_default().await.context(
-                "cannot reach Kubernetes to review agents' ServiceAccount tokens (no in-cluster service account and no kubeconfig)",
-            )?;
+    let token_reviewer = match (&config.service_account_enrollment, &kube_client) {
+        (Some(enrollment), Some(client)) => {
+            let client = client.clone();
             info!(account = %enrollment.account, audience = %enrollment.audience, "agents may enroll with their ServiceAccount token");
             Some(TokenReviewer::new(
                 client,
@@ -153,7 +179,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
                 enrollment.account.clone(),
             ))
         }
-        None => None,
+        _ => None,
     };
     let service = Arc::new(AgentService {
         store: store.clone(),

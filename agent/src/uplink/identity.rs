@@ -79,6 +79,10 @@ pub enum IdentityError {
     },
     #[error("the collector refused: {0}")]
     Refused(String),
+    /// The collector answered but cannot issue now (5xx: its database or the Kubernetes API
+    /// is unavailable): worth trying again.
+    #[error("the collector cannot issue certificates now: {0}")]
+    Unavailable(String),
     #[error("the collector's answer is not understood: {0}")]
     Protocol(String),
     #[error("the certificate {0} cannot be parsed")]
@@ -86,9 +90,13 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    /// Whether trying again later may succeed (the collector was unreachable).
+    /// Whether trying again later may succeed (the collector was unreachable, or could not
+    /// issue for the moment).
     pub fn is_transient(&self) -> bool {
-        matches!(self, IdentityError::Unreachable { .. })
+        matches!(
+            self,
+            IdentityError::Unreachable { .. } | IdentityError::Unavailable(_)
+        )
     }
 }
 
@@ -458,6 +466,9 @@ async fn post<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
         let message = serde_json::from_slice::<ErrorBody>(&body)
             .map(|e| e.message)
             .unwrap_or_else(|_| format!("HTTP {status}"));
+        if status.is_server_error() {
+            return Err(IdentityError::Unavailable(message));
+        }
         return Err(IdentityError::Refused(message));
     }
     serde_json::from_slice(&body).map_err(|e| IdentityError::Protocol(e.to_string()))

@@ -11,6 +11,7 @@
 
 pub mod docker_hosts;
 pub mod leadership;
+pub mod pki_secret;
 pub mod profile_sessions;
 
 use std::collections::HashMap;

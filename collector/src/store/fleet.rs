@@ -60,6 +60,9 @@ impl JoinTokenRow {
 pub struct LiveCertificate {
     pub serial: String,
     pub not_after_ns: i64,
+    /// Its agent enrolled with a Kubernetes ServiceAccount token (or renewed one that did),
+    /// not with a join token.
+    pub by_service_account: bool,
 }
 
 /// A certificate issued by the built-in CA, as recorded.
@@ -220,7 +223,7 @@ impl Store {
         now_ns: i64,
     ) -> Result<Vec<LiveCertificate>> {
         let rows = sqlx::query(
-            "SELECT serial, not_after_ns FROM agent_certificates \
+            "SELECT serial, not_after_ns, by_service_account FROM agent_certificates \
              WHERE host_name = ? AND revoked_ns IS NULL AND not_after_ns > ? ORDER BY not_after_ns DESC",
         )
         .bind(host.as_str())
@@ -232,6 +235,7 @@ impl Store {
                 Ok(LiveCertificate {
                     serial: row.try_get("serial")?,
                     not_after_ns: row.try_get("not_after_ns")?,
+                    by_service_account: row.try_get::<i64, _>("by_service_account")? != 0,
                 })
             })
             .collect()
@@ -257,10 +261,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    pub async fn record_certificate(&self, cert: &IssuedCertificate, now_ns: i64) -> Result<()> {
+    pub async fn record_certificate(
+        &self,
+        cert: &IssuedCertificate,
+        by_service_account: bool,
+        now_ns: i64,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO agent_certificates (serial, host_name, fingerprint, not_before_ns, not_after_ns, issued_ns) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO agent_certificates (serial, host_name, fingerprint, not_before_ns, not_after_ns, issued_ns, by_service_account) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&cert.serial)
         .bind(cert.host.as_str())
@@ -268,6 +277,7 @@ impl Store {
         .bind(cert.not_before_ns)
         .bind(cert.not_after_ns)
         .bind(now_ns)
+        .bind(i64::from(by_service_account))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -97,7 +97,7 @@ pub(super) async fn enroll(
             return Err(Refusal(StatusCode::FORBIDDEN, code, refusal.to_string()));
         }
     };
-    let (issued, serial) = match issue(&service, &request.csr_pem, &host).await {
+    let (issued, serial) = match issue(&service, &request.csr_pem, &host, false).await {
         Ok(issued) => issued,
         Err(refusal) => {
             // Nothing was issued: the token is not spent.
@@ -164,13 +164,13 @@ pub(super) async fn enroll_service_account(
     reviewer
         .node(&request.service_account_token, host.as_str())
         .await
-        .map_err(|refusal| {
-            warn!(%host, reason = %refusal, "ServiceAccount token refused");
-            let status = match refusal {
-                ReviewRefusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::FORBIDDEN,
-            };
-            Refusal(status, refusal.code(), refusal.to_string())
+        .map_err(|refusal| match refusal {
+            // What the API server said is for the log, not for an unauthenticated caller.
+            ReviewRefusal::Unavailable(_) => unavailable(refusal),
+            _ => {
+                warn!(%host, reason = %refusal, "ServiceAccount token refused");
+                Refusal(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string())
+            }
         })?;
     if service
         .store
@@ -184,7 +184,27 @@ pub(super) async fn enroll_service_account(
             "this host was deleted; create a join token for it (`dockermon-collector token create --host NAME`) to admit it again".into(),
         ));
     }
-    let (issued, serial) = issue(&service, &request.csr_pem, &host).await?;
+    // A node's token may replace an agent that enrolled as this node before, never one a
+    // person admitted with a join token under the same name.
+    let live = service
+        .store
+        .live_certificates(&host, now_ns())
+        .await
+        .map_err(unavailable)?;
+    if live
+        .iter()
+        .any(|certificate| !certificate.by_service_account)
+    {
+        warn!(%host, "ServiceAccount enrollment refused: the name belongs to an agent admitted with a join token");
+        return Err(Refusal(
+            StatusCode::CONFLICT,
+            "host_enrolled_with_join_token",
+            format!(
+                "{host} is the name of an agent admitted with a join token; delete that host (`dockermon-collector host delete {host}`) before a node of this name can take it"
+            ),
+        ));
+    }
+    let (issued, serial) = issue(&service, &request.csr_pem, &host, true).await?;
     replace_others(&service, &host, &serial).await?;
     Ok(Json(issued))
 }
@@ -209,16 +229,26 @@ pub(super) async fn renew(
         ));
     }
     super::admit(&service, &peer).await?;
-    let (issued, _) = issue(&service, &request.csr_pem, &peer.host).await?;
+    // A renewal keeps how the host was admitted.
+    let by_service_account = service
+        .store
+        .live_certificates(&peer.host, now_ns())
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .any(|live| live.serial == peer.serial && live.by_service_account);
+    let (issued, _) = issue(&service, &request.csr_pem, &peer.host, by_service_account).await?;
     info!(host = %peer.host, "agent certificate renewed");
     Ok(Json(issued))
 }
 
-/// Signs a certificate for `host` and records it; the answer, and its serial.
+/// Signs a certificate for `host` and records it, with how its agent was admitted; the
+/// answer, and its serial.
 async fn issue(
     service: &AgentService,
     csr_pem: &str,
     host: &HostName,
+    by_service_account: bool,
 ) -> Result<(CertificateIssued, String), Refusal> {
     let authority = service.authority.as_ref().expect("checked by the caller");
     let (certificate_pem, record) = authority
@@ -232,7 +262,7 @@ async fn issue(
         })?;
     service
         .store
-        .record_certificate(&record, now_ns())
+        .record_certificate(&record, by_service_account, now_ns())
         .await
         .map_err(unavailable)?;
     Ok((

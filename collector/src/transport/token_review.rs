@@ -7,7 +7,8 @@
 //! to the one ServiceAccount agents run as (`--agent-service-account NAMESPACE/NAME`), and
 //! was issued to a pod on the node whose name the agent asks for: the node name comes from
 //! the token's own claims (`authentication.kubernetes.io/node-name` in the review's `extra`,
-//! which Kubernetes adds to pod-bound tokens from 1.30 on), never from the request. So a
+//! which Kubernetes adds to pod-bound tokens from 1.30 on; the token must be bound to a pod),
+//! never from the request. So a
 //! stolen token gets a certificate for its own node only, and only until it expires (an hour
 //! for the chart's projected tokens).
 
@@ -19,6 +20,9 @@ use kube::{Api, Client};
 
 /// The key of the reviewed user's `extra` that names the node of the token's pod.
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
+/// The key that names the token's pod: present only for tokens bound to a pod, which a
+/// node-bound token (`kubectl create token --bound-object-kind Node`) is not.
+pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 
 /// The ServiceAccount agents run as: `NAMESPACE/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +82,7 @@ pub enum ReviewRefusal {
     #[error("the token was issued to a pod on node {actual:?}, not on {asked:?}")]
     OtherNode { asked: String, actual: String },
     #[error(
-        "the token names no node (`{NODE_NAME_EXTRA}`): use a projected ServiceAccount token of a pod, on Kubernetes 1.30 or newer"
+        "the token names no pod and node (`{POD_NAME_EXTRA}`, `{NODE_NAME_EXTRA}`): use a projected ServiceAccount token of a pod, on Kubernetes 1.30 or newer"
     )]
     NoNode,
 }
@@ -161,13 +165,17 @@ pub fn verdict(
             actual: username,
         });
     }
-    let nodes = user
-        .extra
-        .as_ref()
-        .and_then(|extra| extra.get(NODE_NAME_EXTRA))
-        .cloned()
-        .unwrap_or_default();
-    match nodes.as_slice() {
+    let claim = |key: &str| {
+        user.extra
+            .as_ref()
+            .and_then(|extra| extra.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    if claim(POD_NAME_EXTRA).len() != 1 {
+        return Err(ReviewRefusal::NoNode);
+    }
+    match claim(NODE_NAME_EXTRA).as_slice() {
         [node] if node == asked => Ok(()),
         [node] => Err(ReviewRefusal::OtherNode {
             asked: asked.to_owned(),

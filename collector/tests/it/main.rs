@@ -9,6 +9,7 @@ mod inventory;
 mod kube_mock;
 mod metrics;
 mod operator;
+mod pki_secret;
 mod profiles;
 mod readme;
 mod store;

@@ -89,6 +89,7 @@ impl World {
                     not_before_ns: now - 60 * S,
                     not_after_ns: now + 30 * 86_400 * S,
                 },
+                false,
                 now,
             )
             .await

@@ -4,7 +4,7 @@
 //! `extra`, or not authenticated with the API server's own error text.
 
 use dockermon_collector::transport::token_review::{
-    NODE_NAME_EXTRA, ReviewRefusal, ServiceAccountRef, TokenReviewer,
+    NODE_NAME_EXTRA, POD_NAME_EXTRA, ReviewRefusal, ServiceAccountRef, TokenReviewer,
 };
 use http::Method;
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ fn authenticated(account: &str, node: &str) -> Value {
             "groups": ["system:serviceaccounts", "system:serviceaccounts:dockermon", "system:authenticated"],
             "extra": {
                 "authentication.kubernetes.io/credential-id": ["JTI=0b6f8f8e"],
-                "authentication.kubernetes.io/pod-name": ["dockermon-agent-x7k2p"],
+                POD_NAME_EXTRA: ["dockermon-agent-x7k2p"],
                 "authentication.kubernetes.io/pod-uid": ["5a1e0c9d-0000-4000-8000-000000000002"],
                 NODE_NAME_EXTRA: [node],
                 "authentication.kubernetes.io/node-uid": ["9f3b2a1c-0000-4000-8000-000000000003"],
@@ -136,6 +136,16 @@ async fn tokens_for_another_audience_expired_or_of_another_account_are_refused()
         .unwrap()
         .remove(NODE_NAME_EXTRA);
     let refusal = review("t", "node-1", 200, no_node).await.unwrap_err();
+    assert_eq!(refusal.code(), "token_no_node");
+
+    // A token bound to a node, not a pod (`kubectl create token --bound-object-kind Node`):
+    // it names a node but proves no pod runs there.
+    let mut node_bound = authenticated("dockermon:dockermon-agent", "node-1");
+    node_bound["user"]["extra"]
+        .as_object_mut()
+        .unwrap()
+        .remove(POD_NAME_EXTRA);
+    let refusal = review("t", "node-1", 200, node_bound).await.unwrap_err();
     assert_eq!(refusal.code(), "token_no_node");
 }
 

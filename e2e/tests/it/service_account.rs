@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dockermon_agent::uplink::{CollectorUrl, Enrollment, Identity, IdentityError};
+use dockermon_collector::store::IssuedCertificate;
 use dockermon_collector::transport::token_review::{
     NODE_NAME_EXTRA, ServiceAccountRef, TokenReviewer,
 };
@@ -19,7 +20,11 @@ use serde_json::{Value, json};
 use crate::protocol::InProcessCollector;
 
 /// Tokens the mock API server knows: token → the node of its pod, or `None` if expired.
-const TOKENS: &[(&str, Option<&str>)] = &[("token-of-node-1", Some("node-1")), ("expired", None)];
+const TOKENS: &[(&str, Option<&str>)] = &[
+    ("token-of-node-1", Some("node-1")),
+    ("token-of-node-9", Some("node-9")),
+    ("expired", None),
+];
 
 /// What the API server answers for a review of `token`.
 fn review_status(token: &str) -> Value {
@@ -29,7 +34,10 @@ fn review_status(token: &str) -> Value {
             "audiences": ["dockermon"],
             "user": {
                 "username": "system:serviceaccount:dockermon:dockermon-agent",
-                "extra": { NODE_NAME_EXTRA: [node] },
+                "extra": {
+                    "authentication.kubernetes.io/pod-name": ["dockermon-agent-x7k2p"],
+                    NODE_NAME_EXTRA: [node],
+                },
             },
         }),
         Some((_, None)) => json!({
@@ -155,6 +163,84 @@ async fn a_pods_token_gets_a_certificate_for_its_own_node_only() {
         certificates(&collector, "node-1").await,
         1,
         "refusals issue nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_host_stays_refused_whatever_token_its_pod_has() {
+    let (reviewer, _) = reviewer();
+    let collector = InProcessCollector::start_with(Some(reviewer)).await;
+    let node = Node::new("token-of-node-1", collector.authority.ca_pem());
+    node.enroll(&collector, "node-1").await.unwrap();
+    // As `host delete` does (the host never connected, so there is no data to remove).
+    collector
+        .store
+        .delete_host(&HostName::new("node-1").unwrap(), now_ns())
+        .await
+        .unwrap();
+    let error = node.enroll(&collector, "node-1").await.unwrap_err();
+    assert!(
+        matches!(&error, IdentityError::Refused(message) if message.contains("deleted")),
+        "{error}"
+    );
+    assert!(!error.is_transient(), "a person's decision is not retried");
+    assert_eq!(certificates(&collector, "node-1").await, 0);
+}
+
+#[tokio::test]
+async fn a_node_replaces_its_own_agent_but_never_one_admitted_with_a_join_token() {
+    let (reviewer, _) = reviewer();
+    let collector = InProcessCollector::start_with(Some(reviewer)).await;
+    let ca = collector.authority.ca_pem().to_owned();
+    // node-1's agent enrolls, and again with a lost state directory: the second replaces it.
+    Node::new("token-of-node-1", &ca)
+        .enroll(&collector, "node-1")
+        .await
+        .unwrap();
+    Node::new("token-of-node-1", &ca)
+        .enroll(&collector, "node-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        certificates(&collector, "node-1").await,
+        1,
+        "the first one was revoked"
+    );
+
+    // A machine outside the cluster, admitted by a person with a join token as "node-9".
+    let now = now_ns();
+    collector
+        .store
+        .record_certificate(
+            &IssuedCertificate {
+                serial: "join-token-agent".into(),
+                host: HostName::new("node-9").unwrap(),
+                fingerprint: "f".into(),
+                not_before_ns: now,
+                not_after_ns: now + 86_400_000_000_000,
+            },
+            false,
+            now,
+        )
+        .await
+        .unwrap();
+    let error = Node::new("token-of-node-9", &ca)
+        .enroll(&collector, "node-9")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, IdentityError::Refused(message) if message.contains("join token")),
+        "{error}"
+    );
+    let live = collector
+        .store
+        .live_certificates(&HostName::new("node-9").unwrap(), now_ns())
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        live[0].serial, "join-token-agent",
+        "the person's agent keeps its name"
     );
 }
 
