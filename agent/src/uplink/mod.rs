@@ -339,19 +339,19 @@ impl Uplink {
                 // A refused token stays refused: not tried again by this process.
                 self.token_refused = !error.is_transient();
                 let delay = self.backoff.next_delay();
-                let advice = match enrollment {
-                    Enrollment::JoinToken(_) => {
-                        "cannot enroll again: create a new join token (`dockermon-collector token create --host NAME`) and restart the agent with it"
-                    }
-                    Enrollment::ServiceAccount { .. } => {
-                        "cannot enroll again: a deleted host is re-admitted by creating a join token for it (`dockermon-collector token create --host NAME`, which lifts the refusal); then restart this agent's pod"
-                    }
-                };
-                error!(
-                    error = %crate::process::error_chain(&error),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{advice}"
-                );
+                if error.is_transient() {
+                    warn!(error = %crate::process::error_chain(&error), retry_in_ms = delay.as_millis() as u64, "cannot enroll again yet; retrying");
+                } else {
+                    let advice = match enrollment {
+                        Enrollment::JoinToken(_) => {
+                            "cannot enroll again: create a new join token (`dockermon-collector token create --host NAME`) and restart the agent with it"
+                        }
+                        Enrollment::ServiceAccount { .. } => {
+                            "cannot enroll again: if the host was deleted, creating a join token for it (`dockermon-collector token create --host NAME`) lifts the refusal; if the name belongs to an agent admitted with a join token, `dockermon-collector host delete NAME` frees it; then restart this agent's pod"
+                        }
+                    };
+                    error!(error = %crate::process::error_chain(&error), "{advice}");
+                }
                 self.reconnect_at = Instant::now() + delay;
             }
         }

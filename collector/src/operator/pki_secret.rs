@@ -33,6 +33,9 @@ pub const SANS_ANNOTATION: &str = "dockermon.io/server-names";
 const FIELD_MANAGER: &str = "dockermon-collector";
 /// Attempts at create-or-read before giving up (each one a conflict with another replica).
 const ATTEMPTS: usize = 5;
+/// A server certificate of a Secret the collector made is re-issued at a start this close
+/// to its end (it is valid 397 days).
+const RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// The Secret's keys: the files of [`PkiPaths`].
 const FILES: [&str; 4] = ["ca.crt", "ca.key", "server.crt", "server.key"];
@@ -68,27 +71,33 @@ pub async fn sync(
                 // Another replica created it first: read theirs.
             }
             Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot create the Secret {namespace}/{name}"));
+                return Err(error).with_context(|| {
+                    format!("cannot create the Secret {namespace}/{name} (attempt {attempts} of {ATTEMPTS})")
+                });
             }
         }
     };
     write_files(&secret, paths).with_context(|| format!("the Secret {namespace}/{name}"))?;
-    if issued_for(&secret).is_some_and(|issued| issued != settings.sans) {
+    let expiring = expires_within(&paths.server_cert(), RENEW_BEFORE)?;
+    let managed = issued_for(&secret);
+    if managed.is_none() && expiring {
+        tracing::warn!(secret = %name, "the server certificate in this hand-made Secret expires within 30 days: replace it (the collector re-issues only certificates of Secrets it made)");
+    }
+    if managed.is_some_and(|issued| issued != settings.sans || expiring) {
         let authority = Authority::load(paths)?;
         authority.issue_server_certificate(paths, &settings.sans)?;
         let patch = serde_json::json!({
             "metadata": { "annotations": { SANS_ANNOTATION: settings.sans.join(",") } },
             "data": {
-                "server.crt": ByteString(std::fs::read(paths.server_cert())?),
-                "server.key": ByteString(std::fs::read(paths.server_key())?),
+                "server.crt": ByteString(read(&paths.server_cert())?),
+                "server.key": ByteString(read(&paths.server_key())?),
             },
         });
         secrets
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .with_context(|| format!("cannot update the Secret {namespace}/{name}"))?;
-        info!(secret = %name, names = %settings.sans.join(","), "issued a server certificate for new names");
+        info!(secret = %name, names = %settings.sans.join(","), "issued a new server certificate (new names, or the old one expiring)");
     }
     Ok(())
 }
@@ -99,7 +108,15 @@ async fn create(
     settings: &PkiSecret,
     paths: &PkiPaths,
 ) -> Result<Secret, kube::Error> {
-    Authority::init(paths, &settings.sans, true).map_err(|error| {
+    // A CA already here (a collector that ran before, without the Secret) is kept: a new
+    // one would refuse every agent it enrolled. Only the server certificate is made anew,
+    // for the configured names.
+    let made = if paths.exists() {
+        Authority::load(paths).and_then(|ca| ca.issue_server_certificate(paths, &settings.sans))
+    } else {
+        Authority::init(paths, &settings.sans, true).map(|_| ())
+    };
+    made.map_err(|error| {
         kube::Error::Service(format!("cannot create the built-in CA: {error}").into())
     })?;
     let mut data = BTreeMap::new();
@@ -123,6 +140,10 @@ async fn create(
         "dockermon-collector".to_owned(),
     )]));
     secrets.create(&PostParams::default(), &secret).await
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn files(paths: &PkiPaths) -> [std::path::PathBuf; 4] {
@@ -156,6 +177,20 @@ fn write_files(secret: &Secret, paths: &PkiPaths) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Whether the certificate in `path` (PEM, the leaf first) ends within `window`.
+fn expires_within(path: &std::path::Path, window: std::time::Duration) -> anyhow::Result<bool> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = CertificateDer::from_pem_file(path)
+        .with_context(|| format!("{} holds no certificate", path.display()))?;
+    let (_, certificate) = X509Certificate::from_der(&der)
+        .map_err(|_| anyhow::anyhow!("{} cannot be parsed", path.display()))?;
+    let ends = certificate.validity().not_after.timestamp();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(ends - now < window.as_secs() as i64)
 }
 
 /// The names the Secret's server certificate was issued for, from its annotation; `None` for

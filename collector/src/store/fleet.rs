@@ -241,6 +241,20 @@ impl Store {
             .collect()
     }
 
+    /// Whether an agent admitted with a join token still holds `host`: one of its
+    /// certificates is not revoked, expired or not (an agent offline for longer than its
+    /// certificate's life still owns its name until a person deletes the host).
+    pub async fn held_by_join_token(&self, host: &HostName) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM agent_certificates \
+             WHERE host_name = ? AND revoked_ns IS NULL AND by_service_account = 0 LIMIT 1",
+        )
+        .bind(host.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Revokes every certificate of `host` but `keep`: a new enrollment replaces the agent
     /// that held the name, which is then refused. Returns how many were revoked.
     pub async fn revoke_other_certificates(

@@ -186,14 +186,11 @@ pub(super) async fn enroll_service_account(
     }
     // A node's token may replace an agent that enrolled as this node before, never one a
     // person admitted with a join token under the same name.
-    let live = service
+    if service
         .store
-        .live_certificates(&host, now_ns())
+        .held_by_join_token(&host)
         .await
-        .map_err(unavailable)?;
-    if live
-        .iter()
-        .any(|certificate| !certificate.by_service_account)
+        .map_err(unavailable)?
     {
         warn!(%host, "ServiceAccount enrollment refused: the name belongs to an agent admitted with a join token");
         return Err(Refusal(

@@ -51,13 +51,21 @@ fn existing_secret(dir: &std::path::Path, names: Option<&str>) -> (Value, String
     (secret, authority.ca_pem().to_owned())
 }
 
-/// Runs `sync` against the mock while `api` plays the API server.
+/// Runs `sync` against the mock while `api` plays the API server, in a new data dir.
 async fn run_sync(
     names: &[&str],
     api: impl AsyncFnOnce(&mut ApiServer),
 ) -> (anyhow::Result<()>, PkiPaths, tempfile::TempDir) {
+    run_sync_in(tempfile::tempdir().unwrap(), names, api).await
+}
+
+/// Runs `sync` with the data dir `dir`.
+async fn run_sync_in(
+    dir: tempfile::TempDir,
+    names: &[&str],
+    api: impl AsyncFnOnce(&mut ApiServer),
+) -> (anyhow::Result<()>, PkiPaths, tempfile::TempDir) {
     let (client, mut server) = kube_mock::client();
-    let dir = tempfile::tempdir().unwrap();
     let paths = PkiPaths::in_data_dir(dir.path());
     let settings = settings(names);
     let (result, ()) = tokio::join!(sync(client, "dockermon", &settings, &paths), async {
@@ -91,6 +99,73 @@ async fn the_first_replica_creates_the_ca_and_keeps_it_in_the_secret() {
     for key in ["ca.key", "server.crt", "server.key"] {
         assert!(created["data"][key].is_string(), "{key} missing: {created}");
     }
+}
+
+#[tokio::test]
+async fn a_ca_the_collector_already_had_goes_into_the_new_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = Authority::init(
+        &PkiPaths::in_data_dir(dir.path()),
+        &[NAMES.to_owned()],
+        false,
+    )
+    .unwrap()
+    .ca_pem()
+    .to_owned();
+    let mut created = Value::Null;
+    let (result, paths, _dir) = run_sync_in(dir, &[NAMES], async |api| {
+        let (_, send) = api.expect(Method::GET, SECRET).await;
+        respond(send, 404, &status(404, "NotFound"));
+        let (body, send) = api.expect(Method::POST, SECRETS).await;
+        respond(send, 201, &body);
+        created = body;
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(
+        created["data"]["ca.crt"],
+        base64(before.as_bytes()),
+        "not a new CA"
+    );
+    assert_eq!(Authority::load(&paths).unwrap().ca_pem(), before);
+}
+
+#[tokio::test]
+async fn a_server_certificate_near_its_end_is_issued_again() {
+    let other = tempfile::tempdir().unwrap();
+    let (mut secret, ca_pem) = existing_secret(other.path(), Some(NAMES));
+    // Replace the Secret's server certificate with one of the same CA ending in 10 days.
+    let paths = PkiPaths::in_data_dir(other.path());
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(paths.ca_key()).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![NAMES.to_owned()]).unwrap();
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(10);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let old = params.signed_by(&key, &issuer).unwrap().pem();
+    secret["data"]["server.crt"] = json!(base64(old.as_bytes()));
+    secret["data"]["server.key"] = json!(base64(key.serialize_pem().as_bytes()));
+    let mut patch = Value::Null;
+    let (result, paths, _dir) = run_sync(&[NAMES], async |api| {
+        let (_, send) = api.expect(Method::GET, SECRET).await;
+        respond(send, 200, &secret);
+        let (body, send) = api.expect(Method::PATCH, &format!("{SECRET}?")).await;
+        respond(send, 200, &secret);
+        patch = body;
+    })
+    .await;
+    result.unwrap();
+    let renewed = std::fs::read(paths.server_cert()).unwrap();
+    assert_eq!(patch["data"]["server.crt"], base64(&renewed));
+    assert!(
+        !String::from_utf8(renewed).unwrap().starts_with(&old),
+        "a new certificate"
+    );
+    assert_eq!(
+        Authority::load(&paths).unwrap().ca_pem(),
+        ca_pem,
+        "under the same CA"
+    );
 }
 
 #[tokio::test]
