@@ -76,10 +76,10 @@ async fn run_sync_in(
     (result, paths, dir)
 }
 
-#[tokio::test]
-async fn the_first_replica_creates_the_ca_and_keeps_it_in_the_secret() {
+/// A start that finds no Secret and creates it: the Secret it created.
+async fn first_start(dir: tempfile::TempDir) -> (Value, PkiPaths, tempfile::TempDir) {
     let mut created = Value::Null;
-    let (result, paths, _dir) = run_sync(&[NAMES], async |api| {
+    let (result, paths, dir) = run_sync_in(dir, &[NAMES], async |api| {
         let (_, send) = api.expect(Method::GET, SECRET).await;
         respond(send, 404, &status(404, "NotFound"));
         let (body, send) = api.expect(Method::POST, SECRETS).await;
@@ -88,6 +88,12 @@ async fn the_first_replica_creates_the_ca_and_keeps_it_in_the_secret() {
     })
     .await;
     result.unwrap();
+    (created, paths, dir)
+}
+
+#[tokio::test]
+async fn the_first_replica_creates_the_ca_and_keeps_it_in_the_secret() {
+    let (created, paths, _dir) = first_start(tempfile::tempdir().unwrap()).await;
     assert_eq!(created["metadata"]["name"], "dockermon-pki");
     assert_eq!(created["metadata"]["annotations"][SANS_ANNOTATION], NAMES);
     let authority = Authority::load(&paths).unwrap();
@@ -112,16 +118,7 @@ async fn a_ca_the_collector_already_had_goes_into_the_new_secret() {
     .unwrap()
     .ca_pem()
     .to_owned();
-    let mut created = Value::Null;
-    let (result, paths, _dir) = run_sync_in(dir, &[NAMES], async |api| {
-        let (_, send) = api.expect(Method::GET, SECRET).await;
-        respond(send, 404, &status(404, "NotFound"));
-        let (body, send) = api.expect(Method::POST, SECRETS).await;
-        respond(send, 201, &body);
-        created = body;
-    })
-    .await;
-    result.unwrap();
+    let (created, paths, _dir) = first_start(dir).await;
     assert_eq!(
         created["data"]["ca.crt"],
         base64(before.as_bytes()),
