@@ -327,7 +327,14 @@ impl Uplink {
             .enrollment
             .as_ref()
             .expect("checked by the caller");
-        info!(reason = %refusal, "this agent's certificate was revoked; trying to enroll again");
+        match enrollment {
+            Enrollment::JoinToken(_) => {
+                info!(reason = %refusal, "this agent's certificate was revoked; trying the join token to enroll again");
+            }
+            Enrollment::ServiceAccount { .. } => {
+                info!(reason = %refusal, "this agent's certificate was revoked; trying the ServiceAccount token to enroll again");
+            }
+        }
         match self
             .config
             .identity
