@@ -124,22 +124,28 @@ pub fn secrets_on_command_line(matches: &clap::ArgMatches, flags: &[SecretFlag])
     warnings
 }
 
-/// Cancels `cancel` on the first SIGTERM or SIGINT.
-pub async fn cancel_on_signal(cancel: CancellationToken) {
+/// Cancels `cancel` on the first SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the returned future first runs: spawned, that could be after the process
+/// has logged that it started, and a SIGTERM sent on that line would meet the default action
+/// (death by signal, no clean stop). Call it inside the runtime.
+pub fn cancel_on_signal(cancel: CancellationToken) -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
     }
-    tracing::info!("shutting down");
-    cancel.cancel();
 }
 
 /// An error and its causes, `: `-separated, each said once: many libraries repeat their
