@@ -608,6 +608,17 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+/// A list setting: the flag's comma-separated text, else the file's list (text or YAML
+/// sequence), without empty items.
+fn list_setting(flag: &Option<String>, file: &Option<config_file::List>) -> Vec<String> {
+    let items = match (flag, file) {
+        (Some(text), _) => config_file::List::Text(text.clone()).items(),
+        (None, Some(list)) => list.items(),
+        (None, None) => Vec::new(),
+    };
+    items.into_iter().filter(|item| !item.is_empty()).collect()
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -877,12 +888,7 @@ impl ServeArgs {
                 "keeps the built-in CA; with tls_cert/tls_key/client_ca there is none",
             ));
         }
-        let sans: Vec<String> = match (&self.pki_sans, &file.pki_sans) {
-            (Some(list), _) => config_file::List::Text(list.clone()).items(),
-            (None, Some(list)) => list.items(),
-            (None, None) => Vec::new(),
-        };
-        let sans: Vec<String> = sans.into_iter().filter(|name| !name.is_empty()).collect();
+        let sans = list_setting(&self.pki_sans, &file.pki_sans);
         if sans.is_empty() {
             return Err(invalid(
                 "pki_sans",
@@ -893,12 +899,7 @@ impl ServeArgs {
     }
 
     fn metrics_labels(&self, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
-        let keys: Vec<String> = match (&self.metrics_labels, &file.metrics_labels) {
-            (Some(list), _) => config_file::List::Text(list.clone()).items(),
-            (None, Some(list)) => list.items(),
-            (None, None) => Vec::new(),
-        };
-        let keys: Vec<String> = keys.into_iter().filter(|key| !key.is_empty()).collect();
+        let keys = list_setting(&self.metrics_labels, &file.metrics_labels);
         if keys.len() > 32 {
             return Err(invalid(
                 "metrics_labels",

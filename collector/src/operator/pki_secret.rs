@@ -213,7 +213,6 @@ pub async fn publish_ca(
     name: &str,
     ca_pem: &str,
 ) -> anyhow::Result<()> {
-    let ca = ca_pem;
     let config_map = serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -221,7 +220,7 @@ pub async fn publish_ca(
             "name": name,
             "labels": { "app.kubernetes.io/managed-by": "dockermon-collector" },
         },
-        "data": { "ca.crt": ca },
+        "data": { "ca.crt": ca_pem },
     });
     Api::<ConfigMap>::namespaced(client, namespace)
         .patch(

@@ -91,6 +91,22 @@ async fn first_start(dir: tempfile::TempDir) -> (Value, PkiPaths, tempfile::Temp
     (created, paths, dir)
 }
 
+/// A start that finds `secret` and issues its server certificate again for `names`: the
+/// patch it sent.
+async fn reissuing_start(names: &[&str], secret: &Value) -> (Value, PkiPaths, tempfile::TempDir) {
+    let mut patch = Value::Null;
+    let (result, paths, dir) = run_sync(names, async |api| {
+        let (_, send) = api.expect(Method::GET, SECRET).await;
+        respond(send, 200, secret);
+        let (body, send) = api.expect(Method::PATCH, &format!("{SECRET}?")).await;
+        respond(send, 200, secret);
+        patch = body;
+    })
+    .await;
+    result.unwrap();
+    (patch, paths, dir)
+}
+
 #[tokio::test]
 async fn the_first_replica_creates_the_ca_and_keeps_it_in_the_secret() {
     let (created, paths, _dir) = first_start(tempfile::tempdir().unwrap()).await;
@@ -142,16 +158,7 @@ async fn a_server_certificate_near_its_end_is_issued_again() {
     let old = params.signed_by(&key, &issuer).unwrap().pem();
     secret["data"]["server.crt"] = json!(base64(old.as_bytes()));
     secret["data"]["server.key"] = json!(base64(key.serialize_pem().as_bytes()));
-    let mut patch = Value::Null;
-    let (result, paths, _dir) = run_sync(&[NAMES], async |api| {
-        let (_, send) = api.expect(Method::GET, SECRET).await;
-        respond(send, 200, &secret);
-        let (body, send) = api.expect(Method::PATCH, &format!("{SECRET}?")).await;
-        respond(send, 200, &secret);
-        patch = body;
-    })
-    .await;
-    result.unwrap();
+    let (patch, paths, _dir) = reissuing_start(&[NAMES], &secret).await;
     let renewed = std::fs::read(paths.server_cert()).unwrap();
     assert_eq!(patch["data"]["server.crt"], base64(&renewed));
     assert!(
@@ -204,16 +211,7 @@ async fn new_server_names_reissue_the_server_certificate_under_the_same_ca() {
     let other = tempfile::tempdir().unwrap();
     let (secret, ca_pem) = existing_secret(other.path(), Some(NAMES));
     let names = [NAMES, "collector.example.com"];
-    let mut patch = Value::Null;
-    let (result, paths, _dir) = run_sync(&names, async |api| {
-        let (_, send) = api.expect(Method::GET, SECRET).await;
-        respond(send, 200, &secret);
-        let (body, send) = api.expect(Method::PATCH, &format!("{SECRET}?")).await;
-        respond(send, 200, &secret);
-        patch = body;
-    })
-    .await;
-    result.unwrap();
+    let (patch, paths, _dir) = reissuing_start(&names, &secret).await;
     assert_eq!(
         patch["metadata"]["annotations"][SANS_ANNOTATION],
         names.join(",")
