@@ -64,27 +64,42 @@ pub fn private_files() {
 
 /// What under `dir` (itself included, two levels down) other users can read or write: what
 /// an earlier version or a hand-made setup left too open. Certificates (`*.crt`, `*.pem`
-/// under `pki/`) are public by nature and not reported.
+/// under `pki/`) are public by nature and not reported, nor is access through this
+/// process's own group (`shared_bits`).
 pub fn shared_files(dir: &std::path::Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    fn visit(path: &std::path::Path, depth: u32, found: &mut Vec<String>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fn visit(path: &std::path::Path, depth: u32, own_group: u32, found: &mut Vec<String>) {
         let Ok(metadata) = std::fs::symlink_metadata(path) else {
             return;
         };
         let mode = metadata.permissions().mode() & 0o777;
         let public = path.extension().is_some_and(|extension| extension == "crt");
-        if mode & 0o077 != 0 && !public {
+        if shared_bits(mode, metadata.is_dir(), metadata.gid(), own_group) != 0 && !public {
             found.push(format!("{} (mode {mode:04o})", path.display()));
         }
         if metadata.is_dir() && depth < 2 {
             for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                visit(&entry.path(), depth + 1, found);
+                visit(&entry.path(), depth + 1, own_group, found);
             }
         }
     }
     let mut found = Vec::new();
-    visit(dir, 0, &mut found);
+    visit(dir, 0, rustix::process::getegid().as_raw(), &mut found);
     found
+}
+
+/// The permission bits of `mode` that give access to users other than this process's:
+/// those of others, and those of the file's group unless it is `own_group`, the group this
+/// process runs as. That group is the process's own in the setups that make data
+/// directories group-writable on purpose: Kubernetes gives a pod's volumes its `fsGroup`
+/// (group-writable and setgid, with the pod's processes as the group's only members), and
+/// Debian's user-private groups hold their user alone. Of a directory, only write access
+/// counts: reading or entering one shows names, while each file's own mode guards what it
+/// holds (a volume's root is commonly 0755 or 0777 with the group added).
+fn shared_bits(mode: u32, directory: bool, group: u32, own_group: u32) -> u32 {
+    let mode = if directory { mode & 0o222 } else { mode };
+    let group_bits = if group == own_group { 0 } else { mode & 0o070 };
+    group_bits | (mode & 0o007)
 }
 
 /// A flag whose value is a secret, and where the secret should come from instead.
@@ -178,8 +193,10 @@ mod tests {
         set(dir.path(), 0o700);
         std::fs::create_dir(dir.path().join("pki")).unwrap();
         set(&dir.path().join("pki"), 0o700);
+        // Files this process makes have its own group: group access is not sharing.
         for (name, mode) in [
             ("dockermon.db", 0o644),
+            ("dockermon.db-wal", 0o660),
             ("pki/ca.crt", 0o644),
             ("pki/ca.key", 0o600),
         ] {
@@ -193,6 +210,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn only_others_and_foreign_groups_count_as_shared() {
+        // A pod's data volume (kubelet, fsGroup 65532): the pod's own group may write.
+        assert_eq!(shared_bits(0o775, true, 65532, 65532), 0);
+        assert_eq!(shared_bits(0o777, true, 65532, 65532), 0o002);
+        assert_eq!(shared_bits(0o660, false, 65532, 65532), 0);
+        assert_eq!(shared_bits(0o664, false, 65532, 65532), 0o004);
+        // Another group's members are other users.
+        assert_eq!(shared_bits(0o750, false, 100, 65532), 0o050);
+        assert_eq!(shared_bits(0o770, true, 100, 65532), 0o020);
+        assert_eq!(shared_bits(0o755, true, 100, 65532), 0);
+        assert_eq!(shared_bits(0o600, false, 100, 65532), 0);
+    }
 
     #[test]
     fn log_filters_take_a_default_level_and_per_target_levels() {
