@@ -5,8 +5,10 @@
 # `docker import`. It runs as the unprivileged user `dockermon` (uid/gid 65532), which owns
 # the state directory; the agent reads the Docker socket through the socket's group
 # (`docker run --group-add "$(stat -c %g /var/run/docker.sock)" …`).
-# Usage: scripts/image.sh agent|collector [TAG]
-# Result: dockermon/<component>:<TAG> (default: the workspace version).
+# Usage: scripts/image.sh agent|collector [TAG] [PROFILE]
+# Result: dockermon/<component>:<TAG> (default: the workspace version), from the binary of
+# cargo profile PROFILE (default as above; the chart's e2e test, scripts/chart-e2e.sh, uses
+# `dev`, the build the tests already made, to spare CI two optimised builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +18,20 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${2:-$version}
 
 case "$component" in agent) profile=agent ;; collector) profile=release ;; esac
-cargo build --profile "$profile" --locked -p "dockermon-$component"
-# Wherever cargo puts it (CARGO_TARGET_DIR, a config file), not necessarily ./target.
+profile=${3:-$profile}
+if [[ $profile == dev ]]; then
+  # The tests' own build, with their workspace-wide feature set (docs/ARCHITECTURE.md,
+  # "Testing against real parts"): nothing to do after a test run.
+  cargo test --no-run --quiet --locked --workspace
+else
+  cargo build --profile "$profile" --locked -p "dockermon-$component"
+fi
+# Wherever cargo puts it (CARGO_TARGET_DIR, a config file), not necessarily ./target; the
+# dev profile's directory is called debug.
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-binary=$target_dir/$profile/dockermon-$component
+profile_dir=$profile
+[[ $profile != dev ]] || profile_dir=debug
+binary=$target_dir/$profile_dir/dockermon-$component
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

@@ -22,5 +22,8 @@ bash scripts/validate-manifests.sh
 # The Helm chart: lint, render and validate every mode offline (helm from a PyPI wheel).
 bash scripts/validate-chart.sh
 
+# The chart's collector and agent pods, run on Docker as a kubelet would run them.
+bash scripts/chart-e2e.sh
+
 # The API against its own OpenAPI document (schemathesis, in a venv under target/).
 bash scripts/api-check.sh

