@@ -13,10 +13,13 @@
 //! for the chart's projected tokens).
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::sync::Semaphore;
 
 /// The key of the reviewed user's `extra` that names the node of the token's pod.
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
@@ -100,12 +103,25 @@ impl ReviewRefusal {
     }
 }
 
-/// Reviews agents' ServiceAccount tokens with the API server.
+/// At most this many TokenReviews in flight. Enrollment is unauthenticated: unbounded,
+/// anyone who reaches the agent port could have the collector load the API server with a
+/// review per request. A DaemonSet's agents need one review each, at their first start.
+pub const CONCURRENT_REVIEWS: usize = 8;
+/// How long an enrollment waits for a free review before it is told to come back (503,
+/// which agents retry with backoff).
+pub const REVIEW_WAIT: Duration = Duration::from_secs(5);
+/// The longest token sent for review: projected ServiceAccount tokens are about 1 KiB.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Reviews agents' ServiceAccount tokens with the API server, [`CONCURRENT_REVIEWS`] at a
+/// time.
 #[derive(Clone)]
 pub struct TokenReviewer {
     client: Client,
     audience: String,
     account: ServiceAccountRef,
+    reviews: Arc<Semaphore>,
+    wait: Duration,
 }
 
 impl TokenReviewer {
@@ -114,12 +130,36 @@ impl TokenReviewer {
             client,
             audience,
             account,
+            reviews: Arc::new(Semaphore::new(CONCURRENT_REVIEWS)),
+            wait: REVIEW_WAIT,
         }
     }
 
+    /// Other bounds than [`CONCURRENT_REVIEWS`] and [`REVIEW_WAIT`] (tests).
+    pub fn with_limit(mut self, concurrent: usize, wait: Duration) -> Self {
+        self.reviews = Arc::new(Semaphore::new(concurrent));
+        self.wait = wait;
+        self
+    }
+
     /// The node `token` proves its bearer runs on, if that is `asked`. One `create` of a
-    /// `TokenReview` (cluster-scoped; the collector's ClusterRole allows it).
+    /// `TokenReview` (cluster-scoped; the collector's ClusterRole allows it), unless the
+    /// token cannot be a ServiceAccount token (a JWT of at most [`MAX_TOKEN_BYTES`]), which
+    /// is refused without asking. `Unavailable` when the API server fails or no review is
+    /// free within the wait.
     pub async fn node(&self, token: &str, asked: &str) -> Result<(), ReviewRefusal> {
+        if !is_jwt(token) {
+            return Err(ReviewRefusal::NotAuthenticated {
+                audience: self.audience.clone(),
+                reason: format!(
+                    "not a ServiceAccount token (a JWT of at most {MAX_TOKEN_BYTES} bytes)"
+                ),
+            });
+        }
+        let _review = tokio::time::timeout(self.wait, self.reviews.acquire())
+            .await
+            .map_err(|_| ReviewRefusal::Unavailable("too many token reviews in flight".into()))?
+            .expect("the semaphore is never closed");
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
@@ -134,6 +174,20 @@ impl TokenReviewer {
         let status = reviewed.status.unwrap_or_default();
         verdict(&status, &self.audience, &self.account, asked)
     }
+}
+
+/// Whether `token` has the shape of a JWT (three non-empty base64url parts), as every
+/// ServiceAccount token does, and is no longer than [`MAX_TOKEN_BYTES`].
+fn is_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    token.len() <= MAX_TOKEN_BYTES
+        && parts.len() == 3
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The decision on an API server's review of a token, for an agent asking for node `asked`.

@@ -6,6 +6,8 @@
 use dockermon_collector::transport::token_review::{
     NODE_NAME_EXTRA, POD_NAME_EXTRA, ReviewRefusal, ServiceAccountRef, TokenReviewer,
 };
+use std::time::Duration;
+
 use http::Method;
 use serde_json::{Value, json};
 
@@ -17,9 +19,15 @@ fn account() -> ServiceAccountRef {
     "dockermon/dockermon-agent".parse().unwrap()
 }
 
-/// Reviews `token` for node `asked`; the mock API server checks the request and answers
-/// with `status` (HTTP `code`).
-async fn review(token: &str, asked: &str, code: u16, status: Value) -> Result<(), ReviewRefusal> {
+/// A token of the shape ServiceAccount tokens have (a JWT), told apart by `name`.
+fn jwt(name: &str) -> String {
+    format!("eyJhbGciOiJSUzI1NiIsImtpZCI6ImRtIn0.{name}.c2lnbmF0dXJl")
+}
+
+/// Reviews the token `jwt(name)` for node `asked`; the mock API server checks the request
+/// and answers with `status` (HTTP `code`).
+async fn review(name: &str, asked: &str, code: u16, status: Value) -> Result<(), ReviewRefusal> {
+    let token = &jwt(name);
     let (client, mut server) = kube_mock::client();
     let reviewer = TokenReviewer::new(client, "dockermon".into(), account());
     let api = tokio::spawn(async move {
@@ -44,7 +52,7 @@ async fn review(token: &str, asked: &str, code: u16, status: Value) -> Result<()
     let verdict = reviewer.node(token, asked).await;
     assert_eq!(
         api.await.unwrap(),
-        token,
+        *token,
         "the token reviewed is the agent's"
     );
     verdict
@@ -147,6 +155,69 @@ async fn tokens_for_another_audience_expired_or_of_another_account_are_refused()
         .remove(POD_NAME_EXTRA);
     let refusal = review("t", "node-1", 200, node_bound).await.unwrap_err();
     assert_eq!(refusal.code(), "token_no_node");
+}
+
+#[tokio::test]
+async fn what_cannot_be_a_service_account_token_is_refused_without_asking() {
+    // The mock API server is gone: a review would come back Unavailable, not refused.
+    let (client, server) = kube_mock::client();
+    drop(server);
+    let reviewer = TokenReviewer::new(client, "dockermon".into(), account());
+    for token in [
+        String::new(),
+        "token-of-node-1".into(),
+        "a.b".into(),
+        "a..c".into(),
+        "a.b.c.d".into(),
+        "a.b c.d".into(),
+        "eyJ.eyJ+/=.sig".into(),
+        jwt(&"x".repeat(16 * 1024)),
+    ] {
+        match reviewer.node(&token, "node-1").await {
+            Err(ReviewRefusal::NotAuthenticated { reason, .. }) => {
+                assert!(reason.contains("not a ServiceAccount token"), "{reason}")
+            }
+            other => panic!("{:.40}: {other:?}", token),
+        }
+    }
+}
+
+#[tokio::test]
+async fn reviews_in_flight_are_bounded_and_the_rest_are_told_to_come_back() {
+    let (client, mut server) = kube_mock::client();
+    let reviewer = TokenReviewer::new(client, "dockermon".into(), account())
+        .with_limit(1, Duration::from_millis(200));
+    let first = tokio::spawn({
+        let reviewer = reviewer.clone();
+        async move { reviewer.node(&jwt("node-1-token"), "node-1").await }
+    });
+    // The first review is with the API server, which has not answered yet.
+    let (body, send) = server.expect(Method::POST, REVIEWS).await;
+    let refusal = reviewer
+        .node(&jwt("node-2-token"), "node-2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refusal, ReviewRefusal::Unavailable(reason) if reason.contains("too many")),
+        "{refusal:?}"
+    );
+    let mut answer = body;
+    answer["status"] = authenticated("dockermon:dockermon-agent", "node-1");
+    respond(send, 200, &answer);
+    first
+        .await
+        .unwrap()
+        .expect("the review in flight completes");
+
+    // Its review done, the next one is made.
+    let second = tokio::spawn({
+        let reviewer = reviewer.clone();
+        async move { reviewer.node(&jwt("node-2-token"), "node-2").await }
+    });
+    let (mut body, send) = server.expect(Method::POST, REVIEWS).await;
+    body["status"] = authenticated("dockermon:dockermon-agent", "node-2");
+    respond(send, 200, &body);
+    second.await.unwrap().expect("a free review is made");
 }
 
 #[tokio::test]

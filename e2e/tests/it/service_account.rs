@@ -26,9 +26,14 @@ const TOKENS: &[(&str, Option<&str>)] = &[
     ("expired", None),
 ];
 
+/// The token file's content for a name of [`TOKENS`]: a JWT, as ServiceAccount tokens are.
+fn jwt(name: &str) -> String {
+    format!("eyJhbGciOiJSUzI1NiIsImtpZCI6ImRtIn0.{name}.c2lnbmF0dXJl")
+}
+
 /// What the API server answers for a review of `token`.
 fn review_status(token: &str) -> Value {
-    match TOKENS.iter().find(|(known, _)| *known == token) {
+    match TOKENS.iter().find(|(known, _)| jwt(known) == token) {
         Some((_, Some(node))) => json!({
             "authenticated": true,
             "audiences": ["dockermon"],
@@ -90,7 +95,7 @@ struct Node {
 impl Node {
     fn new(token: &str, ca_pem: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+        std::fs::write(dir.path().join("token"), format!("{}\n", jwt(token))).unwrap();
         std::fs::write(dir.path().join("ca.crt"), ca_pem).unwrap();
         Node { dir }
     }
