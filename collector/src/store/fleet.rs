@@ -255,21 +255,33 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Revokes every certificate of `host` but `keep`: a new enrollment replaces the agent
-    /// that held the name, which is then refused. Returns how many were revoked.
+    /// Revokes every certificate of `host` issued before `keep` (no later than it, `keep`
+    /// aside): a new enrollment replaces the agent that held the name, which is then
+    /// refused. Of two enrollments racing for one name, the later one keeps its certificate
+    /// whichever finishes first; none is revoked when `keep` is unknown. Returns how many
+    /// were revoked.
     pub async fn revoke_other_certificates(
         &self,
         host: &HostName,
         keep: &str,
         now_ns: i64,
     ) -> Result<u64> {
+        let issued: Option<i64> =
+            sqlx::query_scalar("SELECT issued_ns FROM agent_certificates WHERE serial = ?")
+                .bind(keep)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(issued) = issued else {
+            return Ok(0);
+        };
         let done = sqlx::query(
             "UPDATE agent_certificates SET revoked_ns = ? \
-             WHERE host_name = ? AND serial <> ? AND revoked_ns IS NULL",
+             WHERE host_name = ? AND serial <> ? AND issued_ns <= ? AND revoked_ns IS NULL",
         )
         .bind(now_ns)
         .bind(host.as_str())
         .bind(keep)
+        .bind(issued)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -33,7 +33,72 @@ on_both_backends!(
     a_host_is_seen_whenever_its_agent_delivers,
     a_failed_enrollment_gives_its_token_back,
     records_at_their_bounds_are_stored_whole,
+    the_later_of_two_enrollments_keeps_its_certificate,
 );
+
+/// Two agents enroll as one host at once (a DaemonSet pod replaced while the old one still
+/// runs, a join token used twice by a script): whichever finishes last, the certificate
+/// issued later is the one left valid, never neither.
+async fn the_later_of_two_enrollments_keeps_its_certificate(db: TestDb) {
+    use dockermon_collector::store::IssuedCertificate;
+    let store = &db.store;
+    let name = HostName::new("docker-race").unwrap();
+    let now = dockermon_proto::now_ns();
+    for (serial, issued) in [("earlier", now), ("later", now + S)] {
+        let certificate = IssuedCertificate {
+            serial: serial.into(),
+            host: name.clone(),
+            fingerprint: serial.into(),
+            not_before_ns: now - 60 * S,
+            not_after_ns: now + 30 * 86_400 * S,
+        };
+        store
+            .record_certificate(&certificate, true, issued)
+            .await
+            .unwrap();
+    }
+    let live = |store: &Store| {
+        let name = name.clone();
+        let store = store.clone();
+        async move {
+            let mut serials: Vec<String> = store
+                .live_certificates(&name, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.serial)
+                .collect();
+            serials.sort();
+            serials
+        }
+    };
+    // The later enrollment finishes first and replaces the earlier certificate...
+    assert_eq!(
+        store
+            .revoke_other_certificates(&name, "later", now + 2 * S)
+            .await
+            .unwrap(),
+        1
+    );
+    // ...and the earlier one, finishing last, revokes nothing issued after it.
+    assert_eq!(
+        store
+            .revoke_other_certificates(&name, "earlier", now + 3 * S)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(live(store).await, ["later"]);
+    // An unknown certificate to keep revokes nothing.
+    assert_eq!(
+        store
+            .revoke_other_certificates(&name, "unknown", now + 4 * S)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(live(store).await, ["later"]);
+}
 
 async fn a_failed_enrollment_gives_its_token_back(db: TestDb) {
     let store = &db.store;
