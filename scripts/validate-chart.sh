@@ -79,6 +79,8 @@ must_fail "sqlite with 2 replicas, schema skipped" "needs a shared database" \
 must_fail "an unknown value" "additional properties 'colector' not allowed" --set colector.replicas=1
 must_fail "an unknown collector setting" "additional properties 'retention_rwa' not allowed" \
   --set collector.settings.retention_rwa=1d
+must_fail "a NATS URL of another scheme" "/collector/settings/nats_url" \
+  --set collector.settings.nats_url=http://nats:4222
 must_fail "an unknown agent setting (the chart decides the collector URL)" \
   "additional properties 'collector' not allowed" --set agents.settings.collector=wss://x:3812
 must_fail "external database without its Secret" "/database/external/existingSecret" \

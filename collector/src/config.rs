@@ -308,6 +308,21 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCKERMON_CA_CONFIG_MAP", value_name = "NAME")]
     pub ca_config_map: Option<String>,
 
+    /// The NATS server that links collector replicas: live updates reach WebSocket
+    /// watchers on every replica, and commands reach an agent on whichever replica it is
+    /// connected to (nats://HOST:PORT, or tls://HOST:PORT for TLS). [default: none: one
+    /// replica, everything in this process]
+    #[arg(long, env = "DOCKERMON_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// With --nats-url: a NATS credentials file (.creds: a user JWT and its NKey seed).
+    /// [default: none]
+    #[arg(long, env = "DOCKERMON_NATS_CREDENTIALS_FILE", value_name = "FILE")]
+    pub nats_credentials_file: Option<PathBuf>,
+    /// With a tls:// --nats-url: the CA certificate (PEM) the NATS server's certificate is
+    /// checked against. [default: the system's trusted CAs]
+    #[arg(long, env = "DOCKERMON_NATS_CA", value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+
     /// Address for /healthz, /readyz and /metrics. [default: 0.0.0.0:9810]
     #[arg(long, env = "DOCKERMON_HEALTH_LISTEN", value_name = "ADDR")]
     pub health_listen: Option<SocketAddr>,
@@ -479,6 +494,9 @@ pub struct FileConfig {
     pub pki_secret: Option<String>,
     pub pki_sans: Option<config_file::List>,
     pub ca_config_map: Option<String>,
+    pub nats_url: Option<String>,
+    pub nats_credentials_file: Option<PathBuf>,
+    pub nats_ca: Option<PathBuf>,
     pub health_listen: Option<SocketAddr>,
     pub metrics_token_file: Option<PathBuf>,
     pub metrics_labels: Option<config_file::List>,
@@ -544,6 +562,8 @@ pub struct ServeConfig {
     pub pki_secret: Option<PkiSecret>,
     /// The ConfigMap the built-in CA's certificate is published in, for agents.
     pub ca_config_map: Option<String>,
+    /// The NATS server linking the replicas; `None`: this process alone.
+    pub nats: Option<NatsConfig>,
     pub health_listen: SocketAddr,
     pub retention: Retention,
     pub agent_listen: SocketAddr,
@@ -555,6 +575,17 @@ pub struct ServeConfig {
     pub metrics: MetricsConfig,
     /// The token `/metrics` asks for, if any.
     pub metrics_token: Option<Arc<str>>,
+}
+
+/// The NATS server linking collector replicas (`--nats-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `nats://HOST:PORT` or `tls://HOST:PORT` (TLS required); several, comma-separated,
+    /// for a NATS cluster.
+    pub url: String,
+    pub credentials_file: Option<PathBuf>,
+    /// The CA certificate (PEM) for a tls:// server.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -847,6 +878,7 @@ impl ServeArgs {
             service_account_enrollment,
             pki_secret,
             ca_config_map,
+            nats: self.nats(file)?,
             health_listen: self
                 .health_listen
                 .or(file.health_listen)
@@ -872,6 +904,47 @@ impl ServeArgs {
             },
             metrics_token: self.metrics_token(file)?,
         })
+    }
+
+    /// The NATS settings: `nats_url` (each address nats:// or tls://), and the files that
+    /// go with it, which are refused without it.
+    fn nats(&self, file: &FileConfig) -> Result<Option<NatsConfig>, ConfigError> {
+        let credentials_file = self
+            .nats_credentials_file
+            .clone()
+            .or_else(|| file.nats_credentials_file.clone());
+        let ca = self.nats_ca.clone().or_else(|| file.nats_ca.clone());
+        let Some(url) = self.nats_url.clone().or_else(|| file.nats_url.clone()) else {
+            if credentials_file.is_some() {
+                return Err(invalid("nats_credentials_file", "needs nats_url"));
+            }
+            if ca.is_some() {
+                return Err(invalid("nats_ca", "needs nats_url"));
+            }
+            return Ok(None);
+        };
+        let addresses: Vec<&str> = url.split(',').map(str::trim).collect();
+        for address in &addresses {
+            let valid = ["nats://", "tls://"].iter().any(|scheme| {
+                address
+                    .strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+            });
+            if !valid {
+                return Err(invalid(
+                    "nats_url",
+                    format!("{address:?} is not nats://HOST:PORT or tls://HOST:PORT"),
+                ));
+            }
+        }
+        if ca.is_some() && !addresses.iter().any(|a| a.starts_with("tls://")) {
+            return Err(invalid("nats_ca", "is for a tls:// nats_url"));
+        }
+        Ok(Some(NatsConfig {
+            url: addresses.join(","),
+            credentials_file,
+            ca,
+        }))
     }
 
     fn pki_secret(
@@ -1141,6 +1214,60 @@ mod tests {
         let as_text: FileConfig = serde_yaml::from_str("metrics_labels: team, tier\n").unwrap();
         let config = serve(&[]).resolve(&as_text).unwrap();
         assert_eq!(config.metrics.labels, ["team", "tier"]);
+    }
+
+    #[test]
+    fn nats_settings_name_a_server_and_go_with_it() {
+        let resolve = |args: &[&str]| serve(args).resolve(&FileConfig::default());
+        assert_eq!(resolve(&[]).unwrap().nats, None);
+        let config = resolve(&["--nats-url", "nats://n1:4222, tls://n2:4222"]).unwrap();
+        assert_eq!(
+            config.nats,
+            Some(NatsConfig {
+                url: "nats://n1:4222,tls://n2:4222".into(),
+                credentials_file: None,
+                ca: None,
+            })
+        );
+        let file: FileConfig =
+            serde_yaml::from_str("nats_url: tls://n:4222\nnats_ca: /etc/nats/ca.pem\n").unwrap();
+        let config = serve(&[]).resolve(&file).unwrap();
+        assert_eq!(
+            config.nats.unwrap().ca.as_deref(),
+            Some(Path::new("/etc/nats/ca.pem"))
+        );
+        for (args, key, reason) in [
+            (
+                &["--nats-url", "http://n:4222"][..],
+                "nats_url",
+                "is not nats://HOST:PORT",
+            ),
+            (
+                &["--nats-url", "nats://"][..],
+                "nats_url",
+                "is not nats://HOST:PORT",
+            ),
+            (&["--nats-url", "nats://n:4222/x"][..], "nats_url", "is not"),
+            (
+                &["--nats-credentials-file", "/c.creds"][..],
+                "nats_credentials_file",
+                "needs nats_url",
+            ),
+            (&["--nats-ca", "/ca.pem"][..], "nats_ca", "needs nats_url"),
+            (
+                &["--nats-url", "nats://n:4222", "--nats-ca", "/ca.pem"][..],
+                "nats_ca",
+                "is for a tls:// nats_url",
+            ),
+        ] {
+            match resolve(args) {
+                Err(ConfigError::Invalid { key: k, reason: r }) => {
+                    assert_eq!(k, key, "{args:?}");
+                    assert!(r.contains(reason), "{args:?}: {r}");
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

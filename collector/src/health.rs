@@ -1,6 +1,8 @@
-//! `/healthz` (the process is alive) and `/readyz` (it can do its job: the database is
-//! reachable and migrated) on the health listener.
+//! `/healthz` (the process is alive) and `/readyz` (it can do its job: it has started, the
+//! database is reachable and migrated, and with `--nats-url` the broker that links the
+//! replicas is connected).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,36 +13,66 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
-/// Whether the collector is ready, and if not, why.
+/// What readiness depends on; each is reported on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dependency {
+    /// The listeners are not all up yet.
+    Startup,
+    Database,
+    /// The NATS server of `--nats-url`: without it this replica's watchers miss what
+    /// agents on other replicas send, and its commands cannot reach them.
+    Nats,
+}
+
+impl Dependency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dependency::Startup => "startup",
+            Dependency::Database => "database",
+            Dependency::Nats => "nats",
+        }
+    }
+}
+
+/// Whether the collector is ready, and if not, why: the reason of each dependency that
+/// fails.
 #[derive(Clone)]
 pub struct Readiness {
-    state: Arc<watch::Sender<Result<(), String>>>,
+    failing: Arc<watch::Sender<BTreeMap<Dependency, String>>>,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
+        let starting = BTreeMap::from([(Dependency::Startup, "starting".to_owned())]);
         Readiness {
-            state: Arc::new(watch::Sender::new(Err("starting".to_owned()))),
+            failing: Arc::new(watch::Sender::new(starting)),
         }
     }
 }
 
 impl Readiness {
-    pub fn ready(&self) {
-        self.state.send_if_modified(|state| {
-            let changed = state.is_err();
-            *state = Ok(());
-            changed
+    /// `dependency` works (again).
+    pub fn ready(&self, dependency: Dependency) {
+        self.failing
+            .send_if_modified(|failing| failing.remove(&dependency).is_some());
+    }
+
+    /// `dependency` fails, for `reason`.
+    pub fn not_ready(&self, dependency: Dependency, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.failing.send_modify(|failing| {
+            failing.insert(dependency, reason);
         });
     }
 
-    pub fn not_ready(&self, reason: impl Into<String>) {
-        let reason = reason.into();
-        self.state.send_modify(|state| *state = Err(reason));
+    /// Whether nothing fails.
+    pub fn is_ready(&self) -> bool {
+        self.failing.borrow().is_empty()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.state.borrow().is_ok()
+    /// Whether `dependency` works.
+    pub fn works(&self, dependency: Dependency) -> bool {
+        !self.failing.borrow().contains_key(&dependency)
     }
 }
 
@@ -51,14 +83,24 @@ pub fn router(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
+/// 200 `{"ready": true}`, or 503 `{"ready": false, "reason": "…", "failing": ["database",
+/// "nats"]}`: `reason` joins the reasons of the failing dependencies with "; " (leaving out
+/// "starting" when something else says why).
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
-    match &*readiness.state.borrow() {
-        Ok(()) => (StatusCode::OK, Json(json!({"ready": true}))),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": reason})),
-        ),
+    let failing = readiness.failing.borrow();
+    if failing.is_empty() {
+        return (StatusCode::OK, Json(json!({"ready": true})));
     }
+    let causes: Vec<&str> = failing
+        .iter()
+        .filter(|(dependency, _)| **dependency != Dependency::Startup || failing.len() == 1)
+        .map(|(_, reason)| reason.as_str())
+        .collect();
+    let names: Vec<&str> = failing.keys().map(|dependency| dependency.name()).collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"ready": false, "reason": causes.join("; "), "failing": names})),
+    )
 }
 
 #[cfg(test)]
@@ -91,10 +133,13 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["reason"], "starting");
 
-        readiness.ready();
+        readiness.ready(Dependency::Startup);
         assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
 
-        readiness.not_ready("database unavailable: connection refused");
+        readiness.not_ready(
+            Dependency::Database,
+            "database unavailable: connection refused",
+        );
         let (status, body) = get(&router, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["reason"], "database unavailable: connection refused");
@@ -103,5 +148,37 @@ mod tests {
             StatusCode::OK,
             "alive even when not ready"
         );
+    }
+
+    #[tokio::test]
+    async fn each_dependency_is_ready_or_not_on_its_own() {
+        let readiness = Readiness::default();
+        let router = router(readiness.clone());
+        // While starting, a dependency that fails says why; "starting" adds nothing.
+        readiness.not_ready(Dependency::Database, "connection refused");
+        let (_, body) = get(&router, "/readyz").await;
+        assert_eq!(body["reason"], "connection refused");
+        assert_eq!(body["failing"], json!(["startup", "database"]));
+        readiness.ready(Dependency::Startup);
+        readiness.not_ready(Dependency::Nats, "NATS nats://10.0.0.5:4222: disconnected");
+        readiness.not_ready(Dependency::Database, "connection refused");
+        let (status, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body["reason"],
+            "connection refused; NATS nats://10.0.0.5:4222: disconnected"
+        );
+        assert_eq!(body["failing"], json!(["database", "nats"]));
+
+        // The database coming back does not hide that NATS is still gone.
+        readiness.ready(Dependency::Database);
+        let (status, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "NATS nats://10.0.0.5:4222: disconnected");
+        assert!(readiness.works(Dependency::Database));
+        assert!(!readiness.works(Dependency::Nats));
+
+        readiness.ready(Dependency::Nats);
+        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
     }
 }

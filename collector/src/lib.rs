@@ -5,10 +5,11 @@
 //! runs the service: [`health`] endpoints, the agent [`transport`] (mutual TLS with the
 //! built-in CA from [`pki`], the ingest pipeline and the [`live`] fan-out), the people's
 //! [`api`] and [`ws`], the [`profiles`] sessions, and the [`scheduler`]'s rollups and
-//! retention.
+//! retention; [`broker`] links replicas through NATS.
 
 pub mod admin;
 pub mod api;
+pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod health;

@@ -1,23 +1,29 @@
 //! Live fan-out: what was just committed, and what profile sessions are doing, for the
 //! WebSocket API's subscribers and for the profiler of every replica.
 //!
-//! This is the one internal interface live data goes through. Its first implementation is
-//! an in-process broadcast channel; with several collector replicas it becomes a broker
-//! behind the same two calls, `publish` and `subscribe`, because an agent and the person
-//! watching it may be connected to different replicas. Updates are therefore plain data
-//! (serialisable), never handles into one process.
+//! This is the one internal interface live data goes through: an in-process broadcast
+//! channel, which with several collector replicas is linked to the others' through NATS
+//! ([`LiveBus::linked`], [`crate::broker`]) behind the same two calls, `publish` and
+//! `subscribe`, because an agent and the person watching it may be connected to different
+//! replicas. Updates are therefore plain data (serialisable), never handles into one
+//! process.
 //!
 //! A subscriber that falls behind loses the oldest updates (it sees a `Lagged` error and
 //! carries on); publishers never wait. Live data is at most once: what must not be lost is
 //! in the store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dockermon_proto::transport::Dropped;
 use dockermon_proto::{HostName, ProfileEndReason, ProfileSample, Record};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
 
+use crate::broker::Broker;
 use crate::store::{ContainerKey, HostId};
 
 /// Updates kept for slow subscribers before the oldest are dropped.
@@ -106,20 +112,80 @@ pub enum ProfileChangeKind {
 #[derive(Clone)]
 pub struct LiveBus {
     sender: broadcast::Sender<Arc<LiveUpdate>>,
+    /// Towards the other replicas, when linked.
+    outbound: Option<Outbound>,
+}
+
+#[derive(Clone)]
+struct Outbound {
+    sender: mpsc::Sender<Arc<LiveUpdate>>,
+    /// Updates not sent because the link was [`CAPACITY`] behind.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Default for LiveBus {
     fn default() -> Self {
         LiveBus {
             sender: broadcast::Sender::new(CAPACITY),
+            outbound: None,
         }
     }
 }
 
+/// The NATS subject of live updates.
+const SUBJECT: &str = "live";
+
 impl LiveBus {
+    /// A bus linked to the other replicas' through `broker`: what is published here reaches
+    /// their subscribers too, and theirs reaches this bus's. When the link was lost and
+    /// comes back, subscribers get [`AccessChange::Everyone`], since announcements may have
+    /// been missed. The link's tasks run on `tracker` until `cancel`.
+    pub fn linked(broker: Broker, tracker: &TaskTracker, cancel: CancellationToken) -> LiveBus {
+        let (sender, mut outgoing) = mpsc::channel::<Arc<LiveUpdate>>(CAPACITY);
+        let bus = LiveBus {
+            outbound: Some(Outbound {
+                sender,
+                dropped: Arc::default(),
+            }),
+            ..LiveBus::default()
+        };
+        let dropped = bus.outbound.as_ref().expect("just set").dropped.clone();
+        tracker.spawn({
+            let (broker, cancel) = (broker.clone(), cancel.clone());
+            async move {
+                loop {
+                    let update = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        update = outgoing.recv() => match update {
+                            Some(update) => update,
+                            None => return,
+                        },
+                    };
+                    let missed = dropped.swap(0, Ordering::Relaxed);
+                    if missed > 0 {
+                        warn!(
+                            missed,
+                            "live updates not sent to the other replicas: the NATS link fell behind"
+                        );
+                    }
+                    broker.publish(SUBJECT, &*update).await;
+                }
+            }
+        });
+        let local = bus.sender.clone();
+        tracker.spawn(async move { receive(broker, local, cancel).await });
+        bus
+    }
+
     pub fn publish(&self, update: LiveUpdate) {
+        let update = Arc::new(update);
+        if let Some(outbound) = &self.outbound
+            && outbound.sender.try_send(update.clone()).is_err()
+        {
+            outbound.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         // No subscriber is not an error.
-        let _ = self.sender.send(Arc::new(update));
+        let _ = self.sender.send(update);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveUpdate>> {
@@ -145,6 +211,47 @@ impl LiveBus {
                 Ok(update) => on_update(&update),
                 Err(broadcast::error::RecvError::Lagged(missed)) => on_lagged(missed),
                 Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Hands the other replicas' updates to this bus's subscribers, and says when the link
+/// came back after a loss; subscribes again if the subscription fails.
+async fn receive(
+    broker: Broker,
+    local: broadcast::Sender<Arc<LiveUpdate>>,
+    cancel: CancellationToken,
+) {
+    use futures::StreamExt;
+    let mut reconnections = broker.reconnections();
+    loop {
+        let mut updates = match broker.subscribe::<LiveUpdate>(SUBJECT).await {
+            Ok(updates) => Box::pin(updates),
+            Err(error) => {
+                warn!(%error, "cannot subscribe to the other replicas' live updates; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = reconnections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let everyone = LiveUpdate::Access { replica: 0, change: AccessChange::Everyone };
+                    let _ = local.send(Arc::new(everyone));
+                }
+                update = updates.next() => match update {
+                    Some((update, _)) => {
+                        let _ = local.send(Arc::new(update));
+                    }
+                    None => break,
+                },
             }
         }
     }

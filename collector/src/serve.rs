@@ -29,8 +29,9 @@ use crate::api::{
     self, ApiState,
     auth::{LoginThrottle, SessionCache, TokenKeys},
 };
+use crate::broker::Broker;
 use crate::config::{ServeConfig, TlsSource};
-use crate::health::{self, Readiness};
+use crate::health::{self, Dependency, Readiness};
 use crate::inventory::Inventory;
 use crate::live::LiveBus;
 use crate::metrics::{self, CollectorMetrics, FleetMetrics, MetricsEndpoint};
@@ -105,8 +106,16 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         .load()
         .context("cannot load the token secret")?;
 
+    // The other replicas, when there are: live updates and commands cross to them.
+    let broker = match &config.nats {
+        Some(nats) => Some(Broker::connect(nats, readiness.clone()).await?),
+        None => None,
+    };
     // What /metrics serves exists from the start; it fills once agents connect.
-    let registry = Registry::default();
+    let registry = match &broker {
+        Some(broker) => Registry::linked(broker.clone(), &tracker, cancel.clone()),
+        None => Registry::default(),
+    };
     let own_metrics = Arc::new(CollectorMetrics::default());
     let fleet_metrics = Arc::new(FleetMetrics::new(config.metrics.clone()));
     let leader = Arc::new(AtomicBool::new(false));
@@ -145,10 +154,14 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     };
     store.migrate().await.context("cannot start")?;
     info!(database = %config.database.url, "database ready");
+    readiness.ready(Dependency::Database);
 
     let agent_listener = bind(config.agent_listen, "agent_listen").await?;
     info!(address = %agent_listener.local_addr()?, "agents listening");
-    let live = LiveBus::default();
+    let live = match broker {
+        Some(broker) => LiveBus::linked(broker, &tracker, cancel.clone()),
+        None => LiveBus::default(),
+    };
     let (pipeline, writer) = Pipeline::start(
         store.clone(),
         live.clone(),
@@ -275,7 +288,7 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
         "WebSocket",
         &cancel,
     );
-    readiness.ready();
+    readiness.ready(Dependency::Startup);
 
     tracker.spawn(watch_database(
         store.clone(),
@@ -388,7 +401,7 @@ async fn connect(
             Err(error) => {
                 let reason = error_chain(&error);
                 warn!(database = %url, error = %reason, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
-                readiness.not_ready(reason);
+                readiness.not_ready(Dependency::Database, reason);
             }
         }
         tokio::select! {
@@ -408,17 +421,17 @@ async fn watch_database(store: Store, readiness: Readiness, cancel: Cancellation
         }
         match store.ping().await {
             Ok(()) => {
-                if !readiness.is_ready() {
+                if !readiness.works(Dependency::Database) {
                     info!("database reachable again");
                 }
-                readiness.ready();
+                readiness.ready(Dependency::Database);
             }
             Err(error) => {
                 let reason = error_chain(&error);
-                if readiness.is_ready() {
+                if readiness.works(Dependency::Database) {
                     warn!(error = %reason, "database unavailable");
                 }
-                readiness.not_ready(reason);
+                readiness.not_ready(Dependency::Database, reason);
             }
         }
     }

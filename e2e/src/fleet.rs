@@ -53,6 +53,34 @@ impl Collector {
         if !status.success() {
             bail!("pki init failed");
         }
+        Collector::start_in(data_dir, database_url, extra).await
+    }
+
+    /// Another replica of `first`: its own data directory and ports, with `first`'s CA and
+    /// secrets (as replicas of one deployment share them) and database.
+    pub async fn replica_of(
+        first: &Collector,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Collector> {
+        for shared in ["pki", "secrets"] {
+            let (from, to) = (first.data_dir.join(shared), data_dir.join(shared));
+            if from.exists() {
+                std::fs::create_dir_all(&to)?;
+                for entry in std::fs::read_dir(&from)? {
+                    let entry = entry?;
+                    std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+                }
+            }
+        }
+        Collector::start_in(data_dir, &first.database_url, extra).await
+    }
+
+    async fn start_in(
+        data_dir: &Path,
+        database_url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Collector> {
         let mut collector = Collector {
             data_dir: data_dir.to_owned(),
             database_url: database_url.to_owned(),

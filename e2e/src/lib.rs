@@ -10,6 +10,7 @@ pub mod docker;
 pub mod fleet;
 pub mod http;
 pub mod mysql;
+pub mod nats;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;

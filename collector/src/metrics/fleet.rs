@@ -141,13 +141,18 @@ impl FleetMetrics {
         }
     }
 
-    /// `host` labels of the known hosts that `shown` does not include: down, as far as
-    /// this replica can tell.
-    pub fn down_hosts(&self, shown: &[super::HostEntry]) -> Vec<LabelSet> {
+    /// `host` labels of the known hosts that `shown` does not include and whose agent is
+    /// not `connected_elsewhere` (to another replica): down.
+    pub fn down_hosts(
+        &self,
+        shown: &[super::HostEntry],
+        connected_elsewhere: impl Fn(HostId) -> bool,
+    ) -> Vec<LabelSet> {
         let known = self.known.lock().expect("known hosts lock");
         known
             .iter()
             .filter(|(id, _)| !shown.iter().any(|entry| entry.view.id == *id))
+            .filter(|(id, _)| !connected_elsewhere(*id))
             .map(|(_, name)| LabelSet::new([("host", name.as_str())]))
             .collect()
     }

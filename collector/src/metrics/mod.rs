@@ -67,7 +67,8 @@ impl MetricsEndpoint {
             .collect();
         self.own.profiles_running.set(profiles as i64);
         let down = if self.leader.load(Ordering::Relaxed) {
-            self.fleet.down_hosts(&hosts)
+            self.fleet
+                .down_hosts(&hosts, |host| self.registry.is_connected(host))
         } else {
             Vec::new()
         };

@@ -11,6 +11,7 @@
 pub mod enroll;
 pub mod join_tokens;
 mod pipeline;
+pub mod presence;
 pub mod registry;
 mod session;
 pub mod tls;

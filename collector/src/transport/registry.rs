@@ -1,9 +1,11 @@
 //! The agents connected to this collector, and the commands sent to them.
 //!
 //! Like [`crate::live`], this is the internal interface that commands to agents go
-//! through; with several replicas a broker carries a command to the replica that holds the
-//! agent's connection. Each command has an id, a timeout and exactly one outcome: the
-//! agent's result, a timeout, or "not connected".
+//! through; linked to the other replicas through NATS ([`Registry::linked`]), a command for
+//! an agent connected elsewhere is carried to the replica that holds its connection, and
+//! which agents are connected where is announced ([`super::presence`]). Each command has an
+//! id, a timeout and exactly one outcome: the agent's result, a timeout, or "not connected"
+//! (anywhere).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,16 +14,24 @@ use std::time::{Duration, Instant};
 
 use dockermon_proto::HostName;
 use dockermon_proto::transport::{AgentStatus, Command, CommandAction, CommandOutcome};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
 
+use super::presence::Presence;
 use super::tls::Peer;
+use crate::broker::{self, Broker, RequestError};
 use crate::store::HostId;
 
 /// Commands queued for one agent before `command` reports it busy.
 const COMMAND_QUEUE: usize = 64;
 /// An agent heard from this recently is alive (agents ping every 15 s).
 const ALIVE_WITHIN: Duration = Duration::from_secs(20);
+/// What a command for an agent on another replica may take beyond its own timeout: the
+/// replica holding the agent answers `Timeout` itself, and the answer must get back.
+const REMOTE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Another agent process holds the host's session and is alive.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,10 +42,13 @@ pub struct AlreadyConnected {
     pub host: HostName,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CommandError {
     #[error("the host's agent is not connected")]
     NotConnected,
+    /// The agent may be on another replica, which cannot be asked (NATS is down).
+    #[error("the host's agent may be on another replica, which cannot be reached: {0}")]
+    Unreachable(String),
     #[error("the agent did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the agent disconnected before answering")]
@@ -74,11 +87,13 @@ struct Entry {
     status: AgentStatus,
     /// Which `DockerHost` spec the agent runs.
     spec: AppliedSpec,
+    /// Ends this session's answering of other replicas' commands.
+    serving: CancellationToken,
 }
 
 /// Which `DockerHost` spec generation a connected agent runs, as far as this collector
 /// knows: the one sent with its welcome or acknowledged after a change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedSpec {
     /// `None`: the collector's defaults, no resource's spec.
     pub generation: Option<i64>,
@@ -87,7 +102,7 @@ pub struct AppliedSpec {
 }
 
 /// An agent that is connected now, as its session describes it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectedAgent {
     pub capabilities: Vec<String>,
     pub status: AgentStatus,
@@ -100,9 +115,57 @@ pub struct ConnectedAgent {
 pub struct Registry {
     entries: Arc<Mutex<HashMap<HostId, Entry>>>,
     next_id: Arc<AtomicU64>,
+    /// The other replicas, when linked.
+    link: Option<Link>,
+}
+
+#[derive(Clone)]
+struct Link {
+    broker: Broker,
+    presence: Arc<Presence>,
+}
+
+/// A command for an agent connected to another replica, as NATS carries it.
+#[derive(Debug, Serialize, Deserialize)]
+struct RemoteCommand {
+    action: CommandAction,
+    timeout_ms: u64,
 }
 
 impl Registry {
+    /// A registry linked to the other replicas' through `broker`: commands reach agents
+    /// connected to any of them, and [`Registry::agent`] and [`Registry::is_connected`] see
+    /// those agents. The announcing of this replica's agents runs on `tracker` until
+    /// `cancel`.
+    pub fn linked(broker: Broker, tracker: &TaskTracker, cancel: CancellationToken) -> Registry {
+        let mut registry = Registry::default();
+        let presence = Presence::start(broker.clone(), tracker, cancel, {
+            let entries = registry.entries.clone();
+            move || Registry::agents_of(&entries)
+        });
+        registry.link = Some(Link { broker, presence });
+        registry
+    }
+
+    /// The agents connected here, as [`Presence`] announces them.
+    fn agents_of(entries: &Mutex<HashMap<HostId, Entry>>) -> Vec<(HostId, ConnectedAgent)> {
+        entries
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .map(|(host, entry)| (*host, Registry::describe(entry)))
+            .collect()
+    }
+
+    fn describe(entry: &Entry) -> ConnectedAgent {
+        ConnectedAgent {
+            capabilities: entry.capabilities.clone(),
+            status: entry.status.clone(),
+            certificate_expires_s: entry.certificate_expires_s,
+            spec: entry.spec.clone(),
+        }
+    }
+
     /// Registers a session for `host`: one host, one agent, one connection. An older
     /// session of the same agent process (a reconnection), of an agent that said nothing
     /// about its process, or of one not heard from for [`ALIVE_WITHIN`] (gone without a
@@ -131,6 +194,7 @@ impl Registry {
         let close = CancellationToken::new();
         let reason = Arc::new(Mutex::new(String::new()));
         let heard = Arc::new(Mutex::new(Instant::now()));
+        let serving = CancellationToken::new();
         let entry = Entry {
             connection_id: id,
             instance,
@@ -145,11 +209,21 @@ impl Registry {
             capabilities,
             status: AgentStatus::default(),
             spec: AppliedSpec::default(),
+            serving: serving.clone(),
         };
         if let Some(old) = entries.insert(host, entry) {
             *old.reason.lock().expect("reason lock") =
                 "replaced by a newer connection of the same agent".into();
             old.close.cancel();
+            old.serving.cancel();
+        }
+        drop(entries);
+        if let Some(link) = &self.link {
+            tokio::spawn(
+                self.clone()
+                    .answer_commands(link.broker.clone(), host, serving),
+            );
+            link.presence.changed();
         }
         Ok(Connection {
             id,
@@ -166,30 +240,31 @@ impl Registry {
         if entries
             .get(&host)
             .is_some_and(|e| e.connection_id == connection_id)
+            && let Some(entry) = entries.remove(&host)
         {
-            entries.remove(&host);
+            entry.serving.cancel();
+            drop(entries);
+            if let Some(link) = &self.link {
+                link.presence.changed();
+            }
         }
     }
 
+    /// Whether `host`'s agent is connected here or, linked, to another replica.
     pub fn is_connected(&self, host: HostId) -> bool {
-        self.entries
-            .lock()
-            .expect("registry lock")
-            .contains_key(&host)
+        self.agent(host).is_some()
     }
 
-    /// The connected agent of `host`, if any.
+    /// The connected agent of `host`, here or, linked, on another replica (as that replica
+    /// last announced it).
     pub fn agent(&self, host: HostId) -> Option<ConnectedAgent> {
-        self.entries
+        let here = self
+            .entries
             .lock()
             .expect("registry lock")
             .get(&host)
-            .map(|entry| ConnectedAgent {
-                capabilities: entry.capabilities.clone(),
-                status: entry.status.clone(),
-                certificate_expires_s: entry.certificate_expires_s,
-                spec: entry.spec.clone(),
-            })
+            .map(Registry::describe);
+        here.or_else(|| self.link.as_ref()?.presence.agent(host))
     }
 
     /// Records which spec a session's agent runs (see [`AppliedSpec`]).
@@ -225,6 +300,7 @@ impl Registry {
         }
     }
 
+    /// How many agents are connected to this replica.
     pub fn connected(&self) -> usize {
         self.entries.lock().expect("registry lock").len()
     }
@@ -243,8 +319,75 @@ impl Registry {
         closed
     }
 
-    /// Sends a command to a host's agent and waits for its outcome.
+    /// Sends a command to a host's agent, here or, linked, on whichever replica holds it,
+    /// and waits up to `timeout` for its outcome (for an agent elsewhere, the answer may
+    /// take [`REMOTE_MARGIN`] longer to come back). `NotConnected` when it is connected
+    /// nowhere, at once.
     pub async fn command(
+        &self,
+        host: HostId,
+        action: CommandAction,
+        timeout: Duration,
+    ) -> Result<CommandOutcome, CommandError> {
+        let here = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .contains_key(&host);
+        match &self.link {
+            Some(link) if !here => {
+                let request = RemoteCommand {
+                    action,
+                    timeout_ms: timeout.as_millis() as u64,
+                };
+                let subject = broker::command_subject(host);
+                match link
+                    .broker
+                    .request(&subject, &request, timeout + REMOTE_MARGIN)
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(RequestError::NoResponders) => Err(CommandError::NotConnected),
+                    Err(RequestError::TimedOut) => Err(CommandError::Timeout(timeout)),
+                    Err(RequestError::Failed(reason)) => Err(CommandError::Unreachable(reason)),
+                }
+            }
+            _ => self.command_here(host, action, timeout).await,
+        }
+    }
+
+    /// Answers other replicas' commands for `host`'s agent, connected here, until `stop`.
+    async fn answer_commands(self, broker: Broker, host: HostId, stop: CancellationToken) {
+        use futures::StreamExt;
+        let subject = broker::command_subject(host);
+        let requests = match broker.subscribe::<RemoteCommand>(&subject).await {
+            Ok(requests) => requests,
+            Err(error) => {
+                warn!(host = host.0, %error, "cannot take commands from other replicas for this agent");
+                return;
+            }
+        };
+        let mut requests = std::pin::pin!(requests);
+        loop {
+            let (request, reply) = tokio::select! {
+                () = stop.cancelled() => return,
+                request = requests.next() => match request {
+                    Some(request) => request,
+                    None => return,
+                },
+            };
+            let Some(reply) = reply else { continue };
+            let (registry, broker) = (self.clone(), broker.clone());
+            tokio::spawn(async move {
+                let timeout = Duration::from_millis(request.timeout_ms);
+                let outcome = registry.command_here(host, request.action, timeout).await;
+                broker.reply(reply, &outcome).await;
+            });
+        }
+    }
+
+    /// Sends a command to a host's agent connected here and waits for its outcome.
+    async fn command_here(
         &self,
         host: HostId,
         action: CommandAction,

@@ -8,6 +8,7 @@ mod operations;
 mod profiles;
 mod protocol;
 mod real_world;
+mod replicas;
 mod resources;
 mod security;
 mod service_account;

@@ -242,7 +242,7 @@ pub async fn act(
             let (status, code) = match error {
                 CommandError::NotConnected => (StatusCode::CONFLICT, "agent_not_connected"),
                 CommandError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "agent_timeout"),
-                CommandError::Disconnected | CommandError::Busy => {
+                CommandError::Disconnected | CommandError::Busy | CommandError::Unreachable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable")
                 }
             };

@@ -1,0 +1,317 @@
+//! Collector replicas linked by a real NATS server (`--nats-url`), sharing one MariaDB
+//! database: a person on one replica watches and acts on an agent connected to another.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, ensure_test_image, unique_name};
+use dockermon_e2e::fleet::{Agent, Collector, WAIT, readyz_answer};
+use dockermon_e2e::http;
+use dockermon_e2e::mysql::MysqlDatabase;
+use dockermon_e2e::nats::NatsServer;
+use dockermon_e2e::wait::eventually;
+
+use crate::support::ADMIN_PASSWORD;
+
+/// Two replicas of one collector, linked by `nats`, on a fresh database.
+struct Replicas {
+    a: Collector,
+    b: Collector,
+    dir: tempfile::TempDir,
+    _database: MysqlDatabase,
+}
+
+impl Replicas {
+    async fn start(nats: &NatsServer) -> Replicas {
+        ensure_test_image().await.unwrap();
+        let database = MysqlDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = nats.url();
+        let args = [
+            "--nats-url",
+            &url,
+            "--agent-stats-interval",
+            "1s",
+            "--agent-usage-interval",
+            "off",
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ];
+        let a = Collector::start(&dir.path().join("a"), &database.url, &args)
+            .await
+            .unwrap();
+        let b = Collector::replica_of(&a, &dir.path().join("b"), &args)
+            .await
+            .unwrap();
+        Replicas {
+            a,
+            b,
+            dir,
+            _database: database,
+        }
+    }
+
+    /// An agent enrolled as `host` and connected to replica B.
+    async fn agent_on_b(&self, host: &str) -> Agent {
+        let token = self.b.token(host, "10m").await.unwrap();
+        let agent = Agent::start(
+            &self.b.url(),
+            &self.dir.path().join(host),
+            &["--join-token", &token],
+        )
+        .await
+        .unwrap();
+        agent.wait_connected().await.unwrap();
+        agent
+    }
+}
+
+async fn call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    http::json(api, method, path, token, body.as_ref())
+        .await
+        .expect("the API answers")
+}
+
+async fn sign_in(api: SocketAddr) -> String {
+    let body = json!({"email": "admin@localhost", "password": ADMIN_PASSWORD});
+    let (status, tokens) = call(api, "POST", "/api/v1/auth/login", None, Some(body)).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The host's id and whether it is connected, as the API of `api` says.
+async fn host(api: SocketAddr, token: &str, name: &str) -> Option<(i64, bool)> {
+    let (_, hosts) = call(api, "GET", "/api/v1/hosts", Some(token), None).await;
+    hosts["items"].as_array()?.iter().find_map(|host| {
+        (host["name"] == name).then(|| (host["id"].as_i64().unwrap(), host["connected"] == true))
+    })
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client of `replica`, identified and subscribed to `host`'s events, its
+/// acknowledgements read.
+async fn watch_events(replica: &Collector, token: &str, host: i64) -> Socket {
+    let url = format!("ws://{}/ws", replica.ws_address);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for request in [
+        json!({"type": "identify", "token": token}),
+        json!({"type": "subscribe", "topic": "events", "host": host}),
+    ] {
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+    }
+    for expected in ["identified", "subscribed"] {
+        let update = next_update(&mut socket).await;
+        assert_eq!(update["type"], expected, "{update}");
+    }
+    socket
+}
+
+async fn next_update(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a live update in time")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+/// Reads `socket` until an event `action` of container `name` arrives.
+async fn await_event(socket: &mut Socket, name: &str, action: &str) {
+    loop {
+        let update = next_update(socket).await;
+        if update["type"] == "events"
+            && update["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|event| event["action"] == action && event["actor_name"] == name)
+        {
+            return;
+        }
+    }
+}
+
+/// Waits until the API of `api` says `name`'s agent is connected; the host's id.
+async fn await_connected(api: SocketAddr, token: &str, name: &str) -> i64 {
+    let (id, _) = eventually(
+        WAIT,
+        "the host connected, as this replica sees it",
+        || async move {
+            host(api, token, name)
+                .await
+                .filter(|(_, connected)| *connected)
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+/// Starts a sleeping test container, removed by `cleanup`; its name.
+async fn sleeper(cleanup: &mut Cleanup, prefix: &str) -> String {
+    let name = cleanup.container(&unique_name(prefix));
+    docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
+        .await
+        .unwrap();
+    name
+}
+
+/// The API's id of container `name`, once the API of `api` lists it.
+async fn container_key(api: SocketAddr, token: &str, name: &str) -> i64 {
+    let list = format!("/api/v1/containers?name={name}");
+    eventually(WAIT, "the container in the API", || {
+        let list = list.clone();
+        async move {
+            let (_, page) = call(api, "GET", &list, Some(token), None).await;
+            page["items"][0]["id"].as_i64()
+        }
+    })
+    .await
+    .unwrap()
+}
+
+async fn state_of(name: &str) -> String {
+    docker(&["inspect", "-f", "{{.State.Status}}", name])
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_person_on_one_replica_watches_and_acts_on_an_agent_connected_to_another() {
+    let nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    let _agent = replicas.agent_on_b("replica-host").await;
+    let api = replicas.a.api_address;
+    let token = sign_in(api).await;
+
+    // Replica A does not hold the agent, yet says it is connected.
+    let host_id = await_connected(api, &token, "replica-host").await;
+
+    // Live: a container started on B's host shows up on A's WebSocket.
+    let mut socket = watch_events(&replicas.a, &token, host_id).await;
+    let mut cleanup = Cleanup::default();
+    let name = sleeper(&mut cleanup, "across").await;
+    await_event(&mut socket, &name, "start").await;
+
+    // A command from A reaches the agent on B, which really stops the container.
+    let key = container_key(api, &token, &name).await;
+    let stop = format!("/api/v1/containers/{key}/actions/stop");
+    let (status, done) = call(api, "POST", &stop, Some(&token), None).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(state_of(&name).await, "exited");
+    await_event(&mut socket, &name, "die").await;
+    // The activity log says who did it (besides Docker's own stop event).
+    let path = format!("/api/v1/activity?container={key}&action=stop&kind=container");
+    let (_, log) = call(api, "GET", &path, Some(&token), None).await;
+    let by_people: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| !entry["user_id"].is_null())
+        .collect();
+    assert_eq!(by_people.len(), 1, "{log}");
+    assert_eq!(by_people[0]["attributes"]["user"], "admin@localhost");
+    assert_eq!(by_people[0]["attributes"]["outcome"], "done", "{log}");
+}
+
+#[tokio::test]
+async fn an_agent_connected_nowhere_is_answered_at_once() {
+    let nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    let mut agent = replicas.agent_on_b("gone-host").await;
+    let mut cleanup = Cleanup::default();
+    let name = sleeper(&mut cleanup, "orphan").await;
+    let api = replicas.a.api_address;
+    let token = sign_in(api).await;
+    let key = container_key(api, &token, &name).await;
+    agent.kill9().await;
+    eventually(WAIT, "A to see the host disconnected", || {
+        let token = token.clone();
+        async move {
+            host(api, &token, "gone-host")
+                .await
+                .filter(|(_, connected)| !connected)
+        }
+    })
+    .await
+    .unwrap();
+    let asked = Instant::now();
+    let stop = format!("/api/v1/containers/{key}/actions/stop");
+    let (status, refused) = call(api, "POST", &stop, Some(&token), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "agent_not_connected");
+    // Not after the 30 s command timeout: no replica answers for the host, at once.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(state_of(&name).await, "running");
+}
+
+#[tokio::test]
+async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    let _agent = replicas.agent_on_b("cut-host").await;
+    let api = replicas.a.api_address;
+    let token = sign_in(api).await;
+    let host_id = await_connected(api, &token, "cut-host").await;
+
+    nats.stop().await;
+    for replica in [&replicas.a, &replicas.b] {
+        let health = replica.health_address;
+        let (_, body) = eventually(WAIT, "/readyz to say NATS is gone", || async move {
+            readyz_answer(health)
+                .await
+                .filter(|(status, _)| *status == 503)
+        })
+        .await
+        .unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["failing"], json!(["nats"]), "{body}");
+        assert!(
+            body["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("NATS") && reason.contains("disconnected")),
+            "{body}"
+        );
+    }
+
+    // NATS back on its address: both ready again, and live updates cross again without
+    // restarting either replica.
+    nats.restart().await.unwrap();
+    for replica in [&replicas.a, &replicas.b] {
+        let health = replica.health_address;
+        eventually(WAIT, "/readyz to be ready again", || async move {
+            readyz_answer(health)
+                .await
+                .filter(|(status, _)| *status == 200)
+        })
+        .await
+        .unwrap();
+    }
+    let mut socket = watch_events(&replicas.a, &token, host_id).await;
+    let mut cleanup = Cleanup::default();
+    let name = sleeper(&mut cleanup, "after-nats").await;
+    await_event(&mut socket, &name, "start").await;
+}
