@@ -19,7 +19,7 @@ use dockermon_proto::transport::{ContainerAction, JoinToken};
 use crate::config_file;
 use crate::docker::{DockerTls, Endpoint};
 use crate::process::LogFormat;
-use crate::uplink::{CollectorUrl, Enrollment, Identity, IdentityFiles, UplinkConfig};
+use crate::uplink::{Collectors, Enrollment, Identity, IdentityFiles, UplinkConfig};
 
 /// Watches one Docker engine and reports its events, inventory, container stats and
 /// disk usage.
@@ -57,8 +57,9 @@ pub struct Cli {
     #[arg(long, env = "DOCKERMON_OUTPUT", value_enum)]
     pub output: Option<OutputKind>,
 
-    /// The collector to report to: wss://HOST[:PORT] (port 3812 by default).
-    #[arg(long, env = "DOCKERMON_COLLECTOR", value_name = "URL")]
+    /// The collector to report to: wss://HOST[:PORT] (port 3812 by default); its replicas'
+    /// addresses, comma-separated, to move on to the next when one cannot be reached.
+    #[arg(long, env = "DOCKERMON_COLLECTOR", value_name = "URL[,URL...]")]
     pub collector: Option<String>,
 
     /// One-time join token from `dockermon-collector token create`, used to enroll when the
@@ -214,8 +215,8 @@ pub struct FileConfig {
     pub usage_interval: Option<String>,
     /// Disk usage timeout, e.g. `60s`.
     pub usage_timeout: Option<String>,
-    /// Collector URL, `wss://HOST[:PORT]`.
-    pub collector: Option<String>,
+    /// Collector URL, `wss://HOST[:PORT]`, or its replicas' (a list, or comma-separated).
+    pub collector: Option<config_file::List>,
     /// File holding a join token.
     pub join_token_file: Option<PathBuf>,
     /// File holding the pod's projected ServiceAccount token (Kubernetes).
@@ -498,7 +499,11 @@ impl Cli {
             ));
         }
 
-        let collector = self.collector.clone().or_else(|| file.collector.clone());
+        let collector = match (&self.collector, &file.collector) {
+            (Some(text), _) => Some(vec![text.clone()]),
+            (None, Some(list)) => Some(list.items()),
+            (None, None) => None,
+        };
         let output = match (self.output.or(file.output), collector) {
             (Some(OutputKind::Stdout), _) | (None, None) => Output::Stdout,
             (Some(OutputKind::Collector), None) => {
@@ -507,7 +512,7 @@ impl Cli {
                     "output is collector but no collector is set: pass --collector wss://HOST:3812",
                 ));
             }
-            (_, Some(url)) => Output::Collector(Box::new(self.uplink(&file, &url)?)),
+            (_, Some(urls)) => Output::Collector(Box::new(self.uplink(&file, &urls)?)),
         };
         Ok(Config {
             docker: DockerConfig {
@@ -554,8 +559,8 @@ impl Cli {
         })
     }
 
-    fn uplink(&self, file: &FileConfig, url: &str) -> Result<UplinkConfig, ConfigError> {
-        let collector = CollectorUrl::parse(url).map_err(|e| invalid("collector", e))?;
+    fn uplink(&self, file: &FileConfig, urls: &[String]) -> Result<UplinkConfig, ConfigError> {
+        let collector = Collectors::parse(urls).map_err(|e| invalid("collector", e))?;
         let state_dir = self
             .state_dir
             .clone()
@@ -939,6 +944,30 @@ mod tests {
         assert_eq!(uplink.spool_dir, PathBuf::from("/tmp/dm/spool"));
         assert_eq!(uplink.spool_bytes, 64 << 20);
         assert!(matches!(uplink.enrollment, Some(Enrollment::JoinToken(_))));
+        assert_eq!(uplink.collector.to_string(), "wss://collector:3812");
+
+        // A collector's replicas: on the command line comma-separated, in the file a list.
+        let replicas = cli(&[
+            "--collector",
+            "wss://c1:3812,wss://c2:3812",
+            "--join-token",
+            &token,
+        ])
+        .resolve_with(FileConfig::default(), DockerEnv::default())
+        .unwrap();
+        let Output::Collector(uplink) = replicas.output else {
+            panic!("not collector output")
+        };
+        assert_eq!(uplink.collector.to_string(), "wss://c1:3812,wss://c2:3812");
+        let file: FileConfig =
+            serde_yaml::from_str("collector: [wss://c1, wss://c2:4000]\n").unwrap();
+        let from_file = cli(&["--join-token", &token])
+            .resolve_with(file, DockerEnv::default())
+            .unwrap();
+        let Output::Collector(uplink) = from_file.output else {
+            panic!("not collector output")
+        };
+        assert_eq!(uplink.collector.to_string(), "wss://c1:3812,wss://c2:4000");
 
         let stdout = cli(&["--collector", "wss://collector", "--output", "stdout"])
             .resolve_with(FileConfig::default(), DockerEnv::default())

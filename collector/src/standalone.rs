@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dockermon_agent::config::{CollectConfig, Config as AgentConfig, DockerConfig, Output};
 use dockermon_agent::docker::Endpoint;
-use dockermon_agent::uplink::{CollectorUrl, Enrollment, Identity, UplinkConfig};
+use dockermon_agent::uplink::{CollectorUrl, Collectors, Enrollment, Identity, UplinkConfig};
 use dockermon_proto::HostName;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -87,7 +87,7 @@ pub async fn standalone(
         },
         collect: CollectConfig::default(),
         output: Output::Collector(Box::new(UplinkConfig {
-            collector,
+            collector: Collectors::one(collector),
             identity,
             enrollment: join_token.map(Enrollment::JoinToken),
             spool_dir: state_dir.join("spool"),

@@ -41,7 +41,7 @@ use crate::profiler::ProfilerStatus;
 use connection::{Session, SessionEnd};
 pub use identity::{Enrollment, Identity, IdentityError, IdentityFiles};
 use spool::{FrameClass, Spool};
-pub use url::CollectorUrl;
+pub use url::{CollectorUrl, Collectors};
 
 /// Records per frame at most.
 const MAX_RECORDS_PER_FRAME: usize = 1000;
@@ -59,7 +59,9 @@ const REVOKED: &[&str] = &["certificate_revoked", "host_revoked"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UplinkConfig {
-    pub collector: CollectorUrl,
+    /// The collector's addresses (replicas): the agent reports to one and moves on to the
+    /// next when it cannot connect.
+    pub collector: Collectors,
     pub identity: Identity,
     /// How to get a certificate when there is none, or it was revoked.
     pub enrollment: Option<Enrollment>,
@@ -112,16 +114,20 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), UplinkError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    // A random first address spreads a fleet over the replicas.
+    let mut addresses = Rotation::new(config.collector.urls().len());
     loop {
+        let collector = &config.collector.urls()[addresses.current()];
         match config
             .identity
-            .ensure(&config.collector, config.enrollment.as_ref())
+            .ensure(collector, config.enrollment.as_ref())
             .await
         {
             Ok(()) => break,
             Err(error) if error.is_transient() => {
-                warn!(error = %crate::process::error_chain(&error), "cannot enroll yet; retrying");
-                if !sleep_unless_cancelled(backoff.next_delay(), &cancel).await {
+                let next_now = addresses.failed();
+                warn!(%collector, error = %crate::process::error_chain(&error), "cannot enroll yet; retrying");
+                if !next_now && !sleep_unless_cancelled(backoff.next_delay(), &cancel).await {
                     return Ok(());
                 }
             }
@@ -143,6 +149,7 @@ pub async fn run(
         connected_at: Instant::now(),
         reconnect_at: Instant::now(),
         backoff,
+        addresses,
         collect,
         tasks,
     };
@@ -166,8 +173,53 @@ struct Uplink {
     connected_at: Instant,
     reconnect_at: Instant,
     backoff: Backoff,
+    /// Which of the collector's addresses is in use.
+    addresses: Rotation,
     collect: watch::Sender<CollectConfig>,
     tasks: TaskChannels,
+}
+
+/// Which of several addresses to use: the same one while it works; after a failure the
+/// next one at once, and only after every one failed in a row, a pause (the backoff).
+#[derive(Debug)]
+struct Rotation {
+    count: usize,
+    current: usize,
+    /// Failures in a row since the last success.
+    failures: usize,
+}
+
+impl Rotation {
+    /// Starts at a random address of `count` (at least one).
+    fn new(count: usize) -> Rotation {
+        Rotation {
+            count,
+            current: rand::random_range(0..count),
+            failures: 0,
+        }
+    }
+
+    fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The current address works.
+    fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The current address failed: moves to the next. Whether to try it at once (true), or
+    /// to pause first because every address failed in this round.
+    fn failed(&mut self) -> bool {
+        self.current = (self.current + 1) % self.count;
+        self.failures += 1;
+        if self.failures >= self.count {
+            self.failures = 0;
+            false
+        } else {
+            true
+        }
+    }
 }
 
 /// The uplink's ends of the channels to the tasks that serve the collector's commands.
@@ -286,8 +338,10 @@ impl Uplink {
             profiles: self.tasks.profiler.borrow().sessions.clone(),
             instance: Some(self.instance.clone()),
         };
-        match connection::open(&self.config.collector, tls, hello).await {
+        let collector = self.collector().clone();
+        match connection::open(&collector, tls, hello).await {
             Ok(session) => {
+                self.addresses.succeeded();
                 let welcome = session.welcome.clone();
                 if let Err(error) = self.spool.welcome(welcome.last_seq) {
                     warn!(error = %crate::process::error_chain(&error), "cannot update the spool");
@@ -296,7 +350,7 @@ impl Uplink {
                 self.sent_up_to = self.spool.acked();
                 self.last_heard = Instant::now();
                 self.connected_at = Instant::now();
-                info!(collector = %self.config.collector, host = %welcome.host, last_seq = welcome.last_seq, spooled = self.spool.len(), "connected to the collector");
+                info!(%collector, host = %welcome.host, last_seq = welcome.last_seq, spooled = self.spool.len(), "connected to the collector");
                 self.session = Some(session);
                 self.tasks.connected.send_replace(true);
                 self.send_status();
@@ -311,11 +365,21 @@ impl Uplink {
                 self.enroll_again(&message).await;
             }
             Err(error) => {
-                let delay = self.backoff.next_delay();
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, spooled = self.spool.len(), "cannot connect to the collector");
-                self.reconnect_at = Instant::now() + delay;
+                if self.addresses.failed() {
+                    warn!(%collector, %error, next = %self.collector(), "cannot connect to the collector; trying its next address");
+                    self.reconnect_at = Instant::now();
+                } else {
+                    let delay = self.backoff.next_delay();
+                    warn!(%collector, %error, retry_in_ms = delay.as_millis() as u64, spooled = self.spool.len(), "cannot connect to the collector");
+                    self.reconnect_at = Instant::now() + delay;
+                }
             }
         }
+    }
+
+    /// The collector address in use.
+    fn collector(&self) -> &CollectorUrl {
+        &self.config.collector.urls()[self.addresses.current()]
     }
 
     /// This agent's certificate was revoked (its host deleted) and it can enroll: the host
@@ -338,7 +402,7 @@ impl Uplink {
         match self
             .config
             .identity
-            .enroll(&self.config.collector, enrollment)
+            .enroll(self.collector(), enrollment)
             .await
         {
             Ok(()) => self.reconnect_at = Instant::now(),
@@ -479,7 +543,7 @@ impl Uplink {
     async fn renew_if_due(&mut self) {
         match self.config.identity.renew_at() {
             Ok(Some(at)) if SystemTime::now() >= at => {
-                if let Err(error) = self.config.identity.renew(&self.config.collector).await {
+                if let Err(error) = self.config.identity.renew(self.collector()).await {
                     warn!(error = %crate::process::error_chain(&error), "certificate renewal failed; retrying in an hour");
                 }
             }
@@ -513,5 +577,34 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rotation;
+
+    #[test]
+    fn a_failed_address_gives_way_to_the_next_and_a_failed_round_to_a_pause() {
+        let mut rotation = Rotation::new(3);
+        let first = rotation.current();
+        assert!(rotation.failed(), "the second address is tried at once");
+        assert_eq!(rotation.current(), (first + 1) % 3);
+        assert!(rotation.failed(), "the third too");
+        assert!(!rotation.failed(), "all three failed: pause");
+        assert_eq!(rotation.current(), first, "the round starts over");
+        // A success keeps the address and starts the count over.
+        assert!(rotation.failed());
+        rotation.succeeded();
+        let working = rotation.current();
+        assert!(rotation.failed());
+        assert!(rotation.failed());
+        assert!(!rotation.failed());
+        assert_eq!(rotation.current(), working);
+
+        // One address: every failure pauses.
+        let mut alone = Rotation::new(1);
+        assert!(!alone.failed());
+        assert_eq!(alone.current(), 0);
     }
 }

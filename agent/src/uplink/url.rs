@@ -1,5 +1,6 @@
 //! The collector's address: `wss://host[:port]`, port 3812 by default; `host[:port]` alone
-//! means the same. Only `wss`: the agent never talks to a collector without TLS.
+//! means the same. Only `wss`: the agent never talks to a collector without TLS. Several,
+//! comma-separated, are replicas of one collector ([`Collectors`]).
 
 use std::fmt;
 
@@ -7,6 +8,54 @@ use dockermon_proto::transport::DEFAULT_AGENT_PORT;
 use rustls::pki_types::ServerName;
 
 use super::identity::IdentityError;
+
+/// The addresses of one collector's replicas, in the order given; an agent reports to one
+/// at a time and moves on to the next when it cannot connect (`Uplink`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collectors(Vec<CollectorUrl>);
+
+impl Collectors {
+    /// `wss://a:3812,wss://b:3812` (or a list's entries); at least one, no duplicates.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        let mut urls: Vec<CollectorUrl> = Vec::new();
+        for entry in entries.iter().flat_map(|e| e.as_ref().split(',')) {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let url = CollectorUrl::parse(entry)?;
+            if urls.contains(&url) {
+                return Err(format!("{entry:?} is given twice"));
+            }
+            urls.push(url);
+        }
+        if urls.is_empty() {
+            return Err("no collector address: give wss://HOST[:PORT]".into());
+        }
+        Ok(Collectors(urls))
+    }
+
+    pub fn one(url: CollectorUrl) -> Self {
+        Collectors(vec![url])
+    }
+
+    /// Never empty.
+    pub fn urls(&self) -> &[CollectorUrl] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Collectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, url) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{url}")?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorUrl {
@@ -130,6 +179,25 @@ mod tests {
             "wss://host:port",
         ] {
             assert!(CollectorUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn replicas_are_several_addresses_in_order() {
+        let collectors = Collectors::parse(&["wss://a:3812, b:4000", "wss://[::1]"]).unwrap();
+        assert_eq!(
+            collectors.to_string(),
+            "wss://a:3812,wss://b:4000,wss://[::1]:3812"
+        );
+        assert_eq!(collectors.urls().len(), 3);
+        for (bad, reason) in [
+            (&[""][..], "no collector address"),
+            (&[" , "][..], "no collector address"),
+            (&["wss://a", "a:3812"][..], "given twice"),
+            (&["wss://a,ws://b"][..], "TLS is required"),
+        ] {
+            let error = Collectors::parse(bad).unwrap_err();
+            assert!(error.contains(reason), "{bad:?}: {error}");
         }
     }
 }

@@ -8,29 +8,25 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, ensure_test_image, unique_name};
+use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
 use dockermon_e2e::fleet::{Agent, Collector, WAIT, readyz_answer};
 use dockermon_e2e::http;
-use dockermon_e2e::mysql::MysqlDatabase;
 use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
-use crate::support::ADMIN_PASSWORD;
+use crate::support::{ADMIN_PASSWORD, Churn, Setup};
 
-/// Two replicas of one collector, linked by `nats`, on a fresh database.
+/// Two replicas of one collector, linked by `nats`, on a fresh database: A is the setup's
+/// collector, B a replica of it.
 struct Replicas {
-    a: Collector,
+    setup: Setup,
     b: Collector,
-    dir: tempfile::TempDir,
-    _database: MysqlDatabase,
 }
 
 impl Replicas {
     async fn start(nats: &NatsServer) -> Replicas {
-        ensure_test_image().await.unwrap();
-        let database = MysqlDatabase::create().await;
-        let dir = tempfile::tempdir().unwrap();
         let url = nats.url();
+        let setup = Setup::with(&["--nats-url", &url]).await;
         let args = [
             "--nats-url",
             &url,
@@ -41,26 +37,27 @@ impl Replicas {
             "--admin-password",
             ADMIN_PASSWORD,
         ];
-        let a = Collector::start(&dir.path().join("a"), &database.url, &args)
+        let b = Collector::replica_of(&setup.collector, &setup.dir.path().join("b"), &args)
             .await
             .unwrap();
-        let b = Collector::replica_of(&a, &dir.path().join("b"), &args)
-            .await
-            .unwrap();
-        Replicas {
-            a,
-            b,
-            dir,
-            _database: database,
-        }
+        Replicas { setup, b }
+    }
+
+    fn a(&self) -> &Collector {
+        &self.setup.collector
     }
 
     /// An agent enrolled as `host` and connected to replica B.
     async fn agent_on_b(&self, host: &str) -> Agent {
+        self.agent(host, &self.b.url()).await
+    }
+
+    /// An agent enrolled as `host`, given the collector addresses `urls`, connected.
+    async fn agent(&self, host: &str, urls: &str) -> Agent {
         let token = self.b.token(host, "10m").await.unwrap();
         let agent = Agent::start(
-            &self.b.url(),
-            &self.dir.path().join(host),
+            urls,
+            &self.setup.dir.path().join(host),
             &["--join-token", &token],
         )
         .await
@@ -200,14 +197,14 @@ async fn a_person_on_one_replica_watches_and_acts_on_an_agent_connected_to_anoth
     let nats = NatsServer::start().await.unwrap();
     let replicas = Replicas::start(&nats).await;
     let _agent = replicas.agent_on_b("replica-host").await;
-    let api = replicas.a.api_address;
+    let api = replicas.a().api_address;
     let token = sign_in(api).await;
 
     // Replica A does not hold the agent, yet says it is connected.
     let host_id = await_connected(api, &token, "replica-host").await;
 
     // Live: a container started on B's host shows up on A's WebSocket.
-    let mut socket = watch_events(&replicas.a, &token, host_id).await;
+    let mut socket = watch_events(replicas.a(), &token, host_id).await;
     let mut cleanup = Cleanup::default();
     let name = sleeper(&mut cleanup, "across").await;
     await_event(&mut socket, &name, "start").await;
@@ -240,7 +237,7 @@ async fn an_agent_connected_nowhere_is_answered_at_once() {
     let mut agent = replicas.agent_on_b("gone-host").await;
     let mut cleanup = Cleanup::default();
     let name = sleeper(&mut cleanup, "orphan").await;
-    let api = replicas.a.api_address;
+    let api = replicas.a().api_address;
     let token = sign_in(api).await;
     let key = container_key(api, &token, &name).await;
     agent.kill9().await;
@@ -273,12 +270,12 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
     let mut nats = NatsServer::start().await.unwrap();
     let replicas = Replicas::start(&nats).await;
     let _agent = replicas.agent_on_b("cut-host").await;
-    let api = replicas.a.api_address;
+    let api = replicas.a().api_address;
     let token = sign_in(api).await;
     let host_id = await_connected(api, &token, "cut-host").await;
 
     nats.stop().await;
-    for replica in [&replicas.a, &replicas.b] {
+    for replica in [replicas.a(), &replicas.b] {
         let health = replica.health_address;
         let (_, body) = eventually(WAIT, "/readyz to say NATS is gone", || async move {
             readyz_answer(health)
@@ -300,7 +297,7 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
     // NATS back on its address: both ready again, and live updates cross again without
     // restarting either replica.
     nats.restart().await.unwrap();
-    for replica in [&replicas.a, &replicas.b] {
+    for replica in [replicas.a(), &replicas.b] {
         let health = replica.health_address;
         eventually(WAIT, "/readyz to be ready again", || async move {
             readyz_answer(health)
@@ -310,8 +307,71 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
         .await
         .unwrap();
     }
-    let mut socket = watch_events(&replicas.a, &token, host_id).await;
+    let mut socket = watch_events(replicas.a(), &token, host_id).await;
     let mut cleanup = Cleanup::default();
     let name = sleeper(&mut cleanup, "after-nats").await;
     await_event(&mut socket, &name, "start").await;
+}
+
+#[tokio::test]
+async fn an_agent_whose_replica_dies_reports_to_another_and_loses_nothing() {
+    const LIVES: usize = 16;
+    let nats = NatsServer::start().await.unwrap();
+    let mut replicas = Replicas::start(&nats).await;
+    let urls = format!("{},{}", replicas.a().url(), replicas.b.url());
+    let agent = replicas.agent("failover-host", &urls).await;
+    let host = replicas.setup.host_id("failover-host").await;
+    // The agent starts at a random one of the two addresses.
+    let connected_to = |url: &str| {
+        agent
+            .stderr()
+            .contains(&format!("collector={url} host=failover-host"))
+    };
+    let on_a = connected_to(&replicas.a().url());
+    let other = if on_a {
+        replicas.b.url()
+    } else {
+        replicas.a().url()
+    };
+    assert!(!connected_to(&other));
+    let churn = Churn::start().await;
+    for i in 0..LIVES / 2 {
+        churn.life(i).await;
+    }
+    // Mid-stream (frames in flight, some committed but not yet acknowledged), the replica
+    // the agent reports to dies; containers keep changing meanwhile.
+    let killed_at = Instant::now();
+    if on_a {
+        replicas.setup.collector.kill9().await;
+    } else {
+        replicas.b.kill9().await;
+    }
+    let reconnected = async {
+        eventually(WAIT, "the agent connected to the other replica", || async {
+            (agent.stderr().matches("connected to the collector").count() >= 2)
+                .then(|| killed_at.elapsed())
+        })
+        .await
+        .unwrap()
+    };
+    let churning = async {
+        for i in LIVES / 2..LIVES {
+            churn.life(i).await;
+        }
+    };
+    let (moved, ()) = tokio::join!(reconnected, churning);
+    assert!(
+        moved < Duration::from_secs(10),
+        "took {moved:?} to report to the other replica"
+    );
+    assert!(connected_to(&other), "{}", agent.stderr());
+    churn.settle(LIVES).await;
+    let stored = replicas
+        .setup
+        .assert_stored_exactly(host, &churn.oracle)
+        .await;
+    assert!(
+        stored >= LIVES * 4,
+        "{stored} events for {LIVES} container lives"
+    );
 }
