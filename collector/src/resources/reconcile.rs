@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dockermon_proto::transport::{AgentConfig, CAPABILITY_PAUSE, CommandAction, CommandOutcome};
+use dockermon_proto::transport::{AgentConfig, CAPABILITY_PAUSE};
 use dockermon_proto::{HostName, ProfileEndReason, now_ns};
 use tracing::{info, instrument, warn};
 
@@ -60,24 +60,25 @@ impl Context {
         {
             connected = true;
             applied = agent.spec;
-            if applied.generation != Some(generation)
-                && let Some(connection) = self.registry.connection_id(host.id)
-            {
+            if applied.generation != Some(generation) {
                 let can_pause = agent.capabilities.iter().any(|c| c == CAPABILITY_PAUSE);
-                applied = if spec.paused && !can_pause {
-                    // An older agent would ignore the field and keep collecting.
-                    AppliedSpec {
+                if spec.paused && !can_pause {
+                    // An older agent would ignore the field and keep collecting: not sent,
+                    // refused here (on whichever replica reconciles, each time).
+                    applied = AppliedSpec {
                         generation: Some(generation),
                         error: Some(
                             "this agent cannot pause collection (it predates spec.paused); upgrade it"
                                 .into(),
                         ),
+                    };
+                    if let Some(connection) = self.registry.connection_id(host.id) {
+                        self.registry
+                            .set_applied_spec(host.id, connection, applied.clone());
                     }
                 } else {
-                    self.push_settings(host, spec, generation).await
-                };
-                self.registry
-                    .set_applied_spec(host.id, connection, applied.clone());
+                    applied = self.push_settings(host, spec, generation).await;
+                }
             }
         }
         let certificate_expires_ns = match HostName::new(name) {
@@ -110,7 +111,8 @@ impl Context {
         Ok(host_status(&facts, previous, now))
     }
 
-    /// Sends the settings of `spec` to the host's agent; what it ran afterwards.
+    /// Sends the settings of `spec` to the host's agent, wherever it is connected; what it
+    /// runs afterwards (recorded by the replica holding its session).
     async fn push_settings(
         &self,
         host: &HostRow,
@@ -120,23 +122,19 @@ impl Context {
         let config = spec.agent_config(&self.defaults);
         let answer = self
             .registry
-            .command(host.id, CommandAction::SetConfig(config), SETTINGS_TIMEOUT)
+            .apply_spec(host.id, config, generation, SETTINGS_TIMEOUT)
             .await;
         match answer {
-            Ok(CommandOutcome::Done { .. }) => {
-                info!(host = %host.name, generation, "agent runs the new DockerHost spec");
-                AppliedSpec {
-                    generation: Some(generation),
-                    error: None,
+            Ok(applied) => {
+                match &applied.error {
+                    None => {
+                        info!(host = %host.name, generation, "agent runs the new DockerHost spec")
+                    }
+                    Some(message) => {
+                        warn!(host = %host.name, generation, %message, "agent refused the DockerHost spec")
+                    }
                 }
-            }
-            Ok(CommandOutcome::Failed { message }) => {
-                warn!(host = %host.name, generation, %message, "agent refused the DockerHost spec");
-                // Observed and refused: not sent again until the spec changes.
-                AppliedSpec {
-                    generation: Some(generation),
-                    error: Some(message),
-                }
+                applied
             }
             // Not acknowledged: tried again at the next reconcile.
             Err(error) => {

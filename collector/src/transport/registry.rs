@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dockermon_proto::HostName;
-use dockermon_proto::transport::{AgentStatus, Command, CommandAction, CommandOutcome};
+use dockermon_proto::transport::{
+    AgentConfig, AgentStatus, Command, CommandAction, CommandOutcome,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -101,6 +103,21 @@ pub struct AppliedSpec {
     pub error: Option<String>,
 }
 
+impl AppliedSpec {
+    /// What the agent runs after answering `outcome` to generation `generation`'s
+    /// settings: that generation, with its refusal if it refused (observed and refused, it
+    /// is not sent again until the spec changes).
+    pub fn of(generation: i64, outcome: CommandOutcome) -> AppliedSpec {
+        AppliedSpec {
+            generation: Some(generation),
+            error: match outcome {
+                CommandOutcome::Done { .. } => None,
+                CommandOutcome::Failed { message } => Some(message),
+            },
+        }
+    }
+}
+
 /// An agent that is connected now, as its session describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectedAgent {
@@ -130,6 +147,10 @@ struct Link {
 struct RemoteCommand {
     action: CommandAction,
     timeout_ms: u64,
+    /// For settings: the `DockerHost` spec generation they are, which the replica holding
+    /// the session records as applied once the agent answers ([`Registry::apply_spec`]).
+    #[serde(default)]
+    generation: Option<i64>,
 }
 
 impl Registry {
@@ -329,6 +350,35 @@ impl Registry {
         action: CommandAction,
         timeout: Duration,
     ) -> Result<CommandOutcome, CommandError> {
+        self.command_anywhere(host, action, timeout, None).await
+    }
+
+    /// Sends `config`, generation `generation` of the host's `DockerHost` spec, to its agent
+    /// wherever it is connected; the replica holding the session records what the agent
+    /// runs afterwards ([`AppliedSpec`]), which is returned: the generation, with the
+    /// agent's refusal if it refused. Errors as [`Registry::command`]'s (not acknowledged:
+    /// nothing recorded).
+    pub async fn apply_spec(
+        &self,
+        host: HostId,
+        config: AgentConfig,
+        generation: i64,
+        timeout: Duration,
+    ) -> Result<AppliedSpec, CommandError> {
+        let action = CommandAction::SetConfig(config);
+        let outcome = self
+            .command_anywhere(host, action, timeout, Some(generation))
+            .await?;
+        Ok(AppliedSpec::of(generation, outcome))
+    }
+
+    async fn command_anywhere(
+        &self,
+        host: HostId,
+        action: CommandAction,
+        timeout: Duration,
+        generation: Option<i64>,
+    ) -> Result<CommandOutcome, CommandError> {
         let here = self
             .entries
             .lock()
@@ -339,6 +389,7 @@ impl Registry {
                 let request = RemoteCommand {
                     action,
                     timeout_ms: timeout.as_millis() as u64,
+                    generation,
                 };
                 let subject = broker::command_subject(host);
                 match link
@@ -352,7 +403,7 @@ impl Registry {
                     Err(RequestError::Failed(reason)) => Err(CommandError::Unreachable(reason)),
                 }
             }
-            _ => self.command_here(host, action, timeout).await,
+            _ => self.command_here(host, action, timeout, generation).await,
         }
     }
 
@@ -380,14 +431,33 @@ impl Registry {
             let (registry, broker) = (self.clone(), broker.clone());
             tokio::spawn(async move {
                 let timeout = Duration::from_millis(request.timeout_ms);
-                let outcome = registry.command_here(host, request.action, timeout).await;
+                let outcome = registry
+                    .command_here(host, request.action, timeout, request.generation)
+                    .await;
                 broker.reply(reply, &outcome).await;
             });
         }
     }
 
-    /// Sends a command to a host's agent connected here and waits for its outcome.
+    /// Sends a command to a host's agent connected here and waits for its outcome; with a
+    /// `generation`, records the settings' outcome as the session's [`AppliedSpec`].
     async fn command_here(
+        &self,
+        host: HostId,
+        action: CommandAction,
+        timeout: Duration,
+        generation: Option<i64>,
+    ) -> Result<CommandOutcome, CommandError> {
+        let outcome = self.send_here(host, action, timeout).await?;
+        if let Some(generation) = generation
+            && let Some(entry) = self.entries.lock().expect("registry lock").get_mut(&host)
+        {
+            entry.spec = AppliedSpec::of(generation, outcome.clone());
+        }
+        Ok(outcome)
+    }
+
+    async fn send_here(
         &self,
         host: HostId,
         action: CommandAction,

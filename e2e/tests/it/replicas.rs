@@ -14,6 +14,7 @@ use dockermon_e2e::http;
 use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
+use crate::resources::{apply, condition, get};
 use crate::support::{ADMIN_PASSWORD, Churn, Setup};
 
 /// Two replicas of one collector, linked by `nats`, on a fresh database: A is the setup's
@@ -373,5 +374,53 @@ async fn an_agent_whose_replica_dies_reports_to_another_and_loses_nothing() {
     assert!(
         stored >= LIVES * 4,
         "{stored} events for {LIVES} container lives"
+    );
+}
+
+#[tokio::test]
+async fn a_new_spec_reaches_an_agent_on_another_replica_than_the_controllers() {
+    let nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    // A started first and holds the scheduler's lease, so its controller reconciles; the
+    // agent is on B.
+    let agent = replicas.agent_on_b("spec-host").await;
+    let setup = &replicas.setup;
+    eventually(WAIT, "the host's DockerHost connected", || async {
+        let host = get(setup, "dockerhosts", "spec-host").await?;
+        (condition(&host, "Connected")?["status"] == "True").then_some(())
+    })
+    .await
+    .unwrap();
+    let spec = "\
+apiVersion: dockermon.io/v1alpha1
+kind: DockerHost
+metadata:
+  name: spec-host
+spec:
+  statsInterval: 7s
+";
+    assert_eq!(
+        apply(setup, "host.yaml", spec).await.unwrap(),
+        "dockerhost.dockermon.io/spec-host configured"
+    );
+    let host = eventually(WAIT, "the agent on B acknowledged generation 2", || async {
+        let host = get(setup, "dockerhosts", "spec-host").await?;
+        let ready = condition(&host, "Ready")?;
+        (host["status"]["observedGeneration"] == 2 && ready["status"] == "True").then_some(host)
+    })
+    .await
+    .unwrap();
+    assert_eq!(condition(&host, "Ready").unwrap()["reason"], "SpecApplied");
+    assert!(
+        agent.stderr().contains("stats_interval: 7s"),
+        "the agent runs the new interval: {}",
+        agent.stderr()
+    );
+    assert!(
+        setup
+            .collector
+            .stderr()
+            .contains("agent runs the new DockerHost spec"),
+        "A's controller pushed it"
     );
 }

@@ -12,7 +12,7 @@ use dockermon_e2e::wait::eventually;
 use crate::support::{ADMIN_PASSWORD, Setup, call, sign_in};
 
 /// `get KIND NAME -o json` through the shell, parsed; `None` while it fails.
-async fn get(setup: &Setup, kind: &str, name: &str) -> Option<Value> {
+pub(crate) async fn get(setup: &Setup, kind: &str, name: &str) -> Option<Value> {
     let text = setup
         .collector
         .cli(&["get", kind, name, "-o", "json"])
@@ -21,7 +21,7 @@ async fn get(setup: &Setup, kind: &str, name: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+pub(crate) fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
     object["status"]["conditions"]
         .as_array()?
         .iter()
@@ -29,7 +29,7 @@ fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 /// Writes `text` to a file in the setup's directory and applies it; what `apply` printed.
-async fn apply(setup: &Setup, file: &str, text: &str) -> Result<String, String> {
+pub(crate) async fn apply(setup: &Setup, file: &str, text: &str) -> Result<String, String> {
     let path = setup.dir.path().join(file);
     std::fs::write(&path, text).unwrap();
     let output = setup
