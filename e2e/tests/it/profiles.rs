@@ -18,12 +18,12 @@ use dockermon_e2e::wait::eventually;
 use crate::support::{ADMIN_PASSWORD, Setup, call, sign_in, user_token};
 
 /// A WebSocket client of the collector, signed in.
-struct Watcher {
+pub(crate) struct Watcher {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Watcher {
-    async fn connect(setup: &Setup, token: &str) -> Watcher {
+    pub(crate) async fn connect(setup: &Setup, token: &str) -> Watcher {
         let url = format!("ws://{}/ws", setup.collector.ws_address);
         let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let mut watcher = Watcher { socket };
@@ -35,13 +35,13 @@ impl Watcher {
         watcher
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         let text = message.to_string();
         self.socket.send(Message::Text(text.into())).await.unwrap();
     }
 
     /// The next JSON message, within `WAIT`.
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let message = tokio::time::timeout_at(deadline, self.socket.next())
@@ -56,7 +56,7 @@ impl Watcher {
     }
 
     /// The next message of type `kind` (or an error, which fails the test).
-    async fn next_of(&mut self, kind: &str) -> Value {
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
         loop {
             let message = self.next().await;
             if message["type"] == kind {
@@ -67,7 +67,7 @@ impl Watcher {
     }
 
     /// Subscribes to a container's profile; its session id and whether it was joined.
-    async fn profile(&mut self, container: i64, options: Value) -> (i64, bool) {
+    pub(crate) async fn profile(&mut self, container: i64, options: Value) -> (i64, bool) {
         let mut request = json!({"type": "subscribe", "topic": "profile", "container": container});
         if let (Some(request), Some(options)) = (request.as_object_mut(), options.as_object()) {
             request.extend(options.clone());
@@ -84,7 +84,7 @@ impl Watcher {
     }
 
     /// The next `n` samples of session `id`.
-    async fn samples(&mut self, id: i64, n: usize) -> Vec<Value> {
+    pub(crate) async fn samples(&mut self, id: i64, n: usize) -> Vec<Value> {
         let mut samples = Vec::new();
         while samples.len() < n {
             let message = self.next().await;
@@ -98,7 +98,7 @@ impl Watcher {
     }
 
     /// Every sample of session `id` until it ends, and the `ended` state.
-    async fn until_end(&mut self, id: i64) -> (Vec<Value>, Value) {
+    pub(crate) async fn until_end(&mut self, id: i64) -> (Vec<Value>, Value) {
         let mut samples = Vec::new();
         loop {
             let message = self.next().await;
@@ -119,7 +119,7 @@ impl Watcher {
 }
 
 /// A running container from the test image, removed when `cleanup` goes.
-async fn container(cleanup: &mut Cleanup, prefix: &str, command: &[&str]) -> String {
+pub(crate) async fn container(cleanup: &mut Cleanup, prefix: &str, command: &[&str]) -> String {
     let name = cleanup.container(&unique_name(prefix));
     let mut args = vec!["run", "-d", "--name", &name, TEST_IMAGE];
     args.extend_from_slice(command);
@@ -127,11 +127,11 @@ async fn container(cleanup: &mut Cleanup, prefix: &str, command: &[&str]) -> Str
     name
 }
 
-const SPIN: &[&str] = &["sh", "-c", "while :; do :; done"];
+pub(crate) const SPIN: &[&str] = &["sh", "-c", "while :; do :; done"];
 const SLEEP: &[&str] = &["sleep", "3600"];
 
 /// The API's id for a container, once the collector knows it in `state`.
-async fn container_key(setup: &Setup, token: &str, name: &str, state: &str) -> i64 {
+pub(crate) async fn container_key(setup: &Setup, token: &str, name: &str, state: &str) -> i64 {
     let path = format!("/api/v1/containers?name={name}");
     eventually(WAIT, &format!("{name} {state} in the API"), || {
         let path = path.clone();
@@ -169,7 +169,7 @@ async fn profile(setup: &Setup, token: &str, id: i64) -> Value {
 }
 
 /// The session once it has ended.
-async fn ended(setup: &Setup, token: &str, id: i64) -> Value {
+pub(crate) async fn ended(setup: &Setup, token: &str, id: i64) -> Value {
     eventually(WAIT, "the profile session to end", || async move {
         let profile = profile(setup, token, id).await;
         (profile["state"] == "ended").then_some(profile)

@@ -14,6 +14,7 @@ use dockermon_e2e::http;
 use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
+use crate::profiles::{SPIN, Watcher};
 use crate::resources::{apply, condition, get};
 use crate::support::{ADMIN_PASSWORD, Churn, Setup};
 
@@ -422,5 +423,44 @@ spec:
             .stderr()
             .contains("agent runs the new DockerHost spec"),
         "A's controller pushed it"
+    );
+}
+
+#[tokio::test]
+async fn a_profile_watched_on_one_replica_streams_from_an_agent_on_another() {
+    let nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    let _agent = replicas.agent_on_b("profile-host").await;
+    let setup = &replicas.setup;
+    let admin = crate::support::sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let mut cleanup = Cleanup::default();
+    let name = crate::profiles::container(&mut cleanup, "across-spin", SPIN).await;
+    let key = crate::profiles::container_key(setup, &admin, &name, "running").await;
+
+    // Started from A (the watcher's replica); the agent on B streams through NATS.
+    let mut watcher = Watcher::connect(setup, &admin).await;
+    let (id, joined) = watcher.profile(key, json!({"duration": 8})).await;
+    assert!(!joined);
+    let (streamed, end) = watcher.until_end(id).await;
+    assert_eq!(end["reason"], "duration", "{end}");
+    assert!(
+        (6..=10).contains(&streamed.len()),
+        "8 ± 2 samples in 8 s, got {}",
+        streamed.len()
+    );
+    let busy = streamed
+        .iter()
+        .filter(|sample| sample["cpu_percent"].as_f64().unwrap_or(0.0) > 50.0)
+        .count();
+    assert!(
+        busy * 2 >= streamed.len(),
+        "a spinning container: {streamed:?}"
+    );
+    // What was seen is saved, whichever replica stored it.
+    let saved = crate::profiles::ended(setup, &admin, id).await;
+    assert_eq!(saved["reason"], "duration", "{saved}");
+    assert!(
+        saved["summary"]["cpu_percent_avg"].as_f64().unwrap() > 50.0,
+        "{saved}"
     );
 }
