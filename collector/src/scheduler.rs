@@ -1,8 +1,9 @@
-//! Scheduled work: rollups every minute, retention every hour. Each job runs only on the
-//! replica holding its lease in the database, so replicas never do it twice; a replica that
-//! dies loses the lease when it expires.
+//! Scheduled work: rollups every minute, retention every hour, only on the replica that
+//! holds the scheduler's lease in the database, so replicas never do it twice. The lease is
+//! renewed every [`LEASE_RENEW`] by a task of its own (a long job does not let it lapse) and
+//! lasts [`LEASE_TTL`]: a replica that dies loses it within that, and another takes it over
+//! at its next renewal.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,13 +17,17 @@ use crate::store::{Retention, Store};
 
 const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// Longer than the longest expected job, shorter than the gap a failover may cause.
 /// Ended sessions are kept this long (for investigating a leaked token), then deleted.
 const SESSION_RECORDS: Duration = Duration::from_secs(7 * 86_400);
-const LEASE_TTL: Duration = Duration::from_secs(600);
+/// The scheduler's lease: its name, how long it lasts unrenewed, and how often its holder
+/// renews it (and the others try to take it).
+const LEASE: &str = "scheduler";
+pub const LEASE_TTL: Duration = Duration::from_secs(20);
+pub const LEASE_RENEW: Duration = Duration::from_secs(5);
 
-/// Runs the jobs until `cancel` fires. `leader` says whether this replica holds the rollups
-/// lease (renewed every minute): the replica that also reports hosts connected nowhere.
+/// Runs the jobs until `cancel` fires. `leader` says whether this replica holds the
+/// scheduler's lease: the replica that runs the jobs, the resource controller (without
+/// Kubernetes) and reports hosts connected nowhere.
 pub async fn run(
     store: Store,
     retention: Retention,
@@ -30,6 +35,14 @@ pub async fn run(
     leader: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
+    let (held, mut leadership) = tokio::sync::watch::channel(false);
+    let renewals = tokio::spawn(hold_lease(
+        store.clone(),
+        holder.clone(),
+        leader.clone(),
+        held,
+        cancel.clone(),
+    ));
     let mut rollups = tokio::time::interval(ROLLUP_EVERY);
     let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
     rollups.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -37,54 +50,76 @@ pub async fn run(
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
+            // Taken over from a replica that died: its rollups are due.
+            Ok(()) = leadership.changed() => {
+                if *leadership.borrow_and_update() {
+                    rollups.reset_immediately();
+                }
+            }
             _ = rollups.tick() => {
-                let held = under_lease(&store, "rollups", &holder, async {
-                    let report = store.run_rollups(now_ns()).await?;
-                    debug!(buckets_5m = report.buckets[0], buckets_1h = report.buckets[1], "rollups done");
-                    Ok(())
-                }).await;
-                leader.store(held, Ordering::Relaxed);
+                if leader.load(Ordering::Relaxed) {
+                    match store.run_rollups(now_ns()).await {
+                        Ok(report) => debug!(buckets_5m = report.buckets[0], buckets_1h = report.buckets[1], "rollups done"),
+                        Err(error) => warn!(%error, job = "rollups", "scheduled job failed; it runs again next time"),
+                    }
+                }
             }
             _ = retention_tick.tick() => {
-                under_lease(&store, "retention", &holder, async {
+                if leader.load(Ordering::Relaxed) {
                     let now = now_ns();
-                    let report = store.apply_retention(now, &retention).await?;
-                    let sessions = store.purge_sessions(now - SESSION_RECORDS.as_nanos() as i64).await?;
-                    info!(deleted = report.deleted, sessions, "retention applied");
-                    Ok(())
-                }).await;
+                    let done = async {
+                        let report = store.apply_retention(now, &retention).await?;
+                        let sessions = store.purge_sessions(now - SESSION_RECORDS.as_nanos() as i64).await?;
+                        Ok::<_, crate::store::StoreError>((report, sessions))
+                    };
+                    match done.await {
+                        Ok((report, sessions)) => info!(deleted = report.deleted, sessions, "retention applied"),
+                        Err(error) => warn!(%error, job = "retention", "scheduled job failed; it runs again next time"),
+                    }
+                }
             }
         }
     }
-    for lease in ["rollups", "retention"] {
-        let _ = store.release_lease(lease, &holder).await;
-    }
+    let _ = renewals.await;
 }
 
-/// Runs `job` if this replica holds (or takes) the lease; says whether it does.
-async fn under_lease(
-    store: &Store,
-    lease: &str,
-    holder: &str,
-    job: impl Future<Output = Result<(), crate::store::StoreError>>,
-) -> bool {
-    match store
-        .acquire_lease(lease, holder, now_ns(), LEASE_TTL.as_nanos() as i64)
-        .await
-    {
-        Ok(true) => {
-            if let Err(error) = job.await {
-                warn!(%error, job = lease, "scheduled job failed; it runs again next time");
+/// Takes or renews the lease every [`LEASE_RENEW`] until `cancel`, keeping `leader` and
+/// `held` true while it is held; releases it at the end so that another replica takes over
+/// at once.
+async fn hold_lease(
+    store: Store,
+    holder: String,
+    leader: Arc<AtomicBool>,
+    held_now: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
+    let mut renew = tokio::time::interval(LEASE_RENEW);
+    renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = renew.tick() => {}
+        }
+        let held = match store
+            .acquire_lease(LEASE, &holder, now_ns(), LEASE_TTL.as_nanos() as i64)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                warn!(%error, lease = LEASE, "cannot take or renew the scheduler's lease");
+                false
             }
-            true
-        }
-        Ok(false) => {
-            debug!(job = lease, "another replica holds the lease");
-            false
-        }
-        Err(error) => {
-            warn!(%error, job = lease, "cannot take the lease");
-            false
+        };
+        let was = leader.swap(held, Ordering::Relaxed);
+        held_now.send_if_modified(|now| std::mem::replace(now, held) != held);
+        match (was, held) {
+            (false, true) => info!(
+                "this replica holds the scheduler's lease: it runs rollups, retention and the resource controller"
+            ),
+            (true, false) => info!("this replica no longer holds the scheduler's lease"),
+            _ => {}
         }
     }
+    leader.store(false, Ordering::Relaxed);
+    let _ = store.release_lease(LEASE, &holder).await;
 }

@@ -464,3 +464,39 @@ async fn a_profile_watched_on_one_replica_streams_from_an_agent_on_another() {
         "{saved}"
     );
 }
+
+#[tokio::test]
+async fn the_scheduler_moves_to_another_replica_when_its_holder_dies() {
+    const HOLDS: &str = "this replica holds the scheduler's lease";
+    let nats = NatsServer::start().await.unwrap();
+    let mut replicas = Replicas::start(&nats).await;
+    // A started first and holds it; B stands by.
+    eventually(WAIT, "A to hold the lease", || async {
+        replicas.a().stderr().contains(HOLDS).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(!replicas.b.stderr().contains(HOLDS));
+    let killed_at = Instant::now();
+    replicas.setup.collector.kill9().await;
+    let b = &replicas.b;
+    let took = eventually(WAIT, "B to take the lease", || async {
+        b.stderr().contains(HOLDS).then(|| killed_at.elapsed())
+    })
+    .await
+    .unwrap();
+    // The lease lasts 20 s unrenewed and B tries every 5 s.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // B now runs the jobs: the rollups at once, not at its next minute.
+    let taken_at = Instant::now();
+    eventually(WAIT, "B's rollups", || async {
+        b.stderr().contains("rollups done").then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        taken_at.elapsed() < Duration::from_secs(15),
+        "rollups {:?} after the takeover",
+        taken_at.elapsed()
+    );
+}
