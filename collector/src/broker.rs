@@ -46,7 +46,11 @@ impl Broker {
     pub async fn connect(config: &NatsConfig, readiness: Readiness) -> anyhow::Result<Broker> {
         use anyhow::Context;
         let (reconnections, reconnected) = tokio::sync::watch::channel(0u64);
-        let url = config.url.clone();
+        // Shown in logs and in /readyz, which anyone reaching port 9810 reads: no password.
+        let url = redacted(&config.url);
+        if config.credentials_file.is_none() && !config.url.contains('@') {
+            warn!(%url, "NATS without credentials: whoever reaches it can send commands to agents through the replicas; give --nats-credentials-file (or user:password in the URL) and let only the collectors reach NATS");
+        }
         readiness.not_ready(Dependency::Nats, format!("NATS {url}: connecting"));
         let mut options = ConnectOptions::new()
             .name("dockermon-collector")
@@ -75,7 +79,7 @@ impl Broker {
         let client = options
             .connect(config.url.as_str())
             .await
-            .with_context(|| format!("cannot use NATS at {}", config.url))?;
+            .with_context(|| format!("cannot use NATS at {}", redacted(&config.url)))?;
         Ok(Broker {
             client,
             reconnected,
@@ -129,22 +133,27 @@ impl Broker {
     }
 
     /// Sends a request on `subject` (under the prefix) and waits up to `timeout` for the
-    /// answer.
+    /// answer, all told. Not connected: `Failed` at once, never a request that leaves later
+    /// (the client would queue it until it reconnects, after the asker gave up).
     pub async fn request<T: DeserializeOwned>(
         &self,
         subject: &str,
         message: &impl Serialize,
         timeout: Duration,
     ) -> Result<T, RequestError> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(RequestError::Failed("not connected to NATS".into()));
+        }
         let payload =
             serde_json::to_vec(message).map_err(|e| RequestError::Failed(e.to_string()))?;
         let request = async_nats::Request::new()
             .payload(Bytes::from(payload))
             .timeout(Some(timeout));
-        let answer = self
-            .client
-            .send_request(subject_of(subject), request)
+        let sent = self.client.send_request(subject_of(subject), request);
+        // The client's own timeout covers the wait for the answer, not the queue before it.
+        let answer = tokio::time::timeout(timeout, sent)
             .await
+            .map_err(|_| RequestError::TimedOut)?
             .map_err(|error| match error.kind() {
                 async_nats::RequestErrorKind::NoResponders => RequestError::NoResponders,
                 async_nats::RequestErrorKind::TimedOut => RequestError::TimedOut,
@@ -170,6 +179,19 @@ pub enum RequestError {
     /// NATS is not connected, or the answer was not understood.
     #[error("the replicas' NATS link failed: {0}")]
     Failed(String),
+}
+
+/// `url` (comma-separated addresses) without the user and password of any address.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(
+            |address| match (address.split_once("://"), address.rsplit_once('@')) {
+                (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+                _ => address.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The subject of commands to `host`'s agent.
@@ -212,5 +234,18 @@ fn on_event(
         Event::ServerError(error) => warn!(url, %error, "NATS server error"),
         Event::ClientError(error) => warn!(url, %error, "NATS client error"),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn credentials_in_the_url_are_not_shown() {
+        assert_eq!(
+            redacted("nats://dm:s3cret@n1:4222,tls://token@n2:4222,nats://n3:4222"),
+            "nats://***@n1:4222,tls://***@n2:4222,nats://n3:4222"
+        );
     }
 }

@@ -937,7 +937,15 @@ impl ServeArgs {
                 ));
             }
         }
-        if ca.is_some() && !addresses.iter().any(|a| a.starts_with("tls://")) {
+        let tls = addresses.iter().filter(|a| a.starts_with("tls://")).count();
+        if tls != 0 && tls != addresses.len() {
+            // TLS is required of all servers or none: a plain one could never be reached.
+            return Err(invalid(
+                "nats_url",
+                "mixes nats:// and tls:// addresses: give every address the same scheme",
+            ));
+        }
+        if ca.is_some() && tls == 0 {
             return Err(invalid("nats_ca", "is for a tls:// nats_url"));
         }
         Ok(Some(NatsConfig {
@@ -1220,11 +1228,11 @@ mod tests {
     fn nats_settings_name_a_server_and_go_with_it() {
         let resolve = |args: &[&str]| serve(args).resolve(&FileConfig::default());
         assert_eq!(resolve(&[]).unwrap().nats, None);
-        let config = resolve(&["--nats-url", "nats://n1:4222, tls://n2:4222"]).unwrap();
+        let config = resolve(&["--nats-url", "nats://n1:4222, nats://n2:4222"]).unwrap();
         assert_eq!(
             config.nats,
             Some(NatsConfig {
-                url: "nats://n1:4222,tls://n2:4222".into(),
+                url: "nats://n1:4222,nats://n2:4222".into(),
                 credentials_file: None,
                 ca: None,
             })
@@ -1248,6 +1256,11 @@ mod tests {
                 "is not nats://HOST:PORT",
             ),
             (&["--nats-url", "nats://n:4222/x"][..], "nats_url", "is not"),
+            (
+                &["--nats-url", "nats://n1:4222,tls://n2:4222"][..],
+                "nats_url",
+                "mixes nats:// and tls://",
+            ),
             (
                 &["--nats-credentials-file", "/c.creds"][..],
                 "nats_credentials_file",

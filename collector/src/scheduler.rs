@@ -36,12 +36,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let (held, mut leadership) = tokio::sync::watch::channel(false);
+    // Ends only after the jobs: the lease is released when no job of this replica runs.
+    let renewing = CancellationToken::new();
     let renewals = tokio::spawn(hold_lease(
         store.clone(),
         holder.clone(),
         leader.clone(),
         held,
-        cancel.clone(),
+        renewing.clone(),
     ));
     let mut rollups = tokio::time::interval(ROLLUP_EVERY);
     let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
@@ -54,6 +56,7 @@ pub async fn run(
             Ok(()) = leadership.changed() => {
                 if *leadership.borrow_and_update() {
                     rollups.reset_immediately();
+                    retention_tick.reset_immediately();
                 }
             }
             _ = rollups.tick() => {
@@ -80,6 +83,7 @@ pub async fn run(
             }
         }
     }
+    renewing.cancel();
     let _ = renewals.await;
 }
 
@@ -100,13 +104,20 @@ async fn hold_lease(
             () = cancel.cancelled() => break,
             _ = renew.tick() => {}
         }
-        let held = match store
-            .acquire_lease(LEASE, &holder, now_ns(), LEASE_TTL.as_nanos() as i64)
-            .await
-        {
-            Ok(held) => held,
-            Err(error) => {
+        // A renewal that hangs must not leave this replica believing it leads while the
+        // lease runs out under it.
+        let attempt = store.acquire_lease(LEASE, &holder, now_ns(), LEASE_TTL.as_nanos() as i64);
+        let held = match tokio::time::timeout(LEASE_RENEW, attempt).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
                 warn!(%error, lease = LEASE, "cannot take or renew the scheduler's lease");
+                false
+            }
+            Err(_) => {
+                warn!(
+                    lease = LEASE,
+                    "the database did not answer the scheduler's lease renewal in time"
+                );
                 false
             }
         };

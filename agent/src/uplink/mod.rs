@@ -123,7 +123,10 @@ pub async fn run(
             .ensure(collector, config.enrollment.as_ref())
             .await
         {
-            Ok(()) => break,
+            Ok(()) => {
+                addresses.succeeded();
+                break;
+            }
             Err(error) if error.is_transient() => {
                 let next_now = addresses.failed();
                 warn!(%collector, error = %crate::process::error_chain(&error), "cannot enroll yet; retrying");
@@ -179,14 +182,18 @@ struct Uplink {
     tasks: TaskChannels,
 }
 
-/// Which of several addresses to use: the same one while it works; after a failure the
-/// next one at once, and only after every one failed in a row, a pause (the backoff).
+/// Which of several addresses to use: the same one while it works; after a failure each
+/// other one, at once, in a random order (so that the agents of a replica that died spread
+/// over the others instead of all moving to the same one), and only after every one failed
+/// in a row, a pause (the backoff).
 #[derive(Debug)]
 struct Rotation {
     count: usize,
     current: usize,
-    /// Failures in a row since the last success.
-    failures: usize,
+    /// The addresses this round has yet to try, next last.
+    untried: Vec<usize>,
+    /// Whether a round of failures is under way.
+    in_round: bool,
 }
 
 impl Rotation {
@@ -195,7 +202,8 @@ impl Rotation {
         Rotation {
             count,
             current: rand::random_range(0..count),
-            failures: 0,
+            untried: Vec::new(),
+            in_round: false,
         }
     }
 
@@ -205,19 +213,32 @@ impl Rotation {
 
     /// The current address works.
     fn succeeded(&mut self) {
-        self.failures = 0;
+        self.in_round = false;
+        self.untried.clear();
     }
 
-    /// The current address failed: moves to the next. Whether to try it at once (true), or
+    /// The current address failed: moves to another. Whether to try it at once (true), or
     /// to pause first because every address failed in this round.
     fn failed(&mut self) -> bool {
-        self.current = (self.current + 1) % self.count;
-        self.failures += 1;
-        if self.failures >= self.count {
-            self.failures = 0;
-            false
-        } else {
-            true
+        if !self.in_round {
+            self.in_round = true;
+            self.untried = (0..self.count).filter(|&i| i != self.current).collect();
+            // Fisher-Yates.
+            for i in (1..self.untried.len()).rev() {
+                let j = rand::random_range(0..=i);
+                self.untried.swap(i, j);
+            }
+        }
+        match self.untried.pop() {
+            Some(next) => {
+                self.current = next;
+                true
+            }
+            None => {
+                // Every address failed: pause; the next round starts from the last one.
+                self.in_round = false;
+                false
+            }
         }
     }
 }
@@ -585,26 +606,45 @@ mod tests {
     use super::Rotation;
 
     #[test]
-    fn a_failed_address_gives_way_to_the_next_and_a_failed_round_to_a_pause() {
+    fn a_failed_address_gives_way_to_the_others_and_a_failed_round_to_a_pause() {
         let mut rotation = Rotation::new(3);
         let first = rotation.current();
-        assert!(rotation.failed(), "the second address is tried at once");
-        assert_eq!(rotation.current(), (first + 1) % 3);
-        assert!(rotation.failed(), "the third too");
+        let mut tried = vec![first];
+        assert!(rotation.failed(), "another address is tried at once");
+        tried.push(rotation.current());
+        assert!(rotation.failed(), "and the last one too");
+        tried.push(rotation.current());
+        tried.sort();
+        assert_eq!(tried, [0, 1, 2], "every address once");
         assert!(!rotation.failed(), "all three failed: pause");
-        assert_eq!(rotation.current(), first, "the round starts over");
-        // A success keeps the address and starts the count over.
+        // A success keeps the address and starts the round over.
         assert!(rotation.failed());
         rotation.succeeded();
         let working = rotation.current();
         assert!(rotation.failed());
         assert!(rotation.failed());
         assert!(!rotation.failed());
-        assert_eq!(rotation.current(), working);
+        assert_ne!(rotation.current(), working, "it moved on, and pauses there");
 
         // One address: every failure pauses.
         let mut alone = Rotation::new(1);
         assert!(!alone.failed());
         assert_eq!(alone.current(), 0);
+    }
+
+    #[test]
+    fn the_agents_of_a_dead_address_spread_over_the_others() {
+        // 300 agents on address 0 of 4, which dies: where each goes first.
+        let mut first_choice = [0usize; 4];
+        for _ in 0..300 {
+            let mut rotation = Rotation::new(4);
+            rotation.current = 0;
+            assert!(rotation.failed());
+            first_choice[rotation.current()] += 1;
+        }
+        assert_eq!(first_choice[0], 0);
+        for survivor in &first_choice[1..] {
+            assert!(*survivor > 50, "{first_choice:?}");
+        }
     }
 }

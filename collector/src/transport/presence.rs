@@ -27,9 +27,11 @@ use crate::store::HostId;
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 /// How long a replica's announcement counts without a newer one.
 pub const FORGET_AFTER: Duration = Duration::from_secs(15);
-/// Agents per announcement message, so that 10,000 agents stay far below NATS' default
-/// 1 MiB message limit (an agent takes about 250 bytes of JSON).
+/// Agents per announcement message, at most; fewer when they would make a message larger
+/// than [`MESSAGE_BYTES`] (an agent takes about 250 bytes of JSON, more with profiles).
 const AGENTS_PER_MESSAGE: usize = 500;
+/// Far below NATS' default 1 MiB message limit.
+const MESSAGE_BYTES: usize = 256 * 1024;
 /// Changes within this long are announced together.
 const COALESCE: Duration = Duration::from_millis(100);
 const SUBJECT: &str = "presence";
@@ -57,8 +59,8 @@ pub struct Presence {
 struct Announced {
     /// The latest complete announcement and when it was completed.
     complete: Option<(Instant, HashMap<HostId, ConnectedAgent>)>,
-    /// An announcement whose parts are still arriving.
-    partial: Option<(u64, HashMap<u32, Agents>)>,
+    /// An announcement whose parts are still arriving, and when its first part came.
+    partial: Option<(u64, Instant, HashMap<u32, Agents>)>,
 }
 
 impl Presence {
@@ -155,21 +157,26 @@ impl Presence {
     fn receive(&self, announcement: Announcement) {
         let mut others = self.others.lock().expect("presence lock");
         let announced = others.entry(announcement.replica).or_default();
-        let parts = match &mut announced.partial {
-            Some((epoch, parts)) if *epoch == announcement.epoch => parts,
-            partial => {
-                *partial = Some((announcement.epoch, HashMap::new()));
-                &mut partial.as_mut().expect("just set").1
-            }
-        };
+        if !matches!(&announced.partial, Some((epoch, ..)) if *epoch == announcement.epoch) {
+            // A newer announcement: one whose parts did not all come is given up.
+            announced.partial = Some((announcement.epoch, Instant::now(), HashMap::new()));
+        }
+        let (_, _, parts) = announced.partial.as_mut().expect("just set");
         parts.insert(announcement.part, announcement.agents);
         if parts.len() as u32 >= announcement.parts {
-            let (_, parts) = announced.partial.take().expect("being assembled");
+            let (_, _, parts) = announced.partial.take().expect("being assembled");
             let agents = parts.into_values().flatten().collect();
             announced.complete = Some((Instant::now(), agents));
         }
-        // Replicas that left or died are dropped once stale.
+        // Replicas that left or died, and parts that never completed, are dropped once stale.
         others.retain(|_, announced| {
+            if announced
+                .partial
+                .as_ref()
+                .is_some_and(|(_, started, _)| started.elapsed() >= FORGET_AFTER)
+            {
+                announced.partial = None;
+            }
             announced.partial.is_some()
                 || announced
                     .complete
@@ -179,16 +186,10 @@ impl Presence {
     }
 }
 
-/// Publishes `agents` as announcement `epoch` of `replica`, in parts.
+/// Publishes `agents` as announcement `epoch` of `replica`, in parts of at most
+/// [`AGENTS_PER_MESSAGE`] agents and about [`MESSAGE_BYTES`].
 async fn announce(broker: &Broker, replica: u64, epoch: u64, agents: Agents) {
-    let chunks: Vec<Agents> = if agents.is_empty() {
-        vec![Vec::new()]
-    } else {
-        agents
-            .chunks(AGENTS_PER_MESSAGE)
-            .map(<[_]>::to_vec)
-            .collect()
-    };
+    let chunks = chunks(agents);
     let parts = chunks.len() as u32;
     for (part, agents) in chunks.into_iter().enumerate() {
         let announcement = Announcement {
@@ -199,5 +200,94 @@ async fn announce(broker: &Broker, replica: u64, epoch: u64, agents: Agents) {
             agents,
         };
         broker.publish(SUBJECT, &announcement).await;
+    }
+}
+
+/// `agents` in parts (at least one, maybe empty) of at most [`AGENTS_PER_MESSAGE`] agents
+/// whose JSON adds up to at most [`MESSAGE_BYTES`] (a single agent larger than that alone).
+fn chunks(agents: Agents) -> Vec<Agents> {
+    let mut chunks = vec![Vec::new()];
+    let mut bytes = 0;
+    for agent in agents {
+        let size = serde_json::to_vec(&agent).map_or(0, |json| json.len());
+        let last = chunks.last_mut().expect("never empty");
+        if !last.is_empty() && (last.len() >= AGENTS_PER_MESSAGE || bytes + size > MESSAGE_BYTES) {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        chunks.last_mut().expect("never empty").push(agent);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use dockermon_proto::transport::AgentStatus;
+
+    use super::*;
+    use crate::transport::registry::AppliedSpec;
+
+    fn agent(profiles: usize) -> ConnectedAgent {
+        ConnectedAgent {
+            capabilities: vec!["profile".into()],
+            status: AgentStatus {
+                profiles: (0..profiles as u64).collect(),
+                ..AgentStatus::default()
+            },
+            certificate_expires_s: 1_800_000_000,
+            spec: AppliedSpec::default(),
+        }
+    }
+
+    #[test]
+    fn announcements_are_split_by_count_and_by_size() {
+        assert_eq!(
+            chunks(Vec::new()).len(),
+            1,
+            "an empty announcement is one part"
+        );
+        let many: Agents = (0..1_201).map(|id| (HostId(id), agent(0))).collect();
+        let parts = chunks(many);
+        assert_eq!(
+            parts.iter().map(Vec::len).collect::<Vec<_>>(),
+            [500, 500, 201]
+        );
+        // Agents with many profiles each: fewer per part, every part within the bound.
+        let heavy: Agents = (0..100).map(|id| (HostId(id), agent(1024))).collect();
+        let parts = chunks(heavy);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 100);
+        for part in &parts {
+            assert!(serde_json::to_vec(part).unwrap().len() <= MESSAGE_BYTES + 1024);
+        }
+    }
+
+    #[test]
+    fn an_announcement_counts_once_complete_and_not_after_a_newer_one_starts() {
+        let presence = Presence {
+            changed: Notify::new(),
+            others: Mutex::default(),
+        };
+        let part = |epoch, part, parts, ids: &[i64]| Announcement {
+            replica: 7,
+            epoch,
+            part,
+            parts,
+            agents: ids.iter().map(|id| (HostId(*id), agent(0))).collect(),
+        };
+        presence.receive(part(1, 0, 2, &[1]));
+        assert!(presence.agent(HostId(1)).is_none(), "half an announcement");
+        presence.receive(part(1, 1, 2, &[2]));
+        assert!(presence.agent(HostId(1)).is_some());
+        assert!(presence.agent(HostId(2)).is_some());
+        // A newer announcement in progress leaves the complete one in force...
+        presence.receive(part(2, 0, 2, &[3]));
+        assert!(presence.agent(HostId(1)).is_some());
+        assert!(presence.agent(HostId(3)).is_none());
+        // ...and one that starts over gives the unfinished one up.
+        presence.receive(part(3, 0, 1, &[3]));
+        assert!(presence.agent(HostId(1)).is_none(), "replaced by epoch 3");
+        assert!(presence.agent(HostId(3)).is_some());
     }
 }

@@ -147,6 +147,10 @@ struct Link {
 struct RemoteCommand {
     action: CommandAction,
     timeout_ms: u64,
+    /// When the asker stops waiting (Unix nanoseconds): a command that arrives later is
+    /// dropped, never run after its asker was told it timed out.
+    #[serde(default)]
+    deadline_ns: Option<i64>,
     /// For settings: the `DockerHost` spec generation they are, which the replica holding
     /// the session records as applied once the agent answers ([`Registry::apply_spec`]).
     #[serde(default)]
@@ -265,9 +269,7 @@ impl Registry {
         {
             entry.serving.cancel();
             drop(entries);
-            if let Some(link) = &self.link {
-                link.presence.changed();
-            }
+            self.announce();
         }
     }
 
@@ -291,6 +293,14 @@ impl Registry {
     /// Records which spec a session's agent runs (see [`AppliedSpec`]).
     pub fn set_applied_spec(&self, host: HostId, connection_id: u64, spec: AppliedSpec) {
         self.update_session(host, connection_id, |entry| entry.spec = spec);
+        self.announce();
+    }
+
+    /// Linked: tells the other replicas soon what changed about this replica's agents.
+    fn announce(&self) {
+        if let Some(link) = &self.link {
+            link.presence.changed();
+        }
     }
 
     /// The id of `host`'s session here, to tie later updates to it.
@@ -389,6 +399,9 @@ impl Registry {
                 let request = RemoteCommand {
                     action,
                     timeout_ms: timeout.as_millis() as u64,
+                    deadline_ns: Some(
+                        dockermon_proto::now_ns() + (timeout + REMOTE_MARGIN).as_nanos() as i64,
+                    ),
                     generation,
                 };
                 let subject = broker::command_subject(host);
@@ -421,6 +434,9 @@ impl Registry {
         let mut requests = std::pin::pin!(requests);
         loop {
             let (request, reply) = tokio::select! {
+                // A replaced session's subscription must not take a command that the new
+                // one takes too: the agent would run it twice.
+                biased;
                 () = stop.cancelled() => return,
                 request = requests.next() => match request {
                     Some(request) => request,
@@ -428,9 +444,26 @@ impl Registry {
                 },
             };
             let Some(reply) = reply else { continue };
+            if stop.is_cancelled() {
+                return;
+            }
+            let now = dockermon_proto::now_ns();
+            let left = request.deadline_ns.map(|deadline| deadline - now);
+            if left.is_some_and(|left| left <= 0) {
+                warn!(
+                    host = host.0,
+                    "a command from another replica arrived after its asker gave up; not run"
+                );
+                continue;
+            }
             let (registry, broker) = (self.clone(), broker.clone());
             tokio::spawn(async move {
-                let timeout = Duration::from_millis(request.timeout_ms);
+                let mut timeout = Duration::from_millis(request.timeout_ms);
+                if let Some(left) = left {
+                    // The asker's wait includes the way here and back.
+                    let left = Duration::from_nanos(left as u64);
+                    timeout = timeout.min(left.saturating_sub(REMOTE_MARGIN / 2));
+                }
                 let outcome = registry
                     .command_here(host, request.action, timeout, request.generation)
                     .await;
@@ -453,6 +486,9 @@ impl Registry {
             && let Some(entry) = self.entries.lock().expect("registry lock").get_mut(&host)
         {
             entry.spec = AppliedSpec::of(generation, outcome.clone());
+        }
+        if generation.is_some() {
+            self.announce();
         }
         Ok(outcome)
     }

@@ -339,7 +339,11 @@ async fn stream(
                     }
                     AgentMessage::CommandResult(result) => service.registry.complete(host, result.id, result.outcome),
                     AgentMessage::ProfileSample(live) => service.profiler.live_sample(host, live.profile_id, live.sample, live.read_ns),
-                    AgentMessage::Status(status) => service.registry.set_status(host, connection.id, status),
+                    AgentMessage::Status(mut status) => {
+                        // Bounded as the hello's list is: it travels in presence announcements.
+                        status.profiles.truncate(1024);
+                        service.registry.set_status(host, connection.id, status)
+                    }
                     AgentMessage::Hello(_) => return Err(End::Violation(POLICY, "a second hello".into())),
                 }
             }
