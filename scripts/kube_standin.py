@@ -123,7 +123,6 @@ class Cluster:
         self.version = 1
         self.access_tokens = {}  # bearer token -> ServiceAccount username
         self.bound_tokens = {}  # projected token -> review user and audiences
-        self.requests = []  # (method, path) of every request, for the test's assertions
         self.token_reviews = []  # (audiences asked, authenticated) per review
 
     # --- the test's side ---------------------------------------------------------------
@@ -139,17 +138,6 @@ class Cluster:
         with self.lock:
             found = self.objects.get((prefix, namespace, resource, name))
             return copy.deepcopy(found) if found else None
-
-    def wait_for(self, predicate, timeout):
-        """Waits until predicate(self) returns something truthy; returns it, or None."""
-        import time
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while True:
-                found = predicate(self)
-                if found or time.monotonic() >= deadline:
-                    return found
-                self.lock.wait(max(0.0, min(1.0, deadline - time.monotonic())))
 
     def service_account_token(self, namespace, name):
         """The token of a pod's automounted ServiceAccount credentials."""
@@ -333,8 +321,6 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         cluster = self.cluster
-        with cluster.lock:
-            cluster.requests.append((self.command, url.path))
         bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         if bearer not in cluster.access_tokens:
             self._reply(401, ApiError(401, "Unauthorized", "Unauthorized").status())

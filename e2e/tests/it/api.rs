@@ -10,7 +10,7 @@ use dockermon_e2e::wait::eventually;
 
 use crate::support::{ADMIN_PASSWORD, Setup, call, sign_in};
 
-async fn state_of(name: &str) -> String {
+pub(crate) async fn state_of(name: &str) -> String {
     docker(&["inspect", "-f", "{{.State.Status}}", name])
         .await
         .unwrap()

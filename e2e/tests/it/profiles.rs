@@ -128,7 +128,7 @@ pub(crate) async fn container(cleanup: &mut Cleanup, prefix: &str, command: &[&s
 }
 
 pub(crate) const SPIN: &[&str] = &["sh", "-c", "while :; do :; done"];
-const SLEEP: &[&str] = &["sleep", "3600"];
+pub(crate) const SLEEP: &[&str] = &["sleep", "3600"];
 
 /// The API's id for a container, once the collector knows it in `state`.
 pub(crate) async fn container_key(setup: &Setup, token: &str, name: &str, state: &str) -> i64 {

@@ -1,22 +1,21 @@
 //! Collector replicas linked by a real NATS server (`--nats-url`), sharing one MariaDB
 //! database: a person on one replica watches and acts on an agent connected to another.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
+use dockermon_e2e::docker::Cleanup;
 use dockermon_e2e::fleet::{Agent, Collector, WAIT, readyz_answer};
-use dockermon_e2e::http;
 use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
-use crate::profiles::{SPIN, Watcher};
+use crate::api::state_of;
+use crate::profiles::{SLEEP, SPIN, Watcher, container, container_key};
 use crate::resources::{apply, condition, get};
-use crate::support::{ADMIN_PASSWORD, Churn, Setup};
+use crate::support::{ADMIN_PASSWORD, Churn, Setup, call, sign_in};
 
 /// What the replica holding the scheduler's lease (and the controller) logs.
 const HOLDS_LEASE: &str = "this replica holds the scheduler's lease";
@@ -72,28 +71,9 @@ impl Replicas {
     }
 }
 
-async fn call(
-    api: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    http::json(api, method, path, token, body.as_ref())
-        .await
-        .expect("the API answers")
-}
-
-async fn sign_in(api: SocketAddr) -> String {
-    let body = json!({"email": "admin@localhost", "password": ADMIN_PASSWORD});
-    let (status, tokens) = call(api, "POST", "/api/v1/auth/login", None, Some(body)).await;
-    assert_eq!(status, 200, "{tokens}");
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
-
-/// The host's id and whether it is connected, as the API of `api` says.
-async fn host(api: SocketAddr, token: &str, name: &str) -> Option<(i64, bool)> {
-    let (_, hosts) = call(api, "GET", "/api/v1/hosts", Some(token), None).await;
+/// The host's id and whether it is connected, as the API of replica A says.
+async fn host(setup: &Setup, token: &str, name: &str) -> Option<(i64, bool)> {
+    let (_, hosts) = call(setup, "GET", "/api/v1/hosts", Some(token), None).await;
     hosts["items"].as_array()?.iter().find_map(|host| {
         (host["name"] == name).then(|| (host["id"].as_i64().unwrap(), host["connected"] == true))
     })
@@ -152,13 +132,13 @@ async fn await_event(socket: &mut Socket, name: &str, action: &str) {
     }
 }
 
-/// Waits until the API of `api` says `name`'s agent is connected; the host's id.
-async fn await_connected(api: SocketAddr, token: &str, name: &str) -> i64 {
+/// Waits until the API of replica A says `name`'s agent is connected; the host's id.
+async fn await_connected(setup: &Setup, token: &str, name: &str) -> i64 {
     let (id, _) = eventually(
         WAIT,
         "the host connected, as this replica sees it",
         || async move {
-            host(api, token, name)
+            host(setup, token, name)
                 .await
                 .filter(|(_, connected)| *connected)
         },
@@ -168,62 +148,33 @@ async fn await_connected(api: SocketAddr, token: &str, name: &str) -> i64 {
     id
 }
 
-/// Starts a sleeping test container, removed by `cleanup`; its name.
-async fn sleeper(cleanup: &mut Cleanup, prefix: &str) -> String {
-    let name = cleanup.container(&unique_name(prefix));
-    docker(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "3600"])
-        .await
-        .unwrap();
-    name
-}
-
-/// The API's id of container `name`, once the API of `api` lists it.
-async fn container_key(api: SocketAddr, token: &str, name: &str) -> i64 {
-    let list = format!("/api/v1/containers?name={name}");
-    eventually(WAIT, "the container in the API", || {
-        let list = list.clone();
-        async move {
-            let (_, page) = call(api, "GET", &list, Some(token), None).await;
-            page["items"][0]["id"].as_i64()
-        }
-    })
-    .await
-    .unwrap()
-}
-
-async fn state_of(name: &str) -> String {
-    docker(&["inspect", "-f", "{{.State.Status}}", name])
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_person_on_one_replica_watches_and_acts_on_an_agent_connected_to_another() {
     let nats = NatsServer::start().await.unwrap();
     let replicas = Replicas::start(&nats).await;
     let _agent = replicas.agent_on_b("replica-host").await;
-    let api = replicas.a().api_address;
-    let token = sign_in(api).await;
+    let setup = &replicas.setup;
+    let token = sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
 
     // Replica A does not hold the agent, yet says it is connected.
-    let host_id = await_connected(api, &token, "replica-host").await;
+    let host_id = await_connected(setup, &token, "replica-host").await;
 
     // Live: a container started on B's host shows up on A's WebSocket.
     let mut socket = watch_events(replicas.a(), &token, host_id).await;
     let mut cleanup = Cleanup::default();
-    let name = sleeper(&mut cleanup, "across").await;
+    let name = container(&mut cleanup, "across", SLEEP).await;
     await_event(&mut socket, &name, "start").await;
 
     // A command from A reaches the agent on B, which really stops the container.
-    let key = container_key(api, &token, &name).await;
+    let key = container_key(setup, &token, &name, "running").await;
     let stop = format!("/api/v1/containers/{key}/actions/stop");
-    let (status, done) = call(api, "POST", &stop, Some(&token), None).await;
+    let (status, done) = call(setup, "POST", &stop, Some(&token), None).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(state_of(&name).await, "exited");
     await_event(&mut socket, &name, "die").await;
     // The activity log says who did it (besides Docker's own stop event).
     let path = format!("/api/v1/activity?container={key}&action=stop&kind=container");
-    let (_, log) = call(api, "GET", &path, Some(&token), None).await;
+    let (_, log) = call(setup, "GET", &path, Some(&token), None).await;
     let by_people: Vec<&Value> = log["items"]
         .as_array()
         .unwrap()
@@ -241,15 +192,15 @@ async fn an_agent_connected_nowhere_is_answered_at_once() {
     let replicas = Replicas::start(&nats).await;
     let mut agent = replicas.agent_on_b("gone-host").await;
     let mut cleanup = Cleanup::default();
-    let name = sleeper(&mut cleanup, "orphan").await;
-    let api = replicas.a().api_address;
-    let token = sign_in(api).await;
-    let key = container_key(api, &token, &name).await;
+    let name = container(&mut cleanup, "orphan", SLEEP).await;
+    let setup = &replicas.setup;
+    let token = sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let key = container_key(setup, &token, &name, "running").await;
     agent.kill9().await;
     eventually(WAIT, "A to see the host disconnected", || {
         let token = token.clone();
         async move {
-            host(api, &token, "gone-host")
+            host(setup, &token, "gone-host")
                 .await
                 .filter(|(_, connected)| !connected)
         }
@@ -258,7 +209,7 @@ async fn an_agent_connected_nowhere_is_answered_at_once() {
     .unwrap();
     let asked = Instant::now();
     let stop = format!("/api/v1/containers/{key}/actions/stop");
-    let (status, refused) = call(api, "POST", &stop, Some(&token), None).await;
+    let (status, refused) = call(setup, "POST", &stop, Some(&token), None).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "agent_not_connected");
     // Not after the 30 s command timeout: no replica answers for the host, at once.
@@ -275,12 +226,12 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
     let mut nats = NatsServer::start().await.unwrap();
     let replicas = Replicas::start(&nats).await;
     let _agent = replicas.agent_on_b("cut-host").await;
-    let api = replicas.a().api_address;
-    let token = sign_in(api).await;
-    let host_id = await_connected(api, &token, "cut-host").await;
+    let setup = &replicas.setup;
+    let token = sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let host_id = await_connected(setup, &token, "cut-host").await;
     let mut cleanup = Cleanup::default();
-    let before = sleeper(&mut cleanup, "before-cut").await;
-    let key = container_key(api, &token, &before).await;
+    let before = container(&mut cleanup, "before-cut", SLEEP).await;
+    let key = container_key(setup, &token, &before, "running").await;
 
     nats.stop().await;
     for replica in [replicas.a(), &replicas.b] {
@@ -305,7 +256,7 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
     // A command for the agent on B, asked of A meanwhile: refused at once, never run later.
     let asked = Instant::now();
     let stop = format!("/api/v1/containers/{key}/actions/stop");
-    let (status, refused) = call(api, "POST", &stop, Some(&token), None).await;
+    let (status, refused) = call(setup, "POST", &stop, Some(&token), None).await;
     assert_eq!(status, 503, "{refused}");
     assert_eq!(refused["error"]["code"], "agent_unavailable");
     assert!(
@@ -328,7 +279,7 @@ async fn replicas_cut_off_from_nats_are_not_ready_and_recover_when_it_returns() 
         .unwrap();
     }
     let mut socket = watch_events(replicas.a(), &token, host_id).await;
-    let name = sleeper(&mut cleanup, "after-nats").await;
+    let name = container(&mut cleanup, "after-nats", SLEEP).await;
     await_event(&mut socket, &name, "start").await;
     // The refused stop did not happen after all.
     assert_eq!(state_of(&before).await, "running");
@@ -456,10 +407,10 @@ async fn a_profile_watched_on_one_replica_streams_from_an_agent_on_another() {
     let replicas = Replicas::start(&nats).await;
     let _agent = replicas.agent_on_b("profile-host").await;
     let setup = &replicas.setup;
-    let admin = crate::support::sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let admin = sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
     let mut cleanup = Cleanup::default();
-    let name = crate::profiles::container(&mut cleanup, "across-spin", SPIN).await;
-    let key = crate::profiles::container_key(setup, &admin, &name, "running").await;
+    let name = container(&mut cleanup, "across-spin", SPIN).await;
+    let key = container_key(setup, &admin, &name, "running").await;
 
     // Started from A (the watcher's replica); the agent on B streams through NATS.
     let mut watcher = Watcher::connect(setup, &admin).await;
