@@ -162,6 +162,15 @@ impl Collector {
     /// Runs a collector subcommand on this collector's data and database, whatever its
     /// outcome.
     pub async fn command(&self, args: &[&str]) -> anyhow::Result<CommandOutput> {
+        self.command_fed(args, None).await
+    }
+
+    /// As [`Collector::command`], reading its standard input from the file `stdin`.
+    pub async fn command_fed(
+        &self,
+        args: &[&str],
+        stdin: Option<&Path>,
+    ) -> anyhow::Result<CommandOutput> {
         let data_dir = self.data_dir.to_string_lossy().into_owned();
         let mut all = args.to_vec();
         all.extend([
@@ -170,7 +179,7 @@ impl Collector {
             "--database-url",
             &self.database_url,
         ]);
-        run_collector(&all, None).await
+        run(&all, None, stdin).await
     }
 
     pub fn pki_dir(&self) -> PathBuf {
@@ -189,13 +198,26 @@ pub struct CommandOutput {
 /// Runs `dockermon-collector args…` in `cwd` (default: the test's), without the
 /// environment variables that would name a database; waits for it to end.
 pub async fn run_collector(args: &[&str], cwd: Option<&Path>) -> anyhow::Result<CommandOutput> {
+    run(args, cwd, None).await
+}
+
+async fn run(
+    args: &[&str],
+    cwd: Option<&Path>,
+    stdin: Option<&Path>,
+) -> anyhow::Result<CommandOutput> {
     let (_, binary) = binaries();
     let mut command = Command::new(binary);
     command
         .args(args)
         .env_remove("DOCKERMON_DATABASE_URL")
         .env_remove("DOCKERMON_DATA_DIR")
-        .stdin(std::process::Stdio::null());
+        .stdin(match stdin {
+            Some(path) => std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?
+                .into(),
+            None => std::process::Stdio::null(),
+        });
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }

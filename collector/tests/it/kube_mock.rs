@@ -23,15 +23,40 @@ pub(crate) type Responder = tower_test::mock::SendResponse<Response<Body>>;
 impl ApiServer {
     /// The operator's next request: it must be `method` on `uri` (path and query).
     pub(crate) async fn expect(&mut self, method: Method, uri: &str) -> (Value, Responder) {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no request came; expected {method} {uri}"))
-            .expect("the client is gone");
+        let (request, send) = self.next(&method, uri).await;
         assert_eq!(
             (request.method(), request.uri().to_string().as_str()),
             (&method, uri),
             "unexpected request"
         );
+        Self::read(request, send).await
+    }
+
+    /// As [`ApiServer::expect`], for a request whose path and query start with `prefix`
+    /// (a query that names a library's field manager, say).
+    pub(crate) async fn expect_prefix(
+        &mut self,
+        method: Method,
+        prefix: &str,
+    ) -> (Value, Responder) {
+        let (request, send) = self.next(&method, prefix).await;
+        let uri = request.uri().to_string();
+        assert!(
+            request.method() == method && uri.starts_with(prefix),
+            "unexpected request {} {uri}; expected {method} {prefix}…",
+            request.method()
+        );
+        Self::read(request, send).await
+    }
+
+    async fn next(&mut self, method: &Method, uri: &str) -> (Request<Body>, Responder) {
+        tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected {method} {uri}"))
+            .expect("the client is gone")
+    }
+
+    async fn read(request: Request<Body>, send: Responder) -> (Value, Responder) {
         let body = request.into_body().collect_bytes().await.unwrap();
         let value = if body.is_empty() {
             Value::Null

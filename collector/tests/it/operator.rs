@@ -8,17 +8,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dockermon_collector::live::LiveBus;
+use dockermon_collector::live::{LiveBus, LiveUpdate, ProfileChange, ProfileChangeKind};
+use dockermon_collector::operator::leadership::{LeaseSettings, hold_lease, run_while_leader};
 use dockermon_collector::operator::{
-    FIELD_MANAGER, Operator, RESYNC, docker_hosts, profile_sessions,
+    FIELD_MANAGER, LEASE_NAME, Operator, RESYNC, docker_hosts, profile_sessions,
 };
 use dockermon_collector::profiles::{ProfileSettings, Profiler};
+use dockermon_collector::resources::host_status::format_time;
 use dockermon_collector::resources::reconcile::{Context, settings_for};
 use dockermon_collector::resources::{
     DockerHost, DockerHostSpec, DockerHostStatus, Phase, ProfileSession, ProfileSessionSpec,
     ProfileSessionStatus,
 };
-use dockermon_collector::store::{HostId, IssuedCertificate};
+use dockermon_collector::store::{ContainerKey, HostId, IssuedCertificate};
 use dockermon_collector::transport::registry::AppliedSpec;
 use dockermon_collector::transport::{Peer, Registry};
 use dockermon_proto::transport::{
@@ -46,6 +48,7 @@ const SESSION_STATUS: &str = "/apis/dockermon.io/v1alpha1/namespaces/default/pro
 struct World {
     db: TestDb,
     registry: Registry,
+    live: LiveBus,
     operator: Arc<Operator>,
     server: ApiServer,
 }
@@ -54,10 +57,11 @@ impl World {
     async fn new() -> World {
         let db = TestDb::sqlite().await;
         let registry = Registry::default();
+        let live = LiveBus::default();
         let profiler = Profiler::new(
             db.store.clone(),
             registry.clone(),
-            LiveBus::default(),
+            live.clone(),
             ProfileSettings::default(),
         );
         let context = Context {
@@ -71,6 +75,7 @@ impl World {
             operator: Arc::new(Operator::new(client, context, Some("test".into()))),
             db,
             registry,
+            live,
             server,
         }
     }
@@ -616,12 +621,14 @@ async fn scenario_a_failing_api_server_backs_off() {
             world.operator.clone(),
         ));
         let (_, send) = world.server.expect(Method::PATCH, uri).await;
-        // A resourceVersion conflict, as the API server answers it.
+        // A forced apply carries no resourceVersion, so it meets no conflict; what it can
+        // meet is a server that cannot answer, as an API server says so.
         respond(
             send,
-            409,
+            500,
             &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+            "reason": "InternalError", "code": 500,
+            "message": "Internal error occurred: etcdserver: request timed out"}),
         );
         let error = reconcile.await.unwrap().unwrap_err();
         delays.push(docker_hosts::error_policy(
@@ -662,4 +669,266 @@ async fn scenario_a_session_deleted_before_its_status_write_ends_quietly() {
         Action::await_change(),
         "no error, no event: the object is gone"
     );
+}
+
+/// Starts `object` (pending) on `world`'s agent: the status apply is answered, and the
+/// running status is returned.
+async fn start_session(world: &mut World, object: &ProfileSession) -> ProfileSessionStatus {
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let (body, send) = world.server.expect(Method::PATCH, SESSION_STATUS).await;
+    let running = answer_status(object, &body, send);
+    assert_eq!(running["phase"], "Running", "{running}");
+    reconcile.await.unwrap().unwrap();
+    serde_json::from_value(running).unwrap()
+}
+
+#[tokio::test]
+async fn scenario_deleting_a_running_session_stops_its_profile() {
+    let mut world = World::new().await;
+    let id = world.enrolled_host("web-1").await;
+    let agent = world.connect_agent(id, "web-1");
+    let mut object = profile_session("api-cpu", session_spec("api"), None);
+    let running = start_session(&mut world, &object).await;
+    let profile_id = running.profile_id.unwrap();
+
+    // `kubectl delete`: the API server sets deletionTimestamp and keeps the object while
+    // the finalizer is on it.
+    object.status = Some(running);
+    let mut deleting = serde_json::to_value(&object).unwrap();
+    deleting["metadata"]["deletionTimestamp"] = json!(format_time(now_ns()));
+    let object: ProfileSession = serde_json::from_value(deleting).unwrap();
+    // The agent ends the profile when told to, and its end goes live once committed.
+    let ending = tokio::spawn({
+        let (received, live) = (agent.received.clone(), world.live.clone());
+        async move {
+            crate::support::eventually("the agent is told to stop the profile", || {
+                received
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|action| matches!(action, CommandAction::ProfileStop { .. }))
+            })
+            .await;
+            live.publish(LiveUpdate::Profile(ProfileChange {
+                profile_id,
+                host: id,
+                container: ContainerKey(1),
+                change: ProfileChangeKind::Ended {
+                    reason: ProfileEndReason::Stopped,
+                    samples_read: Some(3),
+                },
+            }));
+        }
+    });
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(object.clone()),
+        world.operator.clone(),
+    ));
+    let (patch, send) = world
+        .server
+        .expect(
+            Method::PATCH,
+            "/apis/dockermon.io/v1alpha1/namespaces/default/profilesessions/api-cpu?",
+        )
+        .await;
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": profile_sessions::FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ]),
+        "the finalizer comes off only after the cleanup"
+    );
+    let stops: Vec<_> = agent
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|action| match action {
+            CommandAction::ProfileStop { profile_id, reason } => Some((*profile_id, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stops,
+        [(profile_id as u64, ProfileEndReason::Stopped)],
+        "the agent was told to stop that profile before the finalizer was removed"
+    );
+    ending.await.unwrap();
+    let mut gone = serde_json::to_value(&object).unwrap();
+    gone["metadata"]["finalizers"] = json!([]);
+    respond(send, 200, &gone);
+    assert_eq!(reconcile.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn scenario_a_finished_session_is_deleted_after_its_ttl() {
+    let mut world = World::new().await;
+    world.enrolled_host("web-1").await;
+    let mut spec = session_spec("api");
+    spec.ttl_seconds_after_finished = Some(60);
+    let finished = |ago_s: i64| ProfileSessionStatus {
+        phase: Phase::Succeeded,
+        reason: Some("Completed".into()),
+        completion_time: Some(format_time(now_ns() - ago_s * S)),
+        ..Default::default()
+    };
+
+    // Ended 20 s ago: kept, and looked at again when its TTL is up (40 s, and a second).
+    let young = profile_session("api-cpu", spec.clone(), Some(finished(20)));
+    let action = profile_sessions::reconcile(Arc::new(young), world.operator.clone())
+        .await
+        .unwrap();
+    // `Action` shows its delay only through Debug (`Some(40.2s)`).
+    let shown = format!("{action:?}");
+    let delay: f64 = shown
+        .split_once("Some(")
+        .and_then(|(_, rest)| rest.split_once("s)"))
+        .and_then(|(seconds, _)| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("not a requeue: {shown}"));
+    assert!(
+        (39.0..=42.0).contains(&delay),
+        "requeued when the TTL is up (40 s after the 20 s already passed, plus 1 s), not {shown}"
+    );
+
+    // Ended 90 s ago: deleted, as the Job controller does.
+    let old = profile_session("api-cpu", spec, Some(finished(90)));
+    let reconcile = tokio::spawn(profile_sessions::reconcile(
+        Arc::new(old.clone()),
+        world.operator.clone(),
+    ));
+    let (_, send) = world
+        .server
+        .expect(
+            Method::DELETE,
+            "/apis/dockermon.io/v1alpha1/namespaces/default/profilesessions/api-cpu?",
+        )
+        .await;
+    let mut deleting = serde_json::to_value(&old).unwrap();
+    deleting["metadata"]["deletionTimestamp"] = json!(format_time(now_ns()));
+    respond(send, 200, &deleting);
+    assert_eq!(reconcile.await.unwrap().unwrap(), Action::await_change());
+}
+
+/// The operator's Lease as the API server holds it: `spec` as given.
+fn lease(spec: Value) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": LEASE_NAME, "namespace": "default", "resourceVersion": "7"},
+        "spec": spec,
+    })
+}
+
+/// RFC 3339 with microseconds, as the API server writes a Lease's MicroTime.
+fn micro_time(ns: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(ns.into()).unwrap();
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn scenario_lease_lost_stops_the_controllers() {
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/dockermon-operator";
+    let (client, mut server) = crate::kube_mock::client();
+    let settings = LeaseSettings {
+        client,
+        namespace: "default".into(),
+        identity: "replica-a".into(),
+    };
+
+    // No Lease yet: it is created empty.
+    let building = tokio::spawn(async move {
+        let manager = settings.manager().await.unwrap();
+        (settings, manager)
+    });
+    let (_, send) = server.expect(Method::GET, LEASE).await;
+    respond(
+        send,
+        404,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+        "code": 404, "message": "leases.coordination.k8s.io \"dockermon-operator\" not found"}),
+    );
+    let (created, send) = server
+        .expect(
+            Method::POST,
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases?",
+        )
+        .await;
+    assert_eq!(created["metadata"]["name"], LEASE_NAME);
+    respond(send, 201, &lease(json!({})));
+    let (settings, manager) = building.await.unwrap();
+
+    let (lead, leader) = tokio::sync::watch::channel(false);
+    let cancel = CancellationToken::new();
+    let holding = tokio::spawn(hold_lease(settings, manager, lead, cancel.clone()));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let controllers = tokio::spawn(run_while_leader(leader, cancel.clone(), {
+        let running = running.clone();
+        move |stop| {
+            let running = running.clone();
+            async move {
+                running.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.cancelled().await;
+                running.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }));
+
+    // The free Lease is read, taken by server-side apply, its transitions counted, and
+    // read back held. Its renewTime is 10 s old, so renewal (5 s before the 15 s expire)
+    // is due at once.
+    for _ in 0..2 {
+        let (_, send) = server.expect(Method::GET, LEASE).await;
+        respond(send, 200, &lease(json!({})));
+    }
+    let apply = format!("{LEASE}?&fieldManager=");
+    let (taken, send) = server.expect_prefix(Method::PATCH, &apply).await;
+    assert_eq!(taken["spec"]["holderIdentity"], "replica-a");
+    assert_eq!(taken["spec"]["leaseDurationSeconds"], 15);
+    let held = lease(json!({
+        "holderIdentity": "replica-a", "leaseDurationSeconds": 15, "leaseTransitions": 1,
+        "acquireTime": micro_time(now_ns() - 10 * S), "renewTime": micro_time(now_ns() - 10 * S),
+    }));
+    respond(send, 200, &held);
+    let (counted, send) = server.expect_prefix(Method::PATCH, &apply).await;
+    assert_eq!(counted["spec"]["leaseTransitions"], 1);
+    respond(send, 200, &held);
+    let (_, send) = server.expect(Method::GET, LEASE).await;
+    respond(send, 200, &held);
+    crate::support::eventually("the controllers start on the lease holder", || {
+        running.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+
+    // The renewal meets an API server that cannot be reached: by the time the Lease
+    // expires another replica may hold it, so the controllers stop now.
+    let (renewal, send) = server.expect_prefix(Method::PATCH, &apply).await;
+    assert!(renewal["spec"]["renewTime"].is_string(), "{renewal}");
+    respond(
+        send,
+        503,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "ServiceUnavailable", "code": 503, "message": "the server is currently unable to handle the request"}),
+    );
+    crate::support::eventually("the controllers stop when the renewal fails", || {
+        !running.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    assert!(
+        !controllers.is_finished(),
+        "the replica stands by for the lease again"
+    );
+    cancel.cancel();
+    drop(server);
+    tokio::time::timeout(Duration::from_secs(5), controllers)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), holding)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -113,3 +113,15 @@ pub(crate) async fn user(
 }
 
 pub(crate) const PASSWORD: &str = "a long enough password";
+
+/// Polls `check` every 5 ms until it holds; fails the test after 10 s.
+pub(crate) async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

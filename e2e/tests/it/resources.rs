@@ -116,6 +116,21 @@ spec:
         apply(&setup, "printed.yaml", &printed).await.unwrap(),
         "dockerhost.dockermon.io/res-host unchanged"
     );
+    // `-f -` reads the documents from standard input.
+    let fed = setup
+        .collector
+        .command_fed(
+            &["apply", "-f", "-"],
+            Some(&setup.dir.path().join("printed.yaml")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (fed.code, fed.stdout.trim()),
+        (Some(0), "dockerhost.dockermon.io/res-host unchanged"),
+        "{}",
+        fed.stderr
+    );
     assert_eq!(
         get(&setup, "dh", "res-host").await.unwrap()["metadata"]["generation"],
         2
