@@ -8,6 +8,9 @@
 //! - `dockermon.agents.<host id>.command`: request/reply to the replica holding that host's
 //!   agent, which subscribes while the agent's session lasts; no subscriber means the agent
 //!   is connected nowhere, which NATS answers at once ("no responders").
+//! - `dockermon.agents.<host id>.claim`: request/reply to the same replica, from one where
+//!   that host's agent is connecting: the holder closes its session or refuses the newcomer
+//!   (one host, one agent, across replicas).
 //! - `dockermon.presence`: each replica's connected agents, in full, on every change and
 //!   every few seconds.
 //!
@@ -89,15 +92,29 @@ impl Broker {
     /// Publishes `message` as JSON on `subject` (under the prefix). Never waits for the
     /// server: while disconnected, the client buffers and then drops.
     pub async fn publish(&self, subject: &str, message: &impl Serialize) {
-        let payload = match serde_json::to_vec(message) {
-            Ok(payload) => Bytes::from(payload),
-            Err(error) => {
-                warn!(%subject, %error, "cannot encode a message for NATS");
-                return;
-            }
-        };
-        if let Err(error) = self.client.publish(subject_of(subject), payload).await {
+        match serde_json::to_vec(message) {
+            Ok(payload) => self.publish_encoded(subject, payload).await,
+            Err(error) => warn!(%subject, %error, "cannot encode a message for NATS"),
+        }
+    }
+
+    /// Publishes a message already encoded, as [`Broker::publish`] does.
+    pub async fn publish_encoded(&self, subject: &str, payload: Vec<u8>) {
+        if let Err(error) = self
+            .client
+            .publish(subject_of(subject), Bytes::from(payload))
+            .await
+        {
             warn!(%subject, %error, "cannot publish to NATS");
+        }
+    }
+
+    /// The largest message the server takes, in bytes (its `max_payload`; NATS' default
+    /// 1 MiB until the server has said).
+    pub fn max_payload(&self) -> usize {
+        match self.client.server_info().max_payload {
+            0 => 1 << 20,
+            bytes => bytes,
         }
     }
 
@@ -197,6 +214,12 @@ pub fn redacted(url: &str) -> String {
 /// The subject of commands to `host`'s agent.
 pub fn command_subject(host: HostId) -> String {
     format!("agents.{}.command", host.0)
+}
+
+/// The subject on which a replica asks for `host`'s session, which the replica holding it
+/// answers.
+pub fn claim_subject(host: HostId) -> String {
+    format!("agents.{}.claim", host.0)
 }
 
 fn subject_of(subject: &str) -> async_nats::Subject {

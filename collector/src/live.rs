@@ -168,7 +168,17 @@ impl LiveBus {
                             "live updates not sent to the other replicas: the NATS link fell behind"
                         );
                     }
-                    broker.publish(SUBJECT, &*update).await;
+                    let (messages, too_large) = messages(&update, broker.max_payload());
+                    if too_large > 0 {
+                        warn!(
+                            too_large,
+                            max_payload = broker.max_payload(),
+                            "live records larger than a NATS message not sent to the other replicas (raise the server's max_payload)"
+                        );
+                    }
+                    for message in messages {
+                        broker.publish_encoded(SUBJECT, message).await;
+                    }
                 }
             }
         });
@@ -216,6 +226,48 @@ impl LiveBus {
     }
 }
 
+/// `update` as JSON messages of at most `max` bytes each, and how many records were left
+/// out. A batch too large for one message goes as several batches of the same host, its
+/// records in order and its `dropped` counts in the first; a record (or another update)
+/// larger than `max` alone cannot go, since NATS refuses it.
+fn messages(update: &LiveUpdate, max: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut messages = Vec::new();
+    let mut too_large = 0;
+    let mut pending = vec![std::borrow::Cow::Borrowed(update)];
+    while let Some(update) = pending.pop() {
+        let encoded = match serde_json::to_vec(&*update) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                warn!(%error, "cannot encode a live update for NATS");
+                continue;
+            }
+        };
+        if encoded.len() <= max {
+            messages.push(encoded);
+            continue;
+        }
+        match &*update {
+            LiveUpdate::Committed(batch) if batch.records.len() > 1 => {
+                let (first, second) = batch.records.split_at(batch.records.len() / 2);
+                let half = |records: &[Record], dropped| {
+                    std::borrow::Cow::Owned(LiveUpdate::Committed(LiveBatch {
+                        host: batch.host,
+                        host_name: batch.host_name.clone(),
+                        records: records.to_vec(),
+                        dropped,
+                    }))
+                };
+                // Last in, first out: the first half is encoded first.
+                pending.push(half(second, Dropped::default()));
+                pending.push(half(first, batch.dropped));
+            }
+            LiveUpdate::Committed(batch) => too_large += batch.records.len(),
+            _ => too_large += 1,
+        }
+    }
+    (messages, too_large)
+}
+
 /// Hands the other replicas' updates to this bus's subscribers, and says when the link
 /// came back after a loss; subscribes again if the subscription fails.
 async fn receive(
@@ -254,5 +306,77 @@ async fn receive(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dockermon_proto::{DockerEvent, EventKind};
+
+    use super::*;
+
+    fn event(i: usize, attribute_bytes: usize) -> Record {
+        Record::Event(DockerEvent {
+            time_ns: i as i64,
+            kind: EventKind::Container,
+            action: "start".into(),
+            actor_id: format!("{i:064}"),
+            actor_name: None,
+            attributes: [("blob".to_owned(), "x".repeat(attribute_bytes))].into(),
+            scope: None,
+        })
+    }
+
+    fn batch(records: Vec<Record>) -> LiveUpdate {
+        LiveUpdate::Committed(LiveBatch {
+            host: HostId(3),
+            host_name: HostName::new("web-1").unwrap(),
+            records,
+            dropped: Dropped {
+                events: 5,
+                ..Dropped::default()
+            },
+        })
+    }
+
+    #[test]
+    fn a_batch_larger_than_a_nats_message_goes_as_several_in_order() {
+        let records: Vec<Record> = (0..300).map(|i| event(i, 10_000)).collect();
+        let max = 1 << 20;
+        let (messages, too_large) = messages(&batch(records.clone()), max);
+        assert_eq!(too_large, 0);
+        assert!(messages.len() >= 3, "3 MB in {} messages", messages.len());
+        let mut received = Vec::new();
+        let mut dropped = 0;
+        for message in &messages {
+            assert!(message.len() <= max, "{} bytes", message.len());
+            let LiveUpdate::Committed(part) = serde_json::from_slice(message).unwrap() else {
+                panic!("a batch");
+            };
+            assert_eq!((part.host, part.host_name.as_str()), (HostId(3), "web-1"));
+            dropped += part.dropped.events;
+            received.extend(part.records);
+        }
+        assert_eq!(
+            serde_json::to_value(&received).unwrap(),
+            serde_json::to_value(&records).unwrap(),
+            "every record, in order"
+        );
+        assert_eq!(dropped, 5, "the spool's drops counted once");
+    }
+
+    #[test]
+    fn a_record_larger_than_a_nats_message_is_left_out_and_counted() {
+        let records = vec![event(0, 100), event(1, 2 << 20), event(2, 100)];
+        let (messages, too_large) = messages(&batch(records), 1 << 20);
+        assert_eq!(too_large, 1);
+        let sent: usize = messages
+            .iter()
+            .map(|message| match serde_json::from_slice(message).unwrap() {
+                LiveUpdate::Committed(part) => part.records.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(sent, 2, "the others still go");
     }
 }
