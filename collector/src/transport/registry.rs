@@ -59,6 +59,27 @@ pub enum CommandError {
     Busy,
 }
 
+/// A replica where `host`'s agent is connecting asks the replica holding its session for
+/// it, as NATS carries it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claim {
+    /// The connecting agent process's `instance`.
+    instance: Option<String>,
+}
+
+/// The holder's answer to a [`Claim`].
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum ClaimAnswer {
+    /// The old session is closed: the newcomer may have the host.
+    Released,
+    /// Another agent process holds the host and is alive.
+    Refused,
+}
+
+/// How long a replica waits for the holder's answer to a claim before letting the agent in
+/// anyway (the holder is dying, or NATS is slow).
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a session needs from the registry.
 pub struct Connection {
     pub id: u64,
@@ -91,6 +112,19 @@ struct Entry {
     spec: AppliedSpec,
     /// Ends this session's answering of other replicas' commands.
     serving: CancellationToken,
+}
+
+impl Entry {
+    /// Whether this session stays and a newcomer of agent process `instance` is refused:
+    /// when both processes said who they are, they differ, and this one was heard from
+    /// within [`ALIVE_WITHIN`]. A reconnection of the same process, an agent that said
+    /// nothing about its process, or one gone without a goodbye gives way.
+    fn keeps_against(&self, instance: &Option<String>) -> bool {
+        self.instance.is_some()
+            && instance.is_some()
+            && self.instance != *instance
+            && self.heard.lock().expect("heard lock").elapsed() < ALIVE_WITHIN
+    }
 }
 
 /// Which `DockerHost` spec generation a connected agent runs, as far as this collector
@@ -204,11 +238,9 @@ impl Registry {
         capabilities: Vec<String>,
     ) -> Result<Connection, AlreadyConnected> {
         let mut entries = self.entries.lock().expect("registry lock");
-        if let Some(old) = entries.get(&host)
-            && old.instance.is_some()
-            && instance.is_some()
-            && old.instance != instance
-            && old.heard.lock().expect("heard lock").elapsed() < ALIVE_WITHIN
+        if entries
+            .get(&host)
+            .is_some_and(|old| old.keeps_against(&instance))
         {
             return Err(AlreadyConnected {
                 host: peer.host.clone(),
@@ -246,7 +278,7 @@ impl Registry {
         if let Some(link) = &self.link {
             tokio::spawn(
                 self.clone()
-                    .answer_commands(link.broker.clone(), host, serving),
+                    .answer_commands(link.broker.clone(), host, id, serving),
             );
             link.presence.changed();
         }
@@ -257,6 +289,60 @@ impl Registry {
             reason,
             heard,
         })
+    }
+
+    /// Linked: before [`Registry::connect`], asks the replica holding `host`'s session, if
+    /// another does, to give it up, with the rule `connect` applies here: a session of
+    /// another agent process that is alive is kept there, and this one refused; any other
+    /// is closed there. An answer that does not come within [`CLAIM_TIMEOUT`], or NATS
+    /// down, lets the agent in: its old replica is the one that cannot be asked.
+    pub async fn claim(
+        &self,
+        host: HostId,
+        peer: &Peer,
+        instance: Option<String>,
+    ) -> Result<(), AlreadyConnected> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let answer = link
+            .broker
+            .request::<ClaimAnswer>(
+                &broker::claim_subject(host),
+                &Claim { instance },
+                CLAIM_TIMEOUT,
+            )
+            .await;
+        match answer {
+            Ok(ClaimAnswer::Refused) => Err(AlreadyConnected {
+                host: peer.host.clone(),
+            }),
+            Ok(ClaimAnswer::Released) | Err(RequestError::NoResponders) => Ok(()),
+            Err(error) => {
+                warn!(host = %peer.host, %error, "cannot ask the other replicas about this agent's session; letting it in");
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers another replica's [`Claim`] on `host`'s session `connection_id`, held here.
+    fn answer_claim(&self, host: HostId, connection_id: u64, claim: &Claim) -> ClaimAnswer {
+        let entries = self.entries.lock().expect("registry lock");
+        let Some(entry) = entries
+            .get(&host)
+            .filter(|entry| entry.connection_id == connection_id)
+        else {
+            return ClaimAnswer::Released;
+        };
+        if entry.keeps_against(&claim.instance) {
+            return ClaimAnswer::Refused;
+        }
+        *entry.reason.lock().expect("reason lock") =
+            "replaced by a newer connection of the same agent to another replica".into();
+        entry.close.cancel();
+        // No command for this host is taken here any more: the new session takes them.
+        entry.serving.cancel();
+        ClaimAnswer::Released
     }
 
     /// Forgets a session (when it ends); pending commands see `Disconnected`.
@@ -421,23 +507,40 @@ impl Registry {
     }
 
     /// Answers other replicas' commands for `host`'s agent, connected here, until `stop`.
-    async fn answer_commands(self, broker: Broker, host: HostId, stop: CancellationToken) {
+    async fn answer_commands(
+        self,
+        broker: Broker,
+        host: HostId,
+        connection_id: u64,
+        stop: CancellationToken,
+    ) {
         use futures::StreamExt;
-        let subject = broker::command_subject(host);
-        let requests = match broker.subscribe::<RemoteCommand>(&subject).await {
-            Ok(requests) => requests,
+        let (commands, claims) = (broker::command_subject(host), broker::claim_subject(host));
+        let subscribed = tokio::try_join!(
+            broker.subscribe::<RemoteCommand>(&commands),
+            broker.subscribe::<Claim>(&claims),
+        );
+        let (requests, claims) = match subscribed {
+            Ok(subscriptions) => subscriptions,
             Err(error) => {
                 warn!(host = host.0, %error, "cannot take commands from other replicas for this agent");
                 return;
             }
         };
-        let mut requests = std::pin::pin!(requests);
+        let (mut requests, mut claims) = (std::pin::pin!(requests), std::pin::pin!(claims));
         loop {
             let (request, reply) = tokio::select! {
                 // A replaced session's subscription must not take a command that the new
                 // one takes too: the agent would run it twice.
                 biased;
                 () = stop.cancelled() => return,
+                claim = claims.next() => {
+                    if let Some((claim, Some(reply))) = claim {
+                        let answer = self.answer_claim(host, connection_id, &claim);
+                        broker.reply(reply, &answer).await;
+                    }
+                    continue;
+                }
                 request = requests.next() => match request {
                     Some(request) => request,
                     None => return,

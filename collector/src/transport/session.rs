@@ -172,23 +172,30 @@ async fn converse(
         .register_host(&peer.host)
         .await
         .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
+    // What the agent says about itself is bounded like everything else it sends.
+    let instance = hello
+        .instance
+        .as_ref()
+        .map(|instance| limits::truncate(instance.clone(), 64));
+    // A session of this host on another replica is closed (or this one refused) before the
+    // committed sequence is read: one agent's frames are not taken by two sessions at once.
+    let claimed = service.registry.claim(host, peer, instance.clone()).await;
     let committed = service
         .store
         .last_seq(host)
         .await
         .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
-    // What the agent says about itself is bounded like everything else it sends.
     let capabilities: Vec<String> = hello
         .capabilities
         .iter()
         .take(32)
         .map(|c| limits::truncate(c.clone(), 64))
         .collect();
-    let instance = hello
-        .instance
-        .as_ref()
-        .map(|instance| limits::truncate(instance.clone(), 64));
-    let mut connection = match service.registry.connect(host, peer, instance, capabilities) {
+    let admitted = match claimed {
+        Ok(()) => service.registry.connect(host, peer, instance, capabilities),
+        Err(refusal) => Err(refusal),
+    };
+    let mut connection = match admitted {
         Ok(connection) => connection,
         Err(refusal) => {
             warn!(host = %peer.host, "refused a second agent process under one host name");

@@ -195,11 +195,25 @@ async fn one_host_name_is_one_agent() {
 
     // A copy of the new agent's state directory (a cloned machine) presents the same
     // certificate: refused while the original is alive, which keeps its session.
-    let copy = setup.dir.path().join("web-01-copy");
-    copy_dir(&setup.dir.path().join("web-01-new"), &copy);
-    let clone = Agent::start(&setup.collector.url(), &copy, &[])
-        .await
-        .unwrap();
+    let _clone = clone_is_refused(
+        &setup.dir.path().join("web-01-new"),
+        &setup.collector.url(),
+        &second,
+    )
+    .await;
+}
+
+/// Starts an agent on a copy of `state_dir` (a cloned machine: the same certificate,
+/// another process) against `collector`; checks that it is refused twice while
+/// `original`, the agent of `state_dir`, keeps its session.
+pub(crate) async fn clone_is_refused(
+    state_dir: &std::path::Path,
+    collector: &str,
+    original: &Agent,
+) -> Agent {
+    let copy = state_dir.with_extension("copy");
+    copy_dir(state_dir, &copy);
+    let clone = Agent::start(collector, &copy, &[]).await.unwrap();
     let cloned = clone.process.as_ref().unwrap();
     eventually(WAIT, "the clone refused twice", || async {
         (cloned
@@ -212,10 +226,13 @@ async fn one_host_name_is_one_agent() {
     .await
     .unwrap_or_else(|error| panic!("{error}; the clone's log:\n{}", cloned.stderr()));
     assert!(
-        !second.stderr().contains("disconnected from the collector"),
+        !original
+            .stderr()
+            .contains("disconnected from the collector"),
         "the original keeps its session: {}",
-        second.stderr()
+        original.stderr()
     );
+    clone
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

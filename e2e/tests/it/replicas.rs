@@ -13,6 +13,7 @@ use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
 use crate::api::state_of;
+use crate::operations::clone_is_refused;
 use crate::profiles::{SLEEP, SPIN, Watcher, container, container_key};
 use crate::resources::{apply, condition, get};
 use crate::support::{ADMIN_PASSWORD, Churn, Setup, call, sign_in};
@@ -184,6 +185,22 @@ async fn a_person_on_one_replica_watches_and_acts_on_an_agent_connected_to_anoth
     assert_eq!(by_people.len(), 1, "{log}");
     assert_eq!(by_people[0]["attributes"]["user"], "admin@localhost");
     assert_eq!(by_people[0]["attributes"]["outcome"], "done", "{log}");
+}
+
+#[tokio::test]
+async fn a_second_agent_process_for_a_host_held_by_another_replica_is_refused() {
+    let nats = NatsServer::start().await.unwrap();
+    let replicas = Replicas::start(&nats).await;
+    let original = replicas.agent_on_b("cloned-host").await;
+
+    // A copy of its state directory (a cloned machine) presents the same certificate to
+    // replica A: refused there while the original is alive on B, which keeps its session.
+    let _clone = clone_is_refused(
+        &replicas.setup.dir.path().join("cloned-host"),
+        &replicas.a().url(),
+        &original,
+    )
+    .await;
 }
 
 #[tokio::test]
