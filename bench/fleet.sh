@@ -7,7 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ulimit -n "$(ulimit -Hn)"  # one socket per simulated agent, on both ends
-cargo build --release --locked -p dockermon-collector -p dockermon-e2e --bin dockermon-collector --bin fleet
+# FLEET_BIN_DIR: take dockermon-collector and fleet from there (another revision's build, for
+# a baseline) instead of building this checkout.
+bin=${FLEET_BIN_DIR:-target/release}
+if [[ -z "${FLEET_BIN_DIR:-}" ]]; then
+  cargo build --release --locked -p dockermon-collector -p dockermon-e2e --bin dockermon-collector --bin fleet
+fi
 server=$(scripts/mariadb.sh start)
 database=dmfleet_$$
 mariadb --socket=target/test-mariadb/mariadb.sock --user=root -e "CREATE DATABASE $database"
@@ -21,8 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/dockermon-collector pki init --data-dir "$work" --san localhost >/dev/null
-target/release/dockermon-collector serve --data-dir "$work" --database-url "$server/$database" \
+"$bin/dockermon-collector" pki init --data-dir "$work" --san localhost >/dev/null
+"$bin/dockermon-collector" serve --data-dir "$work" --database-url "$server/$database" \
   --agent-listen 127.0.0.1:23812 --health-listen 127.0.0.1:29810 \
   --api-listen 127.0.0.1:23810 --ws-listen 127.0.0.1:23811 --log warn >"$work/collector.log" 2>&1 &
 collector_pid=$!
@@ -31,5 +36,5 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-target/release/fleet --collector 127.0.0.1:23812 --pki-dir "$work/pki" --collector-pid "$collector_pid" "$@"
+"$bin/fleet" --collector 127.0.0.1:23812 --pki-dir "$work/pki" --collector-pid "$collector_pid" "$@"
 grep -E "WARN|ERROR" "$work/collector.log" | tail -5 || true

@@ -52,6 +52,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// Largest enrollment or renewal request.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// What each agent connection reads into at a time. tungstenite's default, 128 KiB, is
+/// allocated and zeroed per connection: 1.25 GiB for 10,000 agents that send a frame of
+/// about 36 KiB every 30 s. The buffer grows for a larger frame (up to
+/// [`MAX_FRAME_BYTES`]), so this only sets what an idle connection holds (BENCHMARKS.md,
+/// "one collector, 10,000 agents").
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// What the agent listener works with.
 pub struct AgentService {
@@ -214,6 +220,7 @@ async fn session(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::run(socket, peer, service, shutdown))
 }
 

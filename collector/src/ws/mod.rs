@@ -79,5 +79,8 @@ async fn upgrade(State(state): State<WsState>, upgrade: WebSocketUpgrade) -> Res
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // Clients send only small subscription messages; tungstenite's default 128 KiB
+        // read buffer per connection would be most of a subscriber's memory.
+        .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| session::run(socket, state))
 }

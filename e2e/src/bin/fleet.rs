@@ -3,7 +3,7 @@
 //! frames, acks) against a running collector.
 //!
 //!   fleet --collector 127.0.0.1:3812 --pki-dir DATA/pki --agents 1000 --containers 50 \
-//!         --interval 30s --duration 180s [--collector-pid PID]
+//!         --interval 30s [--warmup 30s] --duration 180s [--collector-pid PID]
 //!
 //! Each agent sends one frame of `--containers` stats samples per interval (the shape of a
 //! real sweep), and measures the time from sending a frame to its acknowledgement, which
@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dockermon_e2e::raw_agent::{ClientIdentity, RawAgent};
-use dockermon_proto::transport::{AgentMessage, CollectorMessage, DataFrame, Dropped};
+use dockermon_proto::transport::{
+    AgentMessage, CollectorMessage, CommandOutcome, CommandResult, DataFrame, Dropped,
+};
 use dockermon_proto::{
     ContainerId, HostName, Record, StatsCounters, StatsRates, StatsSample, now_ns,
 };
@@ -44,6 +46,11 @@ struct Args {
     /// Sweep interval of each agent.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// How long to wait once every agent is connected before measuring (default: one
+    /// interval). A fleet's first sweeps register every container, which a large fleet
+    /// needs longer for.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
     /// How long to measure once every agent is connected.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -148,7 +155,21 @@ async fn agent(
             }
             message = connection.stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(CollectorMessage::Ack { seq: acked }) = serde_json::from_str(text.as_str()) {
+                    let message = serde_json::from_str(text.as_str());
+                    // Commands (the DockerHost settings the collector pushes to every agent)
+                    // are answered at once, as a real agent that takes them does.
+                    if let Ok(CollectorMessage::Command(command)) = &message {
+                        let result = AgentMessage::CommandResult(CommandResult {
+                            id: command.id,
+                            outcome: CommandOutcome::Done { detail: None },
+                        });
+                        let text = serde_json::to_string(&result).expect("results serialise");
+                        if connection.send_text(text).await.is_err() {
+                            eprintln!("an agent lost its connection");
+                            return;
+                        }
+                    }
+                    if let Ok(CollectorMessage::Ack { seq: acked }) = message {
                         let done: Vec<u64> = pending.range(..=acked).map(|(s, _)| *s).collect();
                         let now = Instant::now();
                         let mut latencies = Vec::with_capacity(done.len());
@@ -244,8 +265,8 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
 
-    // One interval of warm-up, so every agent has started its cycle, then measure.
-    tokio::time::sleep(args.interval).await;
+    // At least one interval of warm-up, so every agent has started its cycle, then measure.
+    tokio::time::sleep(args.warmup.unwrap_or(args.interval).max(args.interval)).await;
     shared.measuring.store(true, Ordering::Relaxed);
     let before = args.collector_pid.and_then(proc_stat);
     let mut peak_rss = 0;
