@@ -25,7 +25,7 @@ use dockermon_proto::limits::truncate;
 use dockermon_proto::{
     Compose, Container, DockerEvent, EventKind, InventoryUpdate, ObjectKind, Truncated,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Any, AssertSqlSafe, QueryBuilder, Row};
 
 use super::dialect::upsert;
 use super::ingest::Writer;
@@ -86,6 +86,47 @@ impl Writer<'_> {
         .fetch_optional(&mut *self.conn)
         .await?;
         Ok(row.map(|r| ContainerKey(r.get::<i64, _>(0))))
+    }
+
+    /// Looks up, in one query per host (and per 500 ids), the logical containers of the
+    /// Docker ids in `ids` that neither this transaction nor the cache knows, so that
+    /// resolving them afterwards takes no round trip each. A collector that just started
+    /// knows none: without this, a fleet's first sweeps after a restart cost one query per
+    /// container, one after the other in the single writer (BENCHMARKS.md, "one collector,
+    /// 10,000 agents").
+    pub(super) async fn prefetch_instances<'i>(
+        &mut self,
+        ids: impl IntoIterator<Item = (HostId, &'i str)>,
+    ) -> Result<()> {
+        let mut unknown: HashMap<HostId, Vec<String>> = HashMap::new();
+        for (host, docker_id) in ids {
+            if !self.learned.contains_key(&(host, docker_id.to_owned()))
+                && self.store.cached_instance(host, docker_id).is_none()
+            {
+                unknown.entry(host).or_default().push(fit(docker_id, 128));
+            }
+        }
+        for (host, mut docker_ids) in unknown {
+            docker_ids.sort_unstable();
+            docker_ids.dedup();
+            for chunk in docker_ids.chunks(500) {
+                let mut query: QueryBuilder<Any> = QueryBuilder::new(
+                    "SELECT docker_id, container_id FROM container_instances WHERE host_id = ",
+                );
+                query.push_bind(host.0).push(" AND docker_id IN (");
+                let mut list = query.separated(", ");
+                for docker_id in chunk {
+                    list.push_bind(docker_id.clone());
+                }
+                query.push(")");
+                for row in query.build().fetch_all(&mut *self.conn).await? {
+                    let docker_id: String = row.try_get(0)?;
+                    let key = ContainerKey(row.try_get(1)?);
+                    self.learned.insert((host, docker_id), key);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The logical container for a Docker id, created (with what is known of it) when new.

@@ -263,6 +263,12 @@ impl Writer<'_> {
     }
 
     async fn insert_stats(&mut self, samples: &[(HostId, &StatsSample)]) -> Result<()> {
+        self.prefetch_instances(
+            samples
+                .iter()
+                .map(|(host, sample)| (*host, sample.container_id.as_str())),
+        )
+        .await?;
         let mut rows: Vec<(HostId, ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
         for (host, sample) in samples {
             let key = self

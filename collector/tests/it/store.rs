@@ -34,7 +34,49 @@ on_both_backends!(
     a_failed_enrollment_gives_its_token_back,
     records_at_their_bounds_are_stored_whole,
     the_later_of_two_enrollments_keeps_its_certificate,
+    samples_after_a_restart_continue_their_containers,
 );
+
+/// A collector that starts again has no Docker id in memory: the first samples it takes
+/// find their containers in the database (looked up a frame at a time), and each continues
+/// its series; a new id among them still gets its own container.
+async fn samples_after_a_restart_continue_their_containers(db: TestDb) {
+    let web = host(&db.store, "web-1").await;
+    let sweep = |time_ns: i64, count: usize| -> Vec<Record> {
+        (0..count)
+            .map(|i| {
+                let id = format!("{i:064x}");
+                Record::Stats(sample(
+                    &id,
+                    &format!("c{i}"),
+                    time_ns,
+                    Some(1.0),
+                    1000 + i as u64,
+                ))
+            })
+            .collect()
+    };
+    ingest(&db.store, web, &sweep(NOW - 30 * S, 60)).await;
+    let restarted = db.reopened().await;
+    ingest(&restarted, web, &sweep(NOW, 61)).await;
+
+    let page = restarted
+        .containers(
+            &ContainerFilter {
+                host: Some(web),
+                ..Default::default()
+            },
+            Page::first(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 61, "60 continued, one new");
+    for container in &page.items {
+        let points = raw_series(&restarted, container.id).await;
+        let expected = if container.name == "c60" { 1 } else { 2 };
+        assert_eq!(points.len(), expected, "{}: {points:?}", container.name);
+    }
+}
 
 /// Two agents enroll as one host at once (a DaemonSet pod replaced while the old one still
 /// runs, a join token used twice by a script): whichever finishes last, the certificate

@@ -11,6 +11,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// A migrated store on a fresh database.
 pub(crate) struct TestDb {
     pub(crate) store: Store,
+    url: String,
     _mysql: Option<MysqlDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -38,9 +39,19 @@ impl TestDb {
         store.migrate().await.unwrap();
         TestDb {
             store,
+            url,
             _mysql: mysql,
             _dir: dir,
         }
+    }
+}
+
+impl TestDb {
+    /// Another store on the same database, as a collector that starts again opens it.
+    pub(crate) async fn reopened(&self) -> Store {
+        Store::connect(&DatabaseUrl::parse(&self.url).unwrap())
+            .await
+            .unwrap()
     }
 }
 
