@@ -12,6 +12,7 @@
 //!   `ProfileSession` stops its profile; then the row goes;
 //! - moves `ProfileSession`s on and deletes finished ones after their TTL.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tracing::{debug, warn};
 use super::document::is_dns_subdomain;
 use super::reconcile::{Context, ReconcileError, session_expired};
 use super::{DockerHostSpec, DockerHostStatus, Kind, ProfileSessionSpec, ProfileSessionStatus};
-use crate::store::{DesiredResource, ResourceRow};
+use crate::store::{DesiredResource, HostRow, ResourceRow};
 
 /// How often a pass runs without being woken.
 pub const RESYNC: Duration = Duration::from_secs(5);
@@ -59,10 +60,16 @@ pub async fn run(
 pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
     let store = &context.store;
     let hosts = store.hosts().await?;
+    // By name: a fleet has thousands of hosts, looked up once per resource per pass.
+    let hosts_by_name: HashMap<&str, &HostRow> = hosts
+        .iter()
+        .map(|host| (host.name.as_str(), host))
+        .collect();
     let mut rows = store.resources(Kind::DockerHost.as_str(), Some("")).await?;
     let mut created = false;
+    let named: HashSet<&str> = rows.iter().map(|row| row.name.as_str()).collect();
     for host in &hosts {
-        if rows.iter().any(|row| row.name == host.name) || is_dns_subdomain(&host.name).is_err() {
+        if named.contains(host.name.as_str()) || is_dns_subdomain(&host.name).is_err() {
             continue;
         }
         let desired = DesiredResource {
@@ -85,7 +92,7 @@ pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
     }
     // One resource's failure is logged and retried next pass; it does not hold up the rest.
     for row in &rows {
-        let hosts = &hosts;
+        let hosts_by_name = &hosts_by_name;
         let result = async {
             if row.deleting_ns.is_some() {
                 context.revoke_host(&row.name).await?;
@@ -101,7 +108,7 @@ pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
                 .status
                 .as_deref()
                 .and_then(|text| parse::<DockerHostStatus>(row, text));
-            let host = hosts.iter().find(|host| host.name == row.name);
+            let host = hosts_by_name.get(row.name.as_str()).copied();
             let status = context
                 .reconcile_host(&row.name, &spec, row.generation, host, previous.as_ref())
                 .await?;
