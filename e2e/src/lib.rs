@@ -3,11 +3,13 @@
 //! ([`proxy`]) and a TCP forwarder for the same with databases ([`tcp`]), a real Prometheus
 //! server ([`prometheus`]), processes whose JSON-lines output is recorded ([`process`]) and
 //! deadline-bounded waiting ([`wait`]), the project's binaries built fresh ([`binaries`])
-//! and run as a collector with agents ([`fleet`]), talked to over HTTP ([`http`]). The end-to-end suites live in `tests/`.
+//! and run as a collector with agents ([`fleet`]), talked to over HTTP ([`http`]), NATS ([`nats`]) and haproxy
+//! ([`haproxy`]) for collector replicas. The end-to-end suites live in `tests/`.
 
 pub mod binaries;
 pub mod docker;
 pub mod fleet;
+pub mod haproxy;
 pub mod http;
 pub mod mysql;
 pub mod nats;

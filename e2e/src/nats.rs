@@ -2,14 +2,12 @@
 //! replicas linked through it; it can be stopped and started again on the same port.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::process::Command;
 
 use crate::process::RecordedProcess;
-use crate::tcp::free_loopback_address;
-use crate::wait::eventually;
+use crate::tcp::{free_loopback_address, listening};
 
 pub struct NatsServer {
     pub address: SocketAddr,
@@ -42,18 +40,7 @@ impl NatsServer {
             "cannot start nats-server (Debian's `nats-server` package; .ci/run installs it)",
         )?;
         self.process = Some(process);
-        let address = self.address;
-        eventually(
-            Duration::from_secs(30),
-            "nats-server to listen",
-            || async move {
-                tokio::net::TcpStream::connect(address)
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await
+        listening(self.address, "nats-server").await
     }
 
     /// Kills the server (`SIGKILL`): every client loses its connection at once.

@@ -13,6 +13,21 @@ pub fn free_loopback_address() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// Waits up to 30 s until `what` (a server just started) accepts connections on `address`.
+pub async fn listening(address: SocketAddr, what: &str) -> anyhow::Result<()> {
+    crate::wait::eventually(
+        std::time::Duration::from_secs(30),
+        &format!("{what} to listen on {address}"),
+        || async move {
+            tokio::net::TcpStream::connect(address)
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
 pub struct TcpProxy {
     address: SocketAddr,
     upstream: SocketAddr,

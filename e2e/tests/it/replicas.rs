@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use dockermon_e2e::docker::Cleanup;
 use dockermon_e2e::fleet::{Agent, Collector, WAIT, readyz_answer};
+use dockermon_e2e::haproxy::LoadBalancer;
 use dockermon_e2e::nats::NatsServer;
 use dockermon_e2e::wait::eventually;
 
@@ -30,8 +31,14 @@ struct Replicas {
 
 impl Replicas {
     async fn start(nats: &NatsServer) -> Replicas {
+        let setup = Setup::with(&["--nats-url", &nats.url()]).await;
+        let b = Replicas::another(&setup, nats, "b").await;
+        Replicas { setup, b }
+    }
+
+    /// One more replica of the setup's collector, its data in the directory `name`.
+    async fn another(setup: &Setup, nats: &NatsServer, name: &str) -> Collector {
         let url = nats.url();
-        let setup = Setup::with(&["--nats-url", &url]).await;
         let args = [
             "--nats-url",
             &url,
@@ -42,10 +49,9 @@ impl Replicas {
             "--admin-password",
             ADMIN_PASSWORD,
         ];
-        let b = Collector::replica_of(&setup.collector, &setup.dir.path().join("b"), &args)
+        Collector::replica_of(&setup.collector, &setup.dir.path().join(name), &args)
             .await
-            .unwrap();
-        Replicas { setup, b }
+            .unwrap()
     }
 
     fn a(&self) -> &Collector {
@@ -86,8 +92,19 @@ type Socket =
 /// A WebSocket client of `replica`, identified and subscribed to `host`'s events, its
 /// acknowledgements read.
 async fn watch_events(replica: &Collector, token: &str, host: i64) -> Socket {
-    let url = format!("ws://{}/ws", replica.ws_address);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    watch_events_at(replica.ws_address, token, host)
+        .await
+        .unwrap()
+}
+
+/// As [`watch_events`], at `address` (a replica's or a load balancer's WebSocket port).
+async fn watch_events_at(
+    address: std::net::SocketAddr,
+    token: &str,
+    host: i64,
+) -> anyhow::Result<Socket> {
+    let url = format!("ws://{address}/ws");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
     for request in [
         json!({"type": "identify", "token": token}),
         json!({"type": "subscribe", "topic": "events", "host": host}),
@@ -99,9 +116,9 @@ async fn watch_events(replica: &Collector, token: &str, host: i64) -> Socket {
     }
     for expected in ["identified", "subscribed"] {
         let update = next_update(&mut socket).await;
-        assert_eq!(update["type"], expected, "{update}");
+        anyhow::ensure!(update["type"] == expected, "{update}");
     }
-    socket
+    Ok(socket)
 }
 
 async fn next_update(socket: &mut Socket) -> Value {
@@ -343,12 +360,7 @@ async fn an_agent_whose_replica_dies_reports_to_another_and_loses_nothing() {
         .await
         .unwrap()
     };
-    let churning = async {
-        for i in LIVES / 2..LIVES {
-            churn.life(i).await;
-        }
-    };
-    let (moved, ()) = tokio::join!(reconnected, churning);
+    let moved = churn.lives_during(LIVES / 2..LIVES, reconnected).await;
     assert!(
         moved < Duration::from_secs(10),
         "took {moved:?} to report to the other replica"
@@ -491,4 +503,194 @@ async fn the_scheduler_moves_to_another_replica_when_its_holder_dies() {
         "rollups {:?} after the takeover",
         taken_at.elapsed()
     );
+}
+
+/// A gauge of the replica's own metrics (`dockermon_…`), as its `/metrics` says now.
+async fn gauge(replica: &Collector, name: &str) -> Option<f64> {
+    let (_, body) =
+        dockermon_e2e::http::request(replica.health_address, "GET", "/metrics", None, None).await?;
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A WebSocket client of the events of `host` behind the load balancer that, as a UI does,
+/// connects again through it whenever its connection ends: what it saw (container name,
+/// action) and how often it connected again.
+#[derive(Default)]
+struct Seen {
+    events: std::collections::HashSet<(String, String)>,
+    reconnections: usize,
+}
+
+fn watch_through(
+    address: std::net::SocketAddr,
+    token: String,
+    host: i64,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut socket = watch_events_at(address, &token, host).await.unwrap();
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let update: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if update["type"] == "events" {
+                        let mut seen = seen.lock().unwrap();
+                        for event in update["items"].as_array().unwrap() {
+                            let name = event["actor_name"].as_str().unwrap_or_default();
+                            let action = event["action"].as_str().unwrap_or_default();
+                            seen.events.insert((name.to_owned(), action.to_owned()));
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => {
+                    socket = eventually(WAIT, "a WebSocket through the balancer", || {
+                        let token = token.clone();
+                        async move { watch_events_at(address, &token, host).await.ok() }
+                    })
+                    .await
+                    .unwrap();
+                    seen.lock().unwrap().reconnections += 1;
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn behind_a_load_balancer_a_killed_replicas_agents_and_watchers_carry_on() {
+    const LIVES: usize = 12;
+    let nats = NatsServer::start().await.unwrap();
+    let mut replicas = Replicas::start(&nats).await;
+    let mut c = Replicas::another(&replicas.setup, &nats, "c").await;
+    let balancer = LoadBalancer::start([replicas.a(), &replicas.b, &c], replicas.setup.dir.path())
+        .await
+        .unwrap();
+    let setup = &replicas.setup;
+    let token = sign_in(setup, "admin@localhost", ADMIN_PASSWORD).await;
+
+    // Three agents and three WebSocket clients know only the balancer's address, which
+    // spreads their connections over the replicas.
+    let names = ["lb-1", "lb-2", "lb-3"];
+    let mut agents = Vec::new();
+    let mut hosts = Vec::new();
+    for name in names {
+        let join = replicas.b.token(name, "10m").await.unwrap();
+        let agent = Agent::start(
+            &balancer.url(),
+            &setup.dir.path().join(name),
+            &["--join-token", &join],
+        )
+        .await
+        .unwrap();
+        agent.wait_connected().await.unwrap();
+        agents.push(agent);
+        hosts.push(setup.host_id(name).await);
+    }
+    let watched = await_connected(setup, &token, "lb-1").await;
+    let seen: Vec<_> = (0..3)
+        .map(|_| std::sync::Arc::new(std::sync::Mutex::new(Seen::default())))
+        .collect();
+    for seen in &seen {
+        watch_through(balancer.ws_address, token.clone(), watched, seen.clone());
+    }
+
+    // The replica holding lb-1's agent is the one to die; how many of the clients it
+    // serves is what its own metrics say.
+    let holds = |replica: &Collector, name: &str| {
+        replica
+            .stderr()
+            .lines()
+            .any(|line| line.contains("agent connected") && line.contains(&format!("host={name} ")))
+    };
+    eventually(WAIT, "the three clients connected", || async {
+        let mut total = 0.0;
+        for replica in [replicas.a(), &replicas.b, &c] {
+            total += gauge(replica, "dockermon_ws_clients").await?;
+        }
+        (total == 3.0).then_some(())
+    })
+    .await
+    .unwrap();
+    let (victim, moving, clients) = {
+        let all = [replicas.a(), &replicas.b, &c];
+        let victim = all
+            .iter()
+            .position(|replica| holds(replica, "lb-1"))
+            .expect("a replica holds lb-1");
+        let moving = names.iter().filter(|name| holds(all[victim], name)).count();
+        let clients = gauge(all[victim], "dockermon_ws_clients").await.unwrap() as usize;
+        (victim, moving, clients)
+    };
+
+    let churn = Churn::start().await;
+    for i in 0..LIVES / 2 {
+        churn.life(i).await;
+    }
+    let killed_at = Instant::now();
+    match victim {
+        0 => replicas.setup.collector.kill9().await,
+        1 => replicas.b.kill9().await,
+        _ => c.kill9().await,
+    }
+    let setup = &replicas.setup;
+    // Its agents connect again through the balancer, to a live replica, within 10 s, while
+    // containers keep changing.
+    let reconnected = async {
+        eventually(
+            WAIT,
+            "the killed replica's agents connected again",
+            || async {
+                let again = agents
+                    .iter()
+                    .filter(|agent| {
+                        agent.stderr().matches("connected to the collector").count() >= 2
+                    })
+                    .count();
+                (again >= moving).then(|| killed_at.elapsed())
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let moved = churn.lives_during(LIVES / 2..LIVES, reconnected).await;
+    assert!(moved < Duration::from_secs(10), "took {moved:?}");
+    eprintln!(
+        "replica {victim} killed: its {moving} agent(s) back through the balancer in {moved:?}"
+    );
+
+    // Every event of the churn is stored exactly once for every host.
+    churn.settle(LIVES).await;
+    for host in &hosts {
+        setup.assert_stored_exactly(*host, &churn.oracle).await;
+    }
+
+    // The clients it served connected again through the balancer, and every client sees
+    // what happens next.
+    eventually(
+        WAIT,
+        "the killed replica's clients connected again",
+        || async {
+            let again: usize = seen.iter().map(|s| s.lock().unwrap().reconnections).sum();
+            (again >= clients).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let mut cleanup = Cleanup::default();
+    let after = container(&mut cleanup, "after-failover", SLEEP).await;
+    eventually(WAIT, "every client saw the new container start", || async {
+        seen.iter()
+            .all(|s| {
+                s.lock()
+                    .unwrap()
+                    .events
+                    .contains(&(after.clone(), "start".to_owned()))
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(clients >= 1, "the killed replica served a client");
 }

@@ -210,6 +210,20 @@ impl Churn {
         docker(&["rm", "-f", &name]).await.unwrap();
     }
 
+    /// Lives `lives` one after another while `meanwhile` runs; what `meanwhile` gave.
+    pub(crate) async fn lives_during<T>(
+        &self,
+        lives: std::ops::Range<usize>,
+        meanwhile: impl std::future::Future<Output = T>,
+    ) -> T {
+        let churning = async {
+            for i in lives {
+                self.life(i).await;
+            }
+        };
+        tokio::join!(meanwhile, churning).0
+    }
+
     /// Waits until Docker has published the last life's destroy.
     pub(crate) async fn settle(&self, lives: usize) {
         await_destroys(&self.oracle, lives).await;
