@@ -11,6 +11,7 @@ use dockermon_e2e::docker::Cleanup;
 use dockermon_e2e::fleet::{Agent, Collector, WAIT, readyz_answer};
 use dockermon_e2e::haproxy::LoadBalancer;
 use dockermon_e2e::nats::NatsServer;
+use dockermon_e2e::tcp::TcpProxy;
 use dockermon_e2e::wait::eventually;
 
 use crate::api::state_of;
@@ -38,10 +39,14 @@ impl Replicas {
 
     /// One more replica of the setup's collector, its data in the directory `name`.
     async fn another(setup: &Setup, nats: &NatsServer, name: &str) -> Collector {
-        let url = nats.url();
+        Replicas::another_via(setup, &nats.url(), name).await
+    }
+
+    /// As [`Replicas::another`], reaching NATS at `url`.
+    async fn another_via(setup: &Setup, url: &str, name: &str) -> Collector {
         let args = [
             "--nats-url",
-            &url,
+            url,
             "--agent-stats-interval",
             "1s",
             "--agent-usage-interval",
@@ -556,6 +561,67 @@ fn watch_through(
             }
         }
     })
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_from_nats_by_the_network_is_not_ready_until_it_returns() {
+    let nats = NatsServer::start().await.unwrap();
+    let setup = Setup::with(&["--nats-url", &nats.url()]).await;
+    // B reaches NATS through a link that can be cut without closing anything, as a
+    // network partition does; A keeps its own.
+    let mut link = TcpProxy::reserve(nats.address).unwrap();
+    link.start().await.unwrap();
+    let b = Replicas::another_via(&setup, &format!("nats://{}", link.address()), "b").await;
+    let token = sign_in(&setup, "admin@localhost", ADMIN_PASSWORD).await;
+    let join = b.token("partition-host", "10m").await.unwrap();
+    let _agent = Agent::start(
+        &setup.collector.url(),
+        &setup.dir.path().join("partition-host"),
+        &["--join-token", &join],
+    )
+    .await
+    .unwrap();
+    let host_id = await_connected(&setup, &token, "partition-host").await;
+    let ready = |replica: &Collector| {
+        let health = replica.health_address;
+        async move { readyz_answer(health).await }
+    };
+    eventually(WAIT, "B ready", || async {
+        ready(&b).await.filter(|(status, _)| *status == 200)
+    })
+    .await
+    .unwrap();
+
+    link.freeze(true);
+    let cut_at = Instant::now();
+    let (_, body) = eventually(WAIT, "B's /readyz to say NATS is gone", || async {
+        ready(&b).await.filter(|(status, _)| *status == 503)
+    })
+    .await
+    .unwrap();
+    let unready_after = cut_at.elapsed();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["failing"], json!(["nats"]), "{body}");
+    assert!(
+        unready_after < Duration::from_secs(20),
+        "noticed after {unready_after:?}"
+    );
+    let (status, body) = ready(&setup.collector).await.unwrap();
+    assert_eq!(status, 200, "A keeps its link: {body}");
+
+    // The network comes back: B is ready again by itself, and what happens on A's agent
+    // reaches B's watchers.
+    link.freeze(false);
+    eventually(WAIT, "B ready again", || async {
+        ready(&b).await.filter(|(status, _)| *status == 200)
+    })
+    .await
+    .unwrap();
+    let mut socket = watch_events(&b, &token, host_id).await;
+    let mut cleanup = Cleanup::default();
+    let name = container(&mut cleanup, "after-partition", SLEEP).await;
+    await_event(&mut socket, &name, "start").await;
+    eprintln!("B cut off from NATS: not ready after {unready_after:?}");
 }
 
 #[tokio::test]
