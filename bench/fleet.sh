@@ -6,22 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ulimit -n "$(ulimit -Hn)"  # one socket per simulated agent, on both ends
-# FLEET_BIN_DIR: take dockermon-collector and fleet from there (another revision's build, for
-# a baseline) instead of building this checkout.
-bin=${FLEET_BIN_DIR:-target/release}
-if [[ -z "${FLEET_BIN_DIR:-}" ]]; then
-  cargo build --release --locked -p dockermon-collector -p dockermon-e2e --bin dockermon-collector --bin fleet
-fi
-server=$(scripts/mariadb.sh start)
-database=dmfleet_$$
-mariadb --socket=target/test-mariadb/mariadb.sock --user=root -e "CREATE DATABASE $database"
+source bench/fleet-setup.sh
 
 work=$(mktemp -d)
 collector_pid=
 cleanup() {
   [[ -n "$collector_pid" ]] && kill "$collector_pid" 2>/dev/null && wait "$collector_pid" 2>/dev/null || true
-  mariadb --socket=target/test-mariadb/mariadb.sock --user=root -e "DROP DATABASE IF EXISTS $database" || true
+  mariadb --socket=$socket --user=root -e "DROP DATABASE IF EXISTS $database" || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -2,8 +2,9 @@
 //! real client certificates signed by the collector's CA, WebSocket, hello/welcome, data
 //! frames, acks) against a running collector.
 //!
-//!   fleet --collector 127.0.0.1:3812 --pki-dir DATA/pki --agents 1000 --containers 50 \
+//!   fleet --collector 127.0.0.1:3812[,…] --pki-dir DATA/pki --agents 1000 --containers 50 \
 //!         --interval 30s [--warmup 30s] --duration 180s [--collector-pid PID]
+//!         [--watch WS_ADDRESS,… --token TOKEN]
 //!
 //! Each agent sends one frame of `--containers` stats samples per interval (the shape of a
 //! real sweep), and measures the time from sending a frame to its acknowledgement, which
@@ -32,9 +33,18 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
 struct Args {
-    /// The collector's agent address.
+    /// The collector's agent address; with replicas, each one's, comma-separated: agent i
+    /// connects to replica i mod n.
+    #[arg(long, value_delimiter = ',', required = true)]
+    collector: Vec<SocketAddr>,
+    /// The replicas' WebSocket API addresses (same order as `--collector`): one client on
+    /// each watches the whole fleet's stats, and the delivery latency of samples from
+    /// agents on its own replica and on the others is reported side by side.
+    #[arg(long, value_delimiter = ',', requires = "token")]
+    watch: Vec<SocketAddr>,
+    /// An access token for the watchers (`POST /api/v1/auth/login`).
     #[arg(long)]
-    collector: SocketAddr,
+    token: Option<String>,
     /// The collector's PKI directory (ca.crt, ca.key): the generator signs its agents'
     /// certificates with it.
     #[arg(long)]
@@ -57,9 +67,10 @@ struct Args {
     /// Handshakes in flight at once while the fleet connects.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
-    /// The collector's process id, to report its CPU and memory.
-    #[arg(long)]
-    collector_pid: Option<u32>,
+    /// The collector's process id (each replica's, comma-separated), to report its CPU and
+    /// memory.
+    #[arg(long, value_delimiter = ',')]
+    collector_pid: Vec<u32>,
 }
 
 fn sample(container: &str, i: u64) -> Record {
@@ -112,6 +123,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 struct Shared {
     latencies: Mutex<Vec<Duration>>,
+    /// Sample sent → seen by a watcher on the agent's own replica, and on another.
+    delivered_here: Mutex<Vec<Duration>>,
+    delivered_across: Mutex<Vec<Duration>>,
     frames_acked: AtomicU64,
     wire_bytes: AtomicU64,
     samples_sent: AtomicU64,
@@ -194,6 +208,62 @@ async fn agent(
     }
 }
 
+/// A WebSocket client of replica `replica` (of `replicas`) watching the whole fleet's stats:
+/// each message's delay from its samples' time (when the agent sent them) to now, counted
+/// as delivered here when the host's agent is on this replica and across otherwise.
+async fn watch(
+    address: SocketAddr,
+    token: String,
+    replica: usize,
+    replicas: usize,
+    shared: Arc<Shared>,
+) {
+    use futures::SinkExt;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+        .await
+        .expect("the watcher connects");
+    for request in [
+        serde_json::json!({"type": "identify", "token": token}),
+        serde_json::json!({"type": "subscribe", "topic": "stats"}),
+    ] {
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .expect("the watcher subscribes");
+    }
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let now = now_ns();
+        let update: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+        let (Some(name), Some(sent)) = (
+            update["host_name"].as_str(),
+            update["items"][0]["time_ns"].as_i64(),
+        ) else {
+            continue;
+        };
+        if !shared.measuring.load(Ordering::Relaxed) {
+            continue;
+        }
+        // Host `fleet-<run>-<i>` is agent i, on replica i mod n.
+        let Some(agent) = name
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let delay = Duration::from_nanos(now.saturating_sub(sent).max(0) as u64);
+        let delivered = if agent % replicas == replica {
+            &shared.delivered_here
+        } else {
+            &shared.delivered_across
+        };
+        delivered.lock().await.push(delay);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -225,8 +295,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Connect the fleet: TLS, WebSocket, hello, welcome.
     let started = Instant::now();
-    let connected: Vec<(RawAgent, u64)> = futures::stream::iter(configs)
-        .map(|tls| RawAgent::join(args.collector, tls))
+    let replicas = args.collector.clone();
+    let connected: Vec<(RawAgent, u64)> = futures::stream::iter(configs.into_iter().enumerate())
+        .map(|(i, tls)| RawAgent::join(replicas[i % replicas.len()], tls))
         .buffer_unordered(args.connect_concurrency)
         .filter_map(|result| async move {
             match result {
@@ -244,6 +315,8 @@ async fn main() -> anyhow::Result<()> {
 
     let shared = Arc::new(Shared {
         latencies: Mutex::new(Vec::new()),
+        delivered_here: Mutex::new(Vec::new()),
+        delivered_across: Mutex::new(Vec::new()),
         frames_acked: AtomicU64::new(0),
         wire_bytes: AtomicU64::new(0),
         samples_sent: AtomicU64::new(0),
@@ -251,6 +324,17 @@ async fn main() -> anyhow::Result<()> {
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let agents = connected.len();
+    for (replica, address) in args.watch.iter().enumerate() {
+        let token = args.token.clone().expect("clap requires it");
+        let watching = watch(
+            *address,
+            token,
+            replica,
+            args.collector.len(),
+            shared.clone(),
+        );
+        tokio::spawn(watching);
+    }
     let tasks: Vec<_> = connected
         .into_iter()
         .map(|(connection, seq)| {
@@ -268,16 +352,19 @@ async fn main() -> anyhow::Result<()> {
     // At least one interval of warm-up, so every agent has started its cycle, then measure.
     tokio::time::sleep(args.warmup.unwrap_or(args.interval).max(args.interval)).await;
     shared.measuring.store(true, Ordering::Relaxed);
-    let before = args.collector_pid.and_then(proc_stat);
-    let mut peak_rss = 0;
+    let pids = &args.collector_pid;
+    let before: Vec<_> = pids.iter().map(|pid| proc_stat(*pid)).collect();
+    let mut peak_rss = vec![0; pids.len()];
     let measure_start = Instant::now();
     while measure_start.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Some((_, rss)) = args.collector_pid.and_then(proc_stat) {
-            peak_rss = peak_rss.max(rss);
+        for (peak, pid) in peak_rss.iter_mut().zip(pids) {
+            if let Some((_, rss)) = proc_stat(*pid) {
+                *peak = (*peak).max(rss);
+            }
         }
     }
-    let after = args.collector_pid.and_then(proc_stat);
+    let after: Vec<_> = pids.iter().map(|pid| proc_stat(*pid)).collect();
     let measured = measure_start.elapsed();
     shared.measuring.store(false, Ordering::Relaxed);
     stop.cancel();
@@ -287,6 +374,10 @@ async fn main() -> anyhow::Result<()> {
 
     let mut latencies = shared.latencies.lock().await.clone();
     latencies.sort();
+    let mut here = shared.delivered_here.lock().await.clone();
+    let mut across = shared.delivered_across.lock().await.clone();
+    here.sort();
+    across.sort();
     let samples = shared.samples_sent.load(Ordering::Relaxed);
     println!("| measurement | result |");
     println!("|---|---|");
@@ -313,6 +404,16 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    for (what, delivered) in [("its own replica", &here), ("another replica", &across)] {
+        if !delivered.is_empty() {
+            println!(
+                "| sample sent → seen by a watcher on {what} | p50 {:.1} ms, p99 {:.1} ms ({} messages) |",
+                percentile(delivered, 0.5).as_secs_f64() * 1e3,
+                percentile(delivered, 0.99).as_secs_f64() * 1e3,
+                delivered.len()
+            );
+        }
+    }
     if samples > 0 {
         println!(
             "| wire size per container sample (JSON, in a frame of {}) | {:.0} bytes |",
@@ -320,16 +421,23 @@ async fn main() -> anyhow::Result<()> {
             shared.wire_bytes.load(Ordering::Relaxed) as f64 / samples as f64
         );
     }
-    if let (Some((cpu_before, _)), Some((cpu_after, rss))) = (before, after) {
-        println!(
-            "| collector CPU | {:.1} % of one core |",
-            (cpu_after - cpu_before) / measured.as_secs_f64() * 100.0
-        );
-        println!(
-            "| collector RSS | {:.0} MiB (peak {:.0} MiB) |",
-            rss as f64 / 1024.0,
-            peak_rss as f64 / 1024.0
-        );
+    for (i, ((before, after), peak)) in before.iter().zip(&after).zip(&peak_rss).enumerate() {
+        let which = if pids.len() > 1 {
+            format!("replica {i}")
+        } else {
+            "collector".to_owned()
+        };
+        if let (Some((cpu_before, _)), Some((cpu_after, rss))) = (before, after) {
+            println!(
+                "| {which} CPU | {:.1} % of one core |",
+                (cpu_after - cpu_before) / measured.as_secs_f64() * 100.0
+            );
+            println!(
+                "| {which} RSS | {:.0} MiB (peak {:.0} MiB) |",
+                *rss as f64 / 1024.0,
+                *peak as f64 / 1024.0
+            );
+        }
     }
     Ok(())
 }
