@@ -90,6 +90,19 @@ pub struct Connection {
     pub reason: Arc<Mutex<String>>,
     /// When the session last heard from its agent; the session updates it.
     pub heard: Arc<Mutex<Instant>>,
+    /// Linked: fires once this session takes its host's commands and claims from the
+    /// other replicas.
+    subscribed: Option<oneshot::Receiver<()>>,
+}
+
+impl Connection {
+    /// Linked: waits (at most [`CLAIM_TIMEOUT`]) until this session answers for its host on
+    /// NATS, so that a replica claiming the host from now on finds it. At once otherwise.
+    pub async fn subscribed(&mut self) {
+        if let Some(subscribed) = self.subscribed.take() {
+            let _ = tokio::time::timeout(CLAIM_TIMEOUT, subscribed).await;
+        }
+    }
 }
 
 struct Entry {
@@ -275,15 +288,22 @@ impl Registry {
             old.serving.cancel();
         }
         drop(entries);
+        let mut subscribed = None;
         if let Some(link) = &self.link {
-            tokio::spawn(
-                self.clone()
-                    .answer_commands(link.broker.clone(), host, id, serving),
-            );
+            let (done, waiting) = oneshot::channel();
+            subscribed = Some(waiting);
+            tokio::spawn(self.clone().answer_commands(
+                link.broker.clone(),
+                host,
+                id,
+                serving,
+                done,
+            ));
             link.presence.changed();
         }
         Ok(Connection {
             id,
+            subscribed,
             commands: receiver,
             close,
             reason,
@@ -325,24 +345,26 @@ impl Registry {
         }
     }
 
-    /// Answers another replica's [`Claim`] on `host`'s session `connection_id`, held here.
-    fn answer_claim(&self, host: HostId, connection_id: u64, claim: &Claim) -> ClaimAnswer {
-        let entries = self.entries.lock().expect("registry lock");
-        let Some(entry) = entries
+    /// Answers another replica's [`Claim`] on `host`'s session `connection_id`, held here:
+    /// `None` when that session is no longer this host's here (a newer one answers). A
+    /// session given up leaves the registry at once: commands for the host go to the new
+    /// one, and this replica no longer announces it.
+    fn answer_claim(&self, host: HostId, connection_id: u64, claim: &Claim) -> Option<ClaimAnswer> {
+        let mut entries = self.entries.lock().expect("registry lock");
+        let entry = entries
             .get(&host)
-            .filter(|entry| entry.connection_id == connection_id)
-        else {
-            return ClaimAnswer::Released;
-        };
+            .filter(|entry| entry.connection_id == connection_id)?;
         if entry.keeps_against(&claim.instance) {
-            return ClaimAnswer::Refused;
+            return Some(ClaimAnswer::Refused);
         }
+        let entry = entries.remove(&host).expect("just found");
+        drop(entries);
         *entry.reason.lock().expect("reason lock") =
             "replaced by a newer connection of the same agent to another replica".into();
         entry.close.cancel();
-        // No command for this host is taken here any more: the new session takes them.
         entry.serving.cancel();
-        ClaimAnswer::Released
+        self.announce();
+        Some(ClaimAnswer::Released)
     }
 
     /// Forgets a session (when it ends); pending commands see `Disconnected`.
@@ -513,6 +535,7 @@ impl Registry {
         host: HostId,
         connection_id: u64,
         stop: CancellationToken,
+        ready: oneshot::Sender<()>,
     ) {
         use futures::StreamExt;
         let (commands, claims) = (broker::command_subject(host), broker::claim_subject(host));
@@ -527,6 +550,9 @@ impl Registry {
                 return;
             }
         };
+        // The server has the subscriptions once it answered a flush.
+        broker.flush().await;
+        let _ = ready.send(());
         let (mut requests, mut claims) = (std::pin::pin!(requests), std::pin::pin!(claims));
         loop {
             let (request, reply) = tokio::select! {
@@ -535,9 +561,14 @@ impl Registry {
                 biased;
                 () = stop.cancelled() => return,
                 claim = claims.next() => {
-                    if let Some((claim, Some(reply))) = claim {
-                        let answer = self.answer_claim(host, connection_id, &claim);
-                        broker.reply(reply, &answer).await;
+                    match claim {
+                        Some((claim, Some(reply))) => {
+                            if let Some(answer) = self.answer_claim(host, connection_id, &claim) {
+                                broker.reply(reply, &answer).await;
+                            }
+                        }
+                        Some((_, None)) => {}
+                        None => return,
                     }
                     continue;
                 }

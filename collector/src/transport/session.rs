@@ -177,29 +177,38 @@ async fn converse(
         .instance
         .as_ref()
         .map(|instance| limits::truncate(instance.clone(), 64));
-    // A session of this host on another replica is closed (or this one refused) before the
-    // committed sequence is read: one agent's frames are not taken by two sessions at once.
-    let claimed = service.registry.claim(host, peer, instance.clone()).await;
-    let committed = service
-        .store
-        .last_seq(host)
-        .await
-        .map_err(|e| End::Closed(AWAY, format!("store unavailable: {e}")))?;
     let capabilities: Vec<String> = hello
         .capabilities
         .iter()
         .take(32)
         .map(|c| limits::truncate(c.clone(), 64))
         .collect();
-    let admitted = match claimed {
-        Ok(()) => service.registry.connect(host, peer, instance, capabilities),
-        Err(refusal) => Err(refusal),
-    };
-    let mut connection = match admitted {
+    // One host, one agent: first here, then (linked) on the other replicas. This session
+    // takes the host's commands before it asks them, so two sessions connecting at once on
+    // two replicas refuse each other rather than both stay; the agents try again later.
+    let mut connection = match service
+        .registry
+        .connect(host, peer, instance.clone(), capabilities)
+    {
         Ok(connection) => connection,
         Err(refusal) => {
             warn!(host = %peer.host, "refused a second agent process under one host name");
             return refuse(socket, refusal.to_string()).await;
+        }
+    };
+    connection.subscribed().await;
+    if let Err(refusal) = service.registry.claim(host, peer, instance).await {
+        service.registry.disconnect(host, connection.id);
+        warn!(host = %peer.host, "refused a second agent process under one host name, connected to another replica");
+        return refuse(socket, refusal.to_string()).await;
+    }
+    // Read after another replica's session of this host was closed. Its frames still
+    // queued there may commit after this; the store keeps each record once.
+    let committed = match service.store.last_seq(host).await {
+        Ok(committed) => committed,
+        Err(error) => {
+            service.registry.disconnect(host, connection.id);
+            return Err(End::Closed(AWAY, format!("store unavailable: {error}")));
         }
     };
     // The host's DockerHost spec, if it has one, over the collector's defaults.

@@ -723,6 +723,7 @@ async fn scenario_deleting_a_running_session_stops_its_profile() {
             }));
         }
     });
+    let deleted = std::time::Instant::now();
     let reconcile = tokio::spawn(profile_sessions::reconcile(
         Arc::new(object.clone()),
         world.operator.clone(),
@@ -758,6 +759,13 @@ async fn scenario_deleting_a_running_session_stops_its_profile() {
         "the agent was told to stop that profile before the finalizer was removed"
     );
     ending.await.unwrap();
+    // The profiler saw the agent's end (it waits up to 10 s for it before ending the
+    // session itself, which would also say "stopped").
+    assert!(
+        deleted.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        deleted.elapsed()
+    );
     let mut gone = serde_json::to_value(&object).unwrap();
     gone["metadata"]["finalizers"] = json!([]);
     respond(send, 200, &gone);
