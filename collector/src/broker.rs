@@ -114,13 +114,10 @@ impl Broker {
         }
     }
 
-    /// The largest message the server takes, in bytes (its `max_payload`; NATS' default
-    /// 1 MiB until the server has said).
+    /// The largest message the server takes, in bytes: its `max_payload` (the client
+    /// assumes NATS' default, 1 MiB, until the server has said).
     pub fn max_payload(&self) -> usize {
-        match self.client.max_payload() {
-            0 => 1 << 20,
-            bytes => bytes,
-        }
+        self.client.max_payload()
     }
 
     /// Waits until the server has everything sent so far (subscriptions included); gives

@@ -168,11 +168,12 @@ impl LiveBus {
                             "live updates not sent to the other replicas: the NATS link fell behind"
                         );
                     }
-                    let (messages, too_large) = messages(&update, broker.max_payload());
+                    let max_payload = broker.max_payload();
+                    let (messages, too_large) = messages(&update, max_payload);
                     if too_large > 0 {
                         warn!(
                             too_large,
-                            max_payload = broker.max_payload(),
+                            max_payload,
                             "live records larger than a NATS message not sent to the other replicas (raise the server's max_payload)"
                         );
                     }

@@ -241,6 +241,9 @@ pub async fn readyz_answer(address: SocketAddr) -> Option<(u16, String)> {
     crate::http::request(address, "GET", "/readyz", None, None).await
 }
 
+/// What an agent logs each time a collector welcomed it.
+const CONNECTED: &str = "connected to the collector";
+
 /// An agent process reporting to a collector.
 pub struct Agent {
     pub state_dir: PathBuf,
@@ -291,8 +294,13 @@ impl Agent {
         self.process
             .as_ref()
             .context("not running")?
-            .wait_for_stderr(WAIT, "connected to the collector")
+            .wait_for_stderr(WAIT, CONNECTED)
             .await
+    }
+
+    /// How often this agent has connected to a collector so far.
+    pub fn connections(&self) -> usize {
+        self.stderr().matches(CONNECTED).count()
     }
 
     pub async fn kill9(&mut self) {

@@ -311,8 +311,9 @@ impl Registry {
         })
     }
 
-    /// Linked: before [`Registry::connect`], asks the replica holding `host`'s session, if
-    /// another does, to give it up, with the rule `connect` applies here: a session of
+    /// Linked: after [`Registry::connect`] (and [`Connection::subscribed`]), asks the replica
+    /// holding `host`'s session, if another does, to give it up, with the rule `connect`
+    /// applies here: a session of
     /// another agent process that is alive is kept there, and this one refused; any other
     /// is closed there. An answer that does not come within [`CLAIM_TIMEOUT`], or NATS
     /// down, lets the agent in: its old replica is the one that cannot be asked.

@@ -359,8 +359,7 @@ async fn an_agent_whose_replica_dies_reports_to_another_and_loses_nothing() {
     }
     let reconnected = async {
         eventually(WAIT, "the agent connected to the other replica", || async {
-            (agent.stderr().matches("connected to the collector").count() >= 2)
-                .then(|| killed_at.elapsed())
+            (agent.connections() >= 2).then(|| killed_at.elapsed())
         })
         .await
         .unwrap()
@@ -510,11 +509,6 @@ async fn the_scheduler_moves_to_another_replica_when_its_holder_dies() {
     );
 }
 
-/// How often `agent` has connected to a collector so far.
-fn connections(agent: &Agent) -> usize {
-    agent.stderr().matches("connected to the collector").count()
-}
-
 /// A gauge of the replica's own metrics (`dockermon_…`), as its `/metrics` says now.
 async fn gauge(replica: &Collector, name: &str) -> Option<f64> {
     let (_, body) =
@@ -523,15 +517,16 @@ async fn gauge(replica: &Collector, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// A WebSocket client of the events of `host` behind the load balancer that, as a UI does,
-/// connects again through it whenever its connection ends: what it saw (container name,
-/// action) and how often it connected again.
+/// What a client of [`watch_through`] saw (container name, action), and how often it
+/// connected again.
 #[derive(Default)]
 struct Seen {
     events: std::collections::HashSet<(String, String)>,
     reconnections: usize,
 }
 
+/// A WebSocket client of the events of `host` behind the load balancer at `address` that,
+/// as a UI does, connects again through it whenever its connection ends.
 fn watch_through(
     address: std::net::SocketAddr,
     token: String,
@@ -587,12 +582,10 @@ async fn a_replica_cut_off_from_nats_by_the_network_is_not_ready_until_it_return
     .await
     .unwrap();
     let host_id = await_connected(&setup, &token, "partition-host").await;
-    let ready = |replica: &Collector| {
-        let health = replica.health_address;
-        async move { readyz_answer(health).await }
-    };
     eventually(WAIT, "B ready", || async {
-        ready(&b).await.filter(|(status, _)| *status == 200)
+        readyz_answer(b.health_address)
+            .await
+            .filter(|(status, _)| *status == 200)
     })
     .await
     .unwrap();
@@ -600,7 +593,9 @@ async fn a_replica_cut_off_from_nats_by_the_network_is_not_ready_until_it_return
     link.freeze(true);
     let cut_at = Instant::now();
     let (_, body) = eventually(WAIT, "B's /readyz to say NATS is gone", || async {
-        ready(&b).await.filter(|(status, _)| *status == 503)
+        readyz_answer(b.health_address)
+            .await
+            .filter(|(status, _)| *status == 503)
     })
     .await
     .unwrap();
@@ -611,14 +606,16 @@ async fn a_replica_cut_off_from_nats_by_the_network_is_not_ready_until_it_return
         unready_after < Duration::from_secs(20),
         "noticed after {unready_after:?}"
     );
-    let (status, body) = ready(&setup.collector).await.unwrap();
+    let (status, body) = readyz_answer(setup.collector.health_address).await.unwrap();
     assert_eq!(status, 200, "A keeps its link: {body}");
 
     // The network comes back: B is ready again by itself, and what happens on A's agent
     // reaches B's watchers.
     link.freeze(false);
     eventually(WAIT, "B ready again", || async {
-        ready(&b).await.filter(|(status, _)| *status == 200)
+        readyz_answer(b.health_address)
+            .await
+            .filter(|(status, _)| *status == 200)
     })
     .await
     .unwrap();
@@ -695,7 +692,7 @@ async fn behind_a_load_balancer_a_killed_replicas_agents_and_watchers_carry_on()
             .iter()
             .zip(names)
             .filter(|(_, name)| holds(all[victim], name))
-            .map(|(agent, _)| (agent, connections(agent)))
+            .map(|(agent, _)| (agent, agent.connections()))
             .collect();
         let clients = gauge(all[victim], "dockermon_ws_clients").await.unwrap() as usize;
         (victim, moving, clients)
@@ -722,7 +719,7 @@ async fn behind_a_load_balancer_a_killed_replicas_agents_and_watchers_carry_on()
             || async {
                 moving
                     .iter()
-                    .all(|(agent, before)| connections(agent) > *before)
+                    .all(|(agent, before)| agent.connections() > *before)
                     .then(|| killed_at.elapsed())
             },
         )
