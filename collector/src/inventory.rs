@@ -189,4 +189,8 @@ fn matches_except_label(filter: &ContainerFilter, entry: &Entry) -> bool {
         && equal(&filter.state, Some(&row.state))
         && equal(&filter.name, Some(&row.name))
         && equal(&filter.compose_project, row.compose_project.as_deref())
+        && filter.search.as_deref().is_none_or(|search| {
+            let search = search.to_lowercase();
+            row.name.to_lowercase().contains(&search) || row.image.to_lowercase().contains(&search)
+        })
 }

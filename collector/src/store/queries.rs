@@ -135,6 +135,8 @@ pub struct ContainerFilter {
     /// A label key, and optionally the value it must have.
     pub label: Option<(String, Option<String>)>,
     pub compose_project: Option<String>,
+    /// Text the name or the image contains, whatever its case.
+    pub search: Option<String>,
     pub include_removed: bool,
     /// Include each container's full description (`detail`); lists leave it out by
     /// default, as it is most of a row's size.
@@ -536,6 +538,25 @@ impl Store {
                 query
                     .push(" AND compose_project = ")
                     .push_bind(project.clone());
+            }
+            if let Some(search) = &filter.search {
+                // `!` escapes LIKE's wildcards the same way on both backends (a backslash
+                // would itself need escaping in MySQL's string literals).
+                let escaped: String = search
+                    .to_lowercase()
+                    .chars()
+                    .flat_map(|c| match c {
+                        '!' | '%' | '_' => vec!['!', c],
+                        c => vec![c],
+                    })
+                    .collect();
+                let pattern = format!("%{escaped}%");
+                query
+                    .push(" AND (LOWER(name) LIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" ESCAPE '!' OR LOWER(image) LIKE ")
+                    .push_bind(pattern)
+                    .push(" ESCAPE '!')");
             }
             if !filter.include_removed {
                 query.push(" AND removed_ns IS NULL");

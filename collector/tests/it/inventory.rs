@@ -125,6 +125,24 @@ async fn lists_match_the_store(db: TestDb) {
             name: text("gone"),
             ..Default::default()
         },
+        // Search: any case, name or image, and LIKE's wildcards taken literally.
+        ContainerFilter {
+            search: text("EB"),
+            ..Default::default()
+        },
+        ContainerFilter {
+            search: text(":"),
+            ..Default::default()
+        },
+        ContainerFilter {
+            search: text("%"),
+            ..Default::default()
+        },
+        ContainerFilter {
+            search: text("_"),
+            host: Some(b),
+            ..Default::default()
+        },
         ContainerFilter {
             host: Some(HostId(a.0 + b.0 + 1)),
             ..Default::default()

@@ -44,6 +44,8 @@ pub struct ContainerParams {
     pub label: Option<String>,
     /// Only containers of this compose project.
     pub compose_project: Option<String>,
+    /// Only containers whose name or image contains this text (case-insensitive).
+    pub search: Option<String>,
     /// Also list removed containers (they keep their history).
     pub include_removed: Option<bool>,
     /// Include each container's full description (ports, mounts, networks, labels), as
@@ -97,6 +99,7 @@ pub async fn list(
         name: query.name,
         label,
         compose_project: query.compose_project,
+        search: query.search.filter(|search| !search.is_empty()),
         include_removed: query.include_removed.unwrap_or(false),
         detail: query.detail.unwrap_or(false),
     };
