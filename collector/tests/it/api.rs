@@ -21,6 +21,7 @@ use crate::support::{PASSWORD, TOKEN_SECRET, TestDb, api_state, on_both_backends
 
 on_both_backends!(
     a_session_lives_from_login_to_logout,
+    a_browser_session_keeps_its_refresh_token_in_a_cookie_only_it_can_use,
     forged_expired_and_ended_tokens_are_refused,
     roles_decide_what_a_user_may_do,
     repeated_failed_logins_are_throttled,
@@ -132,6 +133,132 @@ fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
         "{}",
         answer.1
     );
+}
+
+/// One request with headers; its status, headers and JSON answer.
+async fn exchange(
+    api: &Api,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, value)
+}
+
+/// The `name=value` of a response's `Set-Cookie`, and its attributes.
+fn set_cookie(headers: &axum::http::HeaderMap) -> (String, String) {
+    let value = headers[header::SET_COOKIE].to_str().unwrap();
+    let (pair, attributes) = value.split_once(';').unwrap();
+    (pair.to_owned(), attributes.to_owned())
+}
+
+async fn a_browser_session_keeps_its_refresh_token_in_a_cookie_only_it_can_use(db: TestDb) {
+    let api = Api::new(db).await;
+    api.user("web@example.com", Role::Viewer).await;
+    let body = json!({"email": "web@example.com", "password": PASSWORD, "refresh_cookie": true});
+    let (status, headers, tokens) = exchange(&api, "POST", "/api/v1/auth/login", &[], body).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "not in the body: {tokens}"
+    );
+    let (cookie, attributes) = set_cookie(&headers);
+    assert!(
+        cookie.starts_with("dockermon_refresh=") && cookie.len() > 40,
+        "{cookie}"
+    );
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/api/v1/auth",
+        "Max-Age=",
+    ] {
+        assert!(
+            attributes.contains(attribute),
+            "{attribute} in {attributes}"
+        );
+    }
+
+    // The cookie alone is not enough: another origin could make the browser send it.
+    let refresh = |headers: Vec<(&'static str, String)>| {
+        let api = &api;
+        async move {
+            let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            exchange(api, "POST", "/api/v1/auth/refresh", &pairs, json!({})).await
+        }
+    };
+    let answer = refresh(vec![("cookie", cookie.clone())]).await;
+    assert_eq!(answer.0, StatusCode::FORBIDDEN, "{}", answer.2);
+    let answer = refresh(vec![
+        ("cookie", cookie.clone()),
+        ("x-dockermon-client", "web".into()),
+        ("host", "collector:3810".into()),
+        ("origin", "http://evil.example:3810".into()),
+    ])
+    .await;
+    assert_eq!(answer.0, StatusCode::FORBIDDEN, "{}", answer.2);
+    let answer = refresh(vec![("x-dockermon-client", "web".into())]).await;
+    assert_eq!(
+        answer.0,
+        StatusCode::UNAUTHORIZED,
+        "no cookie: {}",
+        answer.2
+    );
+
+    // Same origin, with the header: a new access token and a new cookie.
+    let same_origin = |cookie: &str| {
+        vec![
+            ("cookie", format!("theme=dark; {cookie}")),
+            ("x-dockermon-client", "web".to_owned()),
+            ("host", "collector:3810".to_owned()),
+            ("origin", "http://collector:3810".to_owned()),
+        ]
+    };
+    let (status, headers, renewed) = refresh(same_origin(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert!(renewed.get("refresh_token").is_none());
+    let (rotated, _) = set_cookie(&headers);
+    assert_ne!(rotated, cookie, "each refresh rotates the cookie");
+    let access = renewed["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(api.get("/api/v1/me", &access).await.0, StatusCode::OK);
+
+    // A spent cookie ends the session, as a spent refresh token does.
+    let (status, _, _) = refresh(same_origin(&cookie)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.get("/api/v1/me", &access).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout deletes the cookie.
+    let body = json!({"email": "web@example.com", "password": PASSWORD, "refresh_cookie": true});
+    let (_, _, tokens) = exchange(&api, "POST", "/api/v1/auth/login", &[], body).await;
+    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    let (status, headers, _) = exchange(
+        &api,
+        "POST",
+        "/api/v1/auth/logout",
+        &[("authorization", &bearer)],
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (pair, attributes) = set_cookie(&headers);
+    assert_eq!(pair, "dockermon_refresh=");
+    assert!(attributes.contains("Max-Age=0"), "{attributes}");
 }
 
 async fn a_session_lives_from_login_to_logout(db: TestDb) {

@@ -5,7 +5,9 @@
 //! JWT naming the session) and a refresh token (random, one use, only its hash stored).
 //! Every request checks the token's signature and expiry, then that its session is still
 //! live, so logout, a password change or disabling a user ends access at once.
+//! Browsers may keep the refresh token in a cookie instead ([`cookie`]).
 
+pub mod cookie;
 pub mod extract;
 pub mod password;
 pub mod secret;

@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use dockermon_proto::now_ns;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::{Admin, AuthUser, password, random_token, refresh_hash, tokens::unix_now};
+use crate::api::auth::{
+    Admin, AuthUser, cookie, password, random_token, refresh_hash, tokens::unix_now,
+};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params;
 use crate::api::params::Query;
@@ -80,12 +84,19 @@ pub async fn clear_locks(
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// Set the refresh token as an `HttpOnly`, `SameSite=Strict` cookie instead of
+    /// answering it (for browsers: no script can read it). Default `false`.
+    #[serde(default)]
+    pub refresh_cookie: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// The refresh token; absent: the refresh cookie's, which also needs the
+    /// `X-Dockermon-Client` header (and then the new one is set as the cookie too).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 /// A session's tokens. The access token goes in `Authorization: Bearer …`; the refresh
@@ -96,8 +107,29 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    pub refresh_token: String,
+    /// Absent when it was set as the refresh cookie instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub user: UserRow,
+}
+
+/// Tokens, with the refresh token moved into a cookie when the client asked for one.
+type TokenAnswer = ([(HeaderName, HeaderValue); 1], Json<TokenResponse>);
+
+/// Answers `tokens`: the refresh token in the body, or (`cookie`) in a `Set-Cookie`.
+fn answer(
+    state: &ApiState,
+    mut tokens: TokenResponse,
+    cookie: bool,
+    headers: &HeaderMap,
+) -> Response {
+    if !cookie {
+        return Json(tokens).into_response();
+    }
+    let token = tokens.refresh_token.take().unwrap_or_default();
+    let set = cookie::set(&token, state.refresh_ttl, cookie::over_https(headers));
+    let answer: TokenAnswer = ([(SET_COOKIE, set)], Json(tokens));
+    answer.into_response()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -131,7 +163,7 @@ fn tokens_for(state: &ApiState, user: UserRow, session: &str, secret: &str) -> T
         access_token: state.tokens.issue(user.id, session, user.role, unix_now()),
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
-        refresh_token: format!("{session}.{secret}"),
+        refresh_token: Some(format!("{session}.{secret}")),
         user,
     }
 }
@@ -144,8 +176,9 @@ fn tokens_for(state: &ApiState, user: UserRow, session: &str, secret: &str) -> T
 pub async fn login(
     State(state): State<ApiState>,
     ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
     params::Json(request): params::Json<LoginRequest>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
     state
         .throttle
         .check(address, &request.email, Instant::now())
@@ -202,20 +235,31 @@ pub async fn login(
         .store
         .create_session(&session, user.id, &refresh_hash(&secret), now, expires)
         .await?;
-    Ok(Json(tokens_for(&state, user, &session, &secret)))
+    let tokens = tokens_for(&state, user, &session, &secret);
+    Ok(answer(&state, tokens, request.refresh_cookie, &headers))
 }
 
 /// Exchanges a refresh token for a new pair. Each refresh token works once: presenting
 /// one again ends its session (it was stolen, or the client is confused).
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the cookie came without the client header or from another origin")))]
 pub async fn refresh(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     params::Json(request): params::Json<RefreshRequest>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
     let ended = || ApiError::unauthorized("the session has ended; sign in again");
-    let (session, secret) = split_refresh(&request.refresh_token).ok_or_else(ended)?;
+    let from_cookie = request.refresh_token.is_none();
+    let token = match request.refresh_token.as_deref() {
+        Some(token) => token,
+        None => {
+            cookie::check_same_origin(&headers)?;
+            cookie::read(&headers).ok_or_else(ended)?
+        }
+    };
+    let (session, secret) = split_refresh(token).ok_or_else(ended)?;
     let now = now_ns();
     let new_secret = random_token();
     let expires = now + state.refresh_ttl.as_nanos() as i64;
@@ -241,18 +285,23 @@ pub async fn refresh(
         .session_user(session, now)
         .await?
         .ok_or_else(ended)?;
-    Ok(Json(tokens_for(&state, user, session, &new_secret)))
+    let tokens = tokens_for(&state, user, session, &new_secret);
+    Ok(answer(&state, tokens, from_cookie, &headers))
 }
 
-/// Ends the session: its access and refresh tokens stop working at once.
+/// Ends the session: its access and refresh tokens stop working at once, and the
+/// refresh cookie, if any, is deleted.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(State(state): State<ApiState>, user: AuthUser) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<ApiState>,
+    user: AuthUser,
+) -> ApiResult<([(HeaderName, HeaderValue); 1], StatusCode)> {
     state.store.revoke_session(&user.session, now_ns()).await?;
     state
         .sessions
         .end(AccessChange::Session(user.session.clone()));
-    Ok(StatusCode::NO_CONTENT)
+    Ok(([(SET_COOKIE, cookie::clear())], StatusCode::NO_CONTENT))
 }
 
 /// The signed-in user.
