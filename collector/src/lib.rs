@@ -25,4 +25,5 @@ pub mod serve;
 pub mod standalone;
 pub mod store;
 pub mod transport;
+pub mod ui;
 pub mod ws;

@@ -278,7 +278,12 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
     };
     let listener = bind(config.api.listen, "api_listen").await?;
     info!(address = %listener.local_addr()?, "API listening");
-    spawn_server(&tracker, listener, api::router(api), "API", &cancel);
+    // The API listener also serves the web UI and the WebSocket API, so the UI talks to
+    // one origin; :3811 keeps the WebSocket API for existing clients.
+    let api_router = api::router(api)
+        .merge(ws::router(ws_state.clone()))
+        .merge(crate::ui::router());
+    spawn_server(&tracker, listener, api_router, "API", &cancel);
     let listener = bind(config.api.ws_listen, "ws_listen").await?;
     info!(address = %listener.local_addr()?, "WebSocket API listening");
     spawn_server(

@@ -1,0 +1,103 @@
+// The shell: routes (`#/…`), the header, and each page's life. A page is
+// `render(main, params, page)`; it registers what to undo when it is left
+// (`page.onLeave(fn)`: WebSocket subscriptions, timers), and checks `page.left` after
+// each await so a slow answer never draws over the next page.
+
+import { h, fill, errorText } from './dom.js';
+import { currentUser, can, onSession, refresh, signOut, SignedOut } from './api.js';
+import { live } from './live.js';
+import * as signin from './pages/signin.js';
+import * as fleet from './pages/fleet.js';
+import * as host from './pages/host.js';
+import * as container from './pages/container.js';
+import * as profiler from './pages/profiler.js';
+import * as activity from './pages/activity.js';
+import * as admin from './pages/admin.js';
+
+const ROUTES = [
+  [/^\/signin$/, signin, null],
+  [/^\/fleet$/, fleet, 'viewer'],
+  [/^\/hosts\/(\d+)$/, host, 'viewer'],
+  [/^\/containers\/(\d+)$/, container, 'viewer'],
+  [/^\/profiler$/, profiler, 'viewer'],
+  [/^\/profiler\/live\/(\d+)$/, profiler, 'operator'],
+  [/^\/profiles\/(\d+)$/, profiler, 'viewer'],
+  [/^\/activity$/, activity, 'viewer'],
+  [/^\/admin$/, admin, 'admin'],
+];
+
+const NAV = [['#/fleet', 'Fleet', 'viewer'], ['#/profiler', 'Profiler', 'viewer'],
+  ['#/activity', 'Activity', 'viewer'], ['#/admin', 'Admin', 'admin']];
+
+let current = null;
+let restored = false;
+
+function path() {
+  return location.hash.replace(/^#/, '') || '/fleet';
+}
+
+export function go(to) {
+  if (location.hash === `#${to}`) show();
+  else location.hash = `#${to}`;
+}
+
+function header() {
+  const user = currentUser();
+  fill(document.getElementById('nav'), user ? NAV.filter(([, , role]) => can(role)).map(([href, label]) => h('a', {
+    href, class: path().startsWith(href.slice(1)) ? 'current' : undefined,
+  }, label)) : []);
+  fill(document.getElementById('who'), user ? [
+    h('span', { id: 'who-email' }, user.email), h('span', { class: 'muted' }, `(${user.role})`),
+    h('button', { id: 'sign-out', onclick: async () => { await signOut(); go('/signin'); } }, 'Sign out'),
+  ] : []);
+}
+
+async function show() {
+  if (current) {
+    current.left = true;
+    current.leaving.forEach((undo) => undo());
+  }
+  const page = { left: false, leaving: [], onLeave(fn) { this.leaving.push(fn); } };
+  current = page;
+  const at = path();
+  const main = document.getElementById('main');
+  const route = ROUTES.find(([pattern]) => pattern.test(at));
+  if (!restored) {
+    restored = true;
+    await refresh();
+    if (page.left) return;
+  }
+  header();
+  if (!route) { fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/fleet' }, 'Back to the fleet'))); return; }
+  const [pattern, module, role] = route;
+  if (role && !currentUser()) { sessionStorage.setItem('dockermon.next', at); go('/signin'); return; }
+  if (role && !can(role)) {
+    fill(main, h('h1', {}, 'Not allowed'), h('p', { class: 'error', id: 'forbidden' }, `This page needs the ${role} role.`));
+    return;
+  }
+  fill(main, h('p', { class: 'muted' }, 'Loading…'));
+  try {
+    await module.render(main, at.match(pattern).slice(1), page, at);
+  } catch (error) {
+    if (page.left) return;
+    if (error instanceof SignedOut) { go('/signin'); return; }
+    fill(main, errorText(error));
+  }
+}
+
+live.onStatus((status) => {
+  const element = document.getElementById('live-status');
+  element.className = status.state === 'live' ? 'live-on' : status.state === 'off' ? 'live-off' : 'live-wait';
+  element.dataset.state = status.state;
+  element.textContent = status.state === 'reconnecting'
+    ? `live updates lost; reconnecting in ${status.seconds} s`
+    : status.state === 'connecting' ? 'connecting…' : '';
+});
+
+onSession((user) => {
+  header();
+  if (!user && current && !path().startsWith('/signin')) go('/signin');
+});
+
+window.addEventListener('hashchange', show);
+show();

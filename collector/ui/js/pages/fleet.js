@@ -1,0 +1,131 @@
+// The fleet: hosts with their connection state and container counts, then containers
+// across hosts with filters, search and pages. CPU and memory come from each host's
+// latest stats and then from the WebSocket's `stats` topic for the hosts on the page.
+
+import { h, fill, table, bytes, percent, count, ago, stateBadge, pager } from '../dom.js';
+import { get, query } from '../api.js';
+import { live } from '../live.js';
+
+const PAGE = 50;
+
+export async function render(main, _params, page) {
+  const hosts = (await get('/hosts?limit=1000')).items;
+  if (page.left) return;
+  const hostNames = new Map(hosts.map((host) => [host.id, host.name]));
+  const hostCounts = h('div');
+  const search = h('input', { id: 'search', type: 'search', placeholder: 'Name or image contains…' });
+  const hostFilter = h('select', { id: 'host-filter' }, h('option', { value: '' }, 'All hosts'),
+    hosts.map((host) => h('option', { value: host.id }, host.name)));
+  const stateFilter = h('select', { id: 'state-filter' }, h('option', { value: '' }, 'Any state'),
+    ['running', 'exited', 'paused', 'restarting', 'created', 'dead'].map((state) => h('option', { value: state }, state)));
+  const list = h('div', { id: 'containers' });
+  fill(main,
+    h('h1', {}, 'Fleet'),
+    h('h2', {}, `Hosts (${count(hosts.length)})`), hostCounts,
+    h('h2', {}, 'Containers'),
+    h('div', { class: 'toolbar' }, search, hostFilter, stateFilter),
+    list);
+
+  const counts = new Map();
+  const drawHosts = () => fill(hostCounts, table([
+    ['Host', (host) => h('a', { href: `#/hosts/${host.id}` }, host.name)],
+    ['Agent', (host) => (host.connected ? h('span', { class: 'ok' }, 'connected') : h('span', { class: 'bad' }, `disconnected, seen ${ago(host.last_seen_ns)}`))],
+    ['Running', (host) => counts.get(host.id)?.running ?? '…', 'num'],
+    ['Containers', (host) => counts.get(host.id)?.total ?? '…', 'num'],
+    ['Docker', (host) => host.docker_version],
+    ['Agent version', (host) => host.agent_version],
+  ], hosts, { class: 'hosts' }));
+  drawHosts();
+  // Counts for the first hosts shown; a page of a thousand hosts would not read them all.
+  Promise.all(hosts.slice(0, 100).map(async (host) => {
+    const [all, running] = await Promise.all([
+      get(`/containers?host=${host.id}&limit=1`), get(`/containers?host=${host.id}&state=running&limit=1`)]);
+    counts.set(host.id, { total: all.total, running: running.total });
+  })).then(() => { if (!page.left) drawHosts(); }, () => {});
+
+  // Latest figures by Docker id, per host; filled from the API, then kept live.
+  const figures = new Map();
+  const watched = new Map();
+  let offset = 0;
+  let rows = [];
+
+  const cpuCell = (row) => h('span', { class: 'cpu', 'data-docker-id': row.docker_id }, percent(figures.get(row.docker_id)?.cpu));
+  const memoryCell = (row) => h('span', { class: 'memory' }, bytes(figures.get(row.docker_id)?.memory));
+
+  function drawRows(total) {
+    fill(list, table([
+      ['Name', (row) => h('a', { href: `#/containers/${row.id}`, class: 'container-name' }, row.name)],
+      ['Host', (row) => h('a', { href: `#/hosts/${row.host_id}` }, hostNames.get(row.host_id) ?? row.host_id)],
+      ['Image', (row) => row.image],
+      ['State', (row) => stateBadge(row.state)],
+      ['Health', (row) => row.health ?? ''],
+      ['CPU', cpuCell, 'num'],
+      ['Memory', memoryCell, 'num'],
+      ['Compose', (row) => (row.compose_project ? `${row.compose_project}/${row.compose_service ?? ''}` : '')],
+    ], rows, { class: 'containers' }), pager(offset, PAGE, total, (next) => { offset = next; load(); }));
+  }
+
+  function refreshFigures() {
+    for (const row of rows) {
+      const cell = list.querySelector(`tr[data-id="${row.id}"]`);
+      if (!cell) continue;
+      const [cpu, memory] = [cell.querySelector('.cpu'), cell.querySelector('.memory')];
+      const figure = figures.get(row.docker_id);
+      if (cpu) cpu.textContent = percent(figure?.cpu);
+      if (memory) memory.textContent = bytes(figure?.memory);
+    }
+  }
+
+  async function watchHosts(hostIds) {
+    for (const [id, unsubscribe] of watched) {
+      if (!hostIds.has(id)) { unsubscribe(); watched.delete(id); }
+    }
+    await Promise.all([...hostIds].filter((id) => !watched.has(id)).map(async (id) => {
+      watched.set(id, live.subscribe({ topic: 'stats', host: id }, (message) => {
+        if (message.type !== 'stats') return;
+        for (const sample of message.items) {
+          figures.set(sample.container_id, {
+            cpu: sample.rates ? sample.rates.cpu_percent : null,
+            memory: sample.counters.absent?.includes('memory') ? null : sample.counters.memory_usage_bytes,
+          });
+        }
+        refreshFigures();
+      }));
+      for (const latest of await get(`/hosts/${id}/stats/latest`)) {
+        figures.set(latest.docker_id, { cpu: latest.cpu_percent, memory: latest.memory_usage_bytes });
+      }
+    }));
+  }
+
+  let loading = 0;
+  async function load() {
+    const ticket = ++loading;
+    const answer = await get(`/containers${query({
+      offset, limit: PAGE, search: search.value.trim(), host: hostFilter.value, state: stateFilter.value,
+    })}`);
+    if (page.left || ticket !== loading) return;
+    rows = answer.items;
+    drawRows(answer.total);
+    // For the benchmark (bench/ui.py): when the list first showed after the page loaded.
+    if (!performance.getEntriesByName('fleet-rendered').length) performance.mark('fleet-rendered');
+    await watchHosts(new Set(rows.map((row) => row.host_id)));
+    if (!page.left && ticket === loading) refreshFigures();
+  }
+
+  let typing = null;
+  search.addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(() => { offset = 0; load(); }, 250); });
+  hostFilter.addEventListener('change', () => { offset = 0; load(); });
+  stateFilter.addEventListener('change', () => { offset = 0; load(); });
+  // Containers that come, go or change state: the page is read again, at most once a second.
+  let reload = null;
+  const stopInventory = live.subscribe({ topic: 'inventory' }, (message) => {
+    if (message.type === 'inventory' && !reload) reload = setTimeout(() => { reload = null; load(); }, 1000);
+  });
+  page.onLeave(() => {
+    clearTimeout(typing);
+    clearTimeout(reload);
+    stopInventory();
+    watched.forEach((unsubscribe) => unsubscribe());
+  });
+  await load();
+}
