@@ -4,9 +4,11 @@
 //! server ([`prometheus`]), processes whose JSON-lines output is recorded ([`process`]) and
 //! deadline-bounded waiting ([`wait`]), the project's binaries built fresh ([`binaries`])
 //! and run as a collector with agents ([`fleet`]), talked to over HTTP ([`http`]), NATS ([`nats`]) and haproxy
-//! ([`haproxy`]) for collector replicas. The end-to-end suites live in `tests/`.
+//! ([`haproxy`]) for collector replicas, and headless Chromium over WebDriver ([`browser`])
+//! for the web UI. The end-to-end suites live in `tests/`.
 
 pub mod binaries;
+pub mod browser;
 pub mod docker;
 pub mod fleet;
 pub mod haproxy;

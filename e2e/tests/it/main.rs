@@ -13,3 +13,4 @@ mod resources;
 mod security;
 mod service_account;
 mod support;
+mod ui;

@@ -11,7 +11,7 @@ use dockermon_collector::store::{DatabaseUrl, Store};
 use dockermon_collector::transport::{self, AgentService, Pipeline, Registry, TlsFiles};
 use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
 use dockermon_e2e::fleet::{Agent, WAIT, readyz};
-use dockermon_e2e::raw_agent::{ClientIdentity, RawAgent};
+use dockermon_e2e::raw_agent::RawAgent;
 use dockermon_e2e::tcp::free_loopback_address;
 use dockermon_e2e::wait::eventually;
 use dockermon_proto::transport::{
@@ -19,32 +19,10 @@ use dockermon_proto::transport::{
     Hello, JoinToken,
 };
 use dockermon_proto::{DiskUsage, HostName, Record, now_ns};
-use rcgen::KeyPair;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{SHORT, Setup};
-
-fn identity(setup: &Setup, host: &str) -> ClientIdentity {
-    let authority = Authority::load(&PkiPaths {
-        dir: setup.collector.pki_dir(),
-    })
-    .unwrap();
-    let key = KeyPair::generate().unwrap();
-    let (certificate_pem, _) = authority
-        .sign_agent_key(
-            &key,
-            &HostName::new(host).unwrap(),
-            Duration::from_secs(3600),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-    ClientIdentity {
-        certificate_pem,
-        key_pem: key.serialize_pem(),
-        ca_pem: authority.ca_pem().to_owned(),
-    }
-}
+use crate::support::{SHORT, Setup, raw_identity};
 
 fn frame(seq: u64) -> AgentMessage {
     AgentMessage::Data(DataFrame {
@@ -62,7 +40,7 @@ async fn bad_frames_close_only_their_own_connection() {
     let setup = Setup::new().await;
     let witness = setup.agent("witness").await;
     let address = setup.collector.agent_address;
-    let tls = identity(&setup, "raw").tls_config().unwrap();
+    let tls = raw_identity(&setup, "raw").tls_config().unwrap();
 
     let (mut malformed, _) = RawAgent::join(address, tls.clone()).await.unwrap();
     malformed
@@ -450,7 +428,7 @@ async fn an_agent_flooding_large_frames_waits_on_its_own_memory_budget() {
         .await
         .unwrap();
     let before = peak_mib(pid);
-    let tls = identity(&setup, "flood").tls_config().unwrap();
+    let tls = raw_identity(&setup, "flood").tls_config().unwrap();
     let (mut flood, last) = RawAgent::join(setup.collector.agent_address, tls)
         .await
         .unwrap();

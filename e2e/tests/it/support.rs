@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use dockermon_collector::pki::{Authority, PkiPaths};
 use dockermon_collector::store::{ActivityFilter, DatabaseUrl, HostId, Page, Store};
 use dockermon_e2e::docker::{
     Cleanup, EventOracle, TEST_IMAGE, docker, ensure_test_image, unique_name,
@@ -11,7 +12,10 @@ use dockermon_e2e::docker::{
 use dockermon_e2e::fleet::{Agent, Collector, WAIT};
 use dockermon_e2e::http;
 use dockermon_e2e::mysql::MysqlDatabase;
+use dockermon_e2e::raw_agent::ClientIdentity;
 use dockermon_e2e::wait::eventually;
+use dockermon_proto::HostName;
+use rcgen::KeyPair;
 use serde_json::{Value, json};
 
 /// The password of the collector's first admin, `admin@localhost`.
@@ -295,4 +299,27 @@ pub(crate) async fn user_token(setup: &Setup, admin: &str, email: &str, role: &s
     let (status, user) = call(setup, "POST", "/api/v1/users", Some(admin), Some(body)).await;
     assert_eq!(status, 201, "{user}");
     sign_in(setup, email, PASSWORD).await
+}
+
+/// A certificate for `host` signed by the setup's CA, for an agent that speaks the
+/// protocol directly ([`RawAgent`](dockermon_e2e::raw_agent::RawAgent)).
+pub(crate) fn raw_identity(setup: &Setup, host: &str) -> ClientIdentity {
+    let authority = Authority::load(&PkiPaths {
+        dir: setup.collector.pki_dir(),
+    })
+    .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let (certificate_pem, _) = authority
+        .sign_agent_key(
+            &key,
+            &HostName::new(host).unwrap(),
+            Duration::from_secs(3600),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    ClientIdentity {
+        certificate_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: authority.ca_pem().to_owned(),
+    }
 }

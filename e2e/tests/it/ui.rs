@@ -1,0 +1,429 @@
+//! The web UI in a real browser: headless Chromium over WebDriver, against the real
+//! collector serving it, a real agent and real containers. Every test leaves a screenshot
+//! in `target/screenshots` (see `dockermon_e2e::browser::screenshot_dir`).
+
+use std::time::{Duration, Instant};
+
+use dockermon_e2e::browser::{Browser, PAGE_WAIT};
+use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
+use dockermon_e2e::raw_agent::RawAgent;
+use dockermon_e2e::wait::eventually;
+use dockermon_proto::transport::{AgentMessage, DataFrame, Dropped};
+use dockermon_proto::{Container, ContainerState, InventoryUpdate, Record, now_ns};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PASSWORD, Setup, call, raw_identity, sign_in};
+
+const ADMIN: &str = "admin@localhost";
+const PASSWORD: &str = "a long enough password";
+
+fn base(setup: &Setup) -> String {
+    format!("http://{}", setup.collector.api_address)
+}
+
+/// Runs `docker run -d --name <name> [flags] TEST_IMAGE <command>`.
+async fn run(cleanup: &mut Cleanup, prefix: &str, flags: &[&str], command: &[&str]) -> String {
+    let name = cleanup.container(&unique_name(prefix));
+    let mut args = vec!["run", "-d", "--name", name.as_str()];
+    args.extend_from_slice(flags);
+    args.push(TEST_IMAGE);
+    args.extend_from_slice(command);
+    docker(&args).await.unwrap();
+    name
+}
+
+/// The collector's key of the running container `name`, once its inventory arrived.
+async fn container_key(setup: &Setup, token: &str, name: &str) -> i64 {
+    eventually(PAGE_WAIT, &format!("{name} in the inventory"), || async {
+        let path = format!("/api/v1/containers?name={name}");
+        let (status, page) = call(setup, "GET", &path, Some(token), None).await;
+        (status == 200)
+            .then(|| page["items"][0]["id"].as_i64())
+            .flatten()
+    })
+    .await
+    .unwrap()
+}
+
+async fn add_user(setup: &Setup, admin: &str, email: &str, role: &str) {
+    let body = json!({"email": email, "password": PASSWORD, "role": role});
+    let (status, user) = call(setup, "POST", "/api/v1/users", Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{user}");
+}
+
+#[tokio::test]
+async fn the_fleet_lists_a_running_container_with_its_cpu_and_its_page_charts_history() {
+    let setup = Setup::new().await;
+    let _agent = setup.agent("ui-fleet").await;
+    let mut cleanup = Cleanup::default();
+    let name = run(&mut cleanup, "ui-web", &[], &["sleep", "3600"]).await;
+    let browser = Browser::start().await.unwrap();
+
+    // Signed out, the fleet sends you to sign in.
+    browser
+        .goto(&format!("{}/#/fleet", base(&setup)))
+        .await
+        .unwrap();
+    browser
+        .until("the sign-in page", "return location.hash === '#/signin'")
+        .await
+        .unwrap();
+    browser
+        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser.type_into("#search", &name).await.unwrap();
+    let cpu = browser
+        .until(
+            "the container's CPU figure",
+            &format!(
+                "const row = [...document.querySelectorAll('table.containers tr')]
+                   .find(r => r.querySelector('.container-name')?.textContent === {name:?});
+                 const cpu = row?.querySelector('.cpu')?.textContent;
+                 return cpu && cpu.endsWith('%') ? cpu : null;"
+            ),
+        )
+        .await
+        .unwrap();
+    let cpu: f64 = cpu
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" %")
+        .parse()
+        .unwrap();
+    assert!(
+        (0.0..=200.0).contains(&cpu),
+        "a sleeping container's CPU: {cpu}"
+    );
+    browser.screenshot("fleet").await.unwrap();
+
+    browser.click_link(&name).await.unwrap();
+    assert_eq!(browser.text("#container-name").await.unwrap(), name);
+    let points = browser
+        .until(
+            "points in the CPU chart",
+            "const n = Number(document.querySelector('.chart svg')?.dataset.points); return n >= 2 ? n : null;",
+        )
+        .await
+        .unwrap();
+    assert!(points.as_u64().unwrap() >= 2);
+    assert!(
+        browser.count(".chart svg polyline").await.unwrap() >= 1,
+        "a line is drawn"
+    );
+    browser.screenshot("container").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_live_profile_draws_a_point_a_second_and_is_saved_when_stopped() {
+    let setup = Setup::new().await;
+    let _agent = setup.agent("ui-profile").await;
+    let mut cleanup = Cleanup::default();
+    let name = run(
+        &mut cleanup,
+        "ui-spin",
+        &[],
+        &["sh", "-c", "while :; do :; done"],
+    )
+    .await;
+    let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
+    let key = container_key(&setup, &admin, &name).await;
+    let browser = Browser::start().await.unwrap();
+    browser
+        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    browser
+        .goto(&format!("{}/#/profiler/live/{key}", base(&setup)))
+        .await
+        .unwrap();
+    let points_now =
+        "return Number(document.querySelector('#live-charts .chart svg')?.dataset.points ?? 0);";
+    eventually(Duration::from_secs(7), "5 live points", || async {
+        let points = browser.eval(points_now, vec![]).await.ok()?.as_u64()?;
+        (points >= 5).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e} within 7 s of opening the page ({:?})",
+            started.elapsed()
+        )
+    });
+    let busy = browser
+        .until("a busy CPU in the legend", "const t = document.querySelector('#live-charts .legend')?.textContent; const v = parseFloat((t || '').replace('CPU', '')); return v > 50 ? v : null;")
+        .await
+        .unwrap();
+    assert!(
+        busy.as_f64().unwrap() > 50.0,
+        "a spinning container uses a core: {busy}"
+    );
+    browser.screenshot("profile-live").await.unwrap();
+
+    browser
+        .click("#stop-profile:not([disabled])")
+        .await
+        .unwrap();
+    browser.click("#saved-session").await.unwrap();
+    let summary = browser.text("#profile-summary").await.unwrap();
+    assert!(summary.contains("stopped"), "{summary}");
+    let saved = browser
+        .until("the saved session's chart", "const n = Number(document.querySelector('.chart svg')?.dataset.points); return n >= 5 ? n : null;")
+        .await
+        .unwrap();
+    assert!(saved.as_u64().unwrap() >= 5);
+    browser.screenshot("profile-saved").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn viewers_see_no_actions_and_no_admin_while_an_operators_stop_stops_the_container() {
+    let setup = Setup::new().await;
+    let _agent = setup.agent("ui-roles").await;
+    let mut cleanup = Cleanup::default();
+    let name = run(&mut cleanup, "ui-target", &[], &["sleep", "3600"]).await;
+    let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
+    add_user(&setup, &admin, "viewer@example.com", "viewer").await;
+    add_user(&setup, &admin, "operator@example.com", "operator").await;
+    let key = container_key(&setup, &admin, &name).await;
+    let container_page = format!("{}/#/containers/{key}", base(&setup));
+
+    let viewer = Browser::start().await.unwrap();
+    viewer
+        .sign_in(&base(&setup), "viewer@example.com", PASSWORD)
+        .await
+        .unwrap();
+    viewer.goto(&container_page).await.unwrap();
+    assert_eq!(viewer.text("#container-name").await.unwrap(), name);
+    viewer.text("#recent-activity table").await.unwrap();
+    assert_eq!(
+        viewer.count("#actions button").await.unwrap(),
+        0,
+        "a viewer has no action buttons"
+    );
+    assert_eq!(
+        viewer.count("#nav a[href='#/admin']").await.unwrap(),
+        0,
+        "no admin link"
+    );
+    viewer
+        .goto(&format!("{}/#/admin", base(&setup)))
+        .await
+        .unwrap();
+    viewer.text("#forbidden").await.unwrap();
+    assert_eq!(
+        viewer.count("#users, #join-tokens").await.unwrap(),
+        0,
+        "no admin content"
+    );
+    viewer.screenshot("viewer-admin").await.unwrap();
+    viewer.close().await;
+
+    let operator = Browser::start().await.unwrap();
+    operator
+        .sign_in(&base(&setup), "operator@example.com", PASSWORD)
+        .await
+        .unwrap();
+    operator.goto(&container_page).await.unwrap();
+    operator.click("button[data-action=stop]").await.unwrap();
+    operator.click("button[data-confirm=yes]").await.unwrap();
+    operator.text("#action-status .ok").await.unwrap();
+    let state = docker(&["inspect", "-f", "{{.State.Running}}", &name])
+        .await
+        .unwrap();
+    assert_eq!(
+        state.trim(),
+        "false",
+        "the stop button stopped the container"
+    );
+    operator
+        .goto(&format!("{}/#/activity", base(&setup)))
+        .await
+        .unwrap();
+    operator
+        .until(
+            "the operator's stop in the activity log",
+            "return [...document.querySelectorAll('table.activity tbody tr')].some(r =>
+               r.textContent.includes('operator@example.com') && r.children[2].textContent === 'stop');",
+        )
+        .await
+        .unwrap();
+    operator.screenshot("activity").await.unwrap();
+    operator.close().await;
+}
+
+/// What a container may carry that must stay text: a name no real Docker accepts (sent
+/// by an agent speaking the protocol directly) and label values Docker takes as they are.
+const EVIL_NAME: &str = "<img src=x onerror=alert(1)>";
+const EVIL_LABEL: &str = "\"><script>window.injected = 1</script>";
+
+#[tokio::test]
+async fn docker_provided_strings_are_rendered_as_text() {
+    let setup = Setup::new().await;
+    let _agent = setup.agent("ui-xss").await;
+    let mut cleanup = Cleanup::default();
+    let label = format!("evil={EVIL_LABEL}");
+    let image_label = format!("img={EVIL_NAME}");
+    let name = run(
+        &mut cleanup,
+        "ui-xss",
+        &["--label", &label, "--label", &image_label],
+        &["sleep", "3600"],
+    )
+    .await;
+    let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
+    let key = container_key(&setup, &admin, &name).await;
+
+    // An agent that reports a container named like markup.
+    let identity = raw_identity(&setup, "ui-raw");
+    let (mut raw, last) = RawAgent::join(
+        setup.collector.agent_address,
+        identity.tls_config().unwrap(),
+    )
+    .await
+    .unwrap();
+    let evil: Container = serde_json::from_value(json!({
+        "id": "e".repeat(64), "name": EVIL_NAME, "image": EVIL_NAME, "image_id": "sha256:e",
+        "created_ns": now_ns(), "state": ContainerState::Running, "restart_count": 0,
+        "labels": {"evil": EVIL_LABEL},
+    }))
+    .unwrap();
+    let update = InventoryUpdate {
+        time_ns: now_ns(),
+        full: true,
+        containers: vec![evil],
+        ..Default::default()
+    };
+    raw.send(&AgentMessage::Data(DataFrame {
+        seq: last + 1,
+        records: vec![Record::Inventory(update)],
+        dropped: Dropped::default(),
+    }))
+    .await
+    .unwrap();
+    let evil_key = container_key(&setup, &admin, &urlencode(EVIL_NAME)).await;
+
+    let browser = Browser::start().await.unwrap();
+    browser
+        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser.type_into("#search", "onerror").await.unwrap();
+    let shown = browser
+        .until("the markup-named container in the list", "return document.querySelector('table.containers .container-name')?.textContent ?? null;")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        Value::String(EVIL_NAME.to_owned()),
+        "the name is shown as it is"
+    );
+    browser.screenshot("xss-fleet").await.unwrap();
+    for page in [key, evil_key] {
+        browser
+            .goto(&format!("{}/#/containers/{page}", base(&setup)))
+            .await
+            .unwrap();
+        let labels = browser.text("#labels").await.unwrap();
+        assert!(labels.contains(EVIL_LABEL), "{labels}");
+    }
+    assert_eq!(browser.text("#container-name").await.unwrap(), EVIL_NAME);
+    assert_eq!(browser.dialog().await, None, "no dialog opened");
+    let injected = browser
+        .eval("return [document.querySelectorAll('main img, main script').length, window.injected ?? null];", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        injected,
+        json!([0, null]),
+        "no element was injected and no script ran"
+    );
+    browser.screenshot("xss-container").await.unwrap();
+    browser.close().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn signing_out_closes_the_live_socket_and_protected_pages_ask_to_sign_in() {
+    let setup = Setup::new().await;
+    let _agent = setup.agent("ui-logout").await;
+    let browser = Browser::start().await.unwrap();
+    browser
+        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the live socket",
+            "return document.querySelector('#live-status').dataset.state === 'live';",
+        )
+        .await
+        .unwrap();
+    let clients = || async {
+        crate::support::scrape(&setup)
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("dockermon_ws_clients "))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(clients().await.as_deref(), Some("1"));
+
+    // A reload keeps the session (through the HttpOnly cookie, which no script can read).
+    browser.client.refresh().await.unwrap();
+    browser.text("#who-email").await.unwrap();
+    let cookies = browser
+        .eval("return document.cookie;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(cookies, json!(""), "the refresh cookie is HttpOnly");
+    let stored = browser
+        .eval(
+            "return [localStorage.length, sessionStorage.getItem('dockermon.next')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored[0], json!(0), "nothing in localStorage");
+
+    browser.click("#sign-out").await.unwrap();
+    browser
+        .until(
+            "the sign-in page",
+            "return location.hash === '#/signin' && !!document.querySelector('#sign-in');",
+        )
+        .await
+        .unwrap();
+    eventually(PAGE_WAIT, "the socket closed at the server", || async {
+        (clients().await.as_deref() == Some("0")).then_some(())
+    })
+    .await
+    .unwrap();
+    for page in ["#/fleet", "#/admin", "#/activity"] {
+        browser
+            .goto(&format!("{}/{page}", base(&setup)))
+            .await
+            .unwrap();
+        browser.client.refresh().await.unwrap();
+        browser
+            .until(
+                "the sign-in page",
+                "return location.hash === '#/signin' && !!document.querySelector('#sign-in');",
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(browser.count("#who-email").await.unwrap(), 0);
+    browser.screenshot("signed-out").await.unwrap();
+    browser.close().await;
+}
