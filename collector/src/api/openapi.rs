@@ -14,7 +14,7 @@ use super::routes::{activity, auth, containers, hosts, join_tokens, profiles, re
         auth::clear_locks,
         users::list, users::create, users::one, users::update,
         hosts::list, hosts::one, hosts::delete, hosts::images, hosts::volumes,
-        hosts::networks, hosts::usage, hosts::latest_stats,
+        hosts::networks, hosts::usage, hosts::latest_usage, hosts::latest_stats,
         join_tokens::create, join_tokens::list, join_tokens::revoke,
         containers::list, containers::one, containers::stats, containers::act,
         activity::list,

@@ -732,6 +732,32 @@ async fn reads_show_what_the_agents_reported(db: TestDb) {
     }
     ingest(&api.store, docker, &records).await;
 
+    // The newest disk usage, whatever order the records came in; null before any.
+    let latest = format!("/api/v1/hosts/{}/usage/latest", docker.0);
+    assert_eq!(
+        api.get(&latest, &viewer).await,
+        (StatusCode::OK, Value::Null)
+    );
+    let usage = |time_ns: i64, layers_bytes: u64| {
+        Record::Usage(dockermon_proto::DiskUsage {
+            time_ns,
+            layers_bytes,
+            ..Default::default()
+        })
+    };
+    ingest(
+        &api.store,
+        docker,
+        &[usage(recent + 60 * S, 2), usage(recent, 1)],
+    )
+    .await;
+    let (status, newest) = api.get(&latest, &viewer).await;
+    assert_eq!(status, StatusCode::OK, "{newest}");
+    assert_eq!(
+        (newest["time_ns"].as_i64(), newest["layers_bytes"].as_i64()),
+        (Some(recent + 60 * S), Some(2))
+    );
+
     let (status, hosts) = api.get("/api/v1/hosts", &viewer).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(hosts["total"], 1, "{hosts}");
@@ -867,6 +893,7 @@ async fn admins_manage_users_and_hosts(db: TestDb) {
         "/api/v1/auth/login",
         "/api/v1/users/{id}",
         "/api/v1/hosts/{id}/usage",
+        "/api/v1/hosts/{id}/usage/latest",
         "/api/v1/containers/{id}/stats",
         "/api/v1/activity",
         "/api/v1/join-tokens",

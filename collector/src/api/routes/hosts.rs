@@ -28,6 +28,7 @@ pub fn router() -> Router<ApiState> {
         .route("/hosts/{id}/volumes", get(volumes))
         .route("/hosts/{id}/networks", get(networks))
         .route("/hosts/{id}/usage", get(usage))
+        .route("/hosts/{id}/usage/latest", get(latest_usage))
         .route("/hosts/{id}/stats/latest", get(latest_stats))
 }
 
@@ -236,6 +237,19 @@ pub async fn usage(
     let (from, to) = params::range(query.from.as_deref(), query.to.as_deref(), now_ns(), DAY_NS)?;
     let limit = params::page(None, query.limit)?.limit;
     Ok(Json(state.store.usage(HostId(id), from, to, limit).await?))
+}
+
+/// A host's newest disk usage record; `null` before its agent reported one.
+#[utoipa::path(get, path = "/api/v1/hosts/{id}/usage/latest", tag = "hosts",
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = Option<UsageRow>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn latest_usage(
+    State(state): State<ApiState>,
+    _: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Option<UsageRow>>> {
+    Ok(Json(state.store.latest_usage(HostId(id)).await?))
 }
 
 /// The newest stats of every current container on a host.
