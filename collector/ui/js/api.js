@@ -63,21 +63,38 @@ export async function signIn(email, password) {
   accept(await response.json());
 }
 
-/** Renews the tokens through the cookie; false when there is no session to renew. */
+async function renew() {
+  try {
+    const response = await fetch('/api/v1/auth/refresh', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-dockermon-client': 'web' },
+      body: '{}',
+      credentials: 'same-origin',
+    });
+    if (!response.ok) { forget(); return false; }
+    accept(await response.json());
+    return true;
+  } catch {
+    // The collector is unreachable: keep what we have and try again shortly.
+    clearTimeout(renewTimer);
+    renewTimer = setTimeout(refresh, RETRY_MS);
+    return access !== null;
+  }
+}
+
+const RETRY_MS = 10000;
+
+/**
+ * Renews the tokens through the cookie; false when there is no session to renew. A refresh
+ * token works once, so tabs take turns (a Web Lock, where the browser has them: secure
+ * contexts), and each sends the cookie the previous one left.
+ */
 export function refresh() {
   refreshing ??= (async () => {
     try {
-      const response = await fetch('/api/v1/auth/refresh', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-dockermon-client': 'web' },
-        body: '{}',
-        credentials: 'same-origin',
-      });
-      if (!response.ok) { forget(); return false; }
-      accept(await response.json());
-      return true;
-    } catch {
-      return access !== null;
+      return navigator.locks
+        ? await navigator.locks.request('dockermon-refresh', renew)
+        : await renew();
     } finally {
       refreshing = null;
     }
@@ -85,29 +102,33 @@ export function refresh() {
   return refreshing;
 }
 
+/** Ends the session at the collector (renewing first if the token ran out) and here. */
 export async function signOut() {
   try {
-    if (access) await send('POST', '/auth/logout');
+    await request('POST', '/auth/logout', undefined, undefined, 'same-origin');
+  } catch {
+    // Signed out already, or the collector is away: the cookie goes with the session.
   } finally {
     forget();
   }
 }
 
-function send(method, path, body, accept = 'application/json') {
+/** `credentials` is `omit` except for logout, whose answer deletes the refresh cookie. */
+function send(method, path, body, accept = 'application/json', credentials = 'omit') {
   const headers = { authorization: `Bearer ${access}`, accept };
   if (body !== undefined) headers['content-type'] = 'application/json';
   return fetch(`/api/v1${path}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'omit',
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials,
   });
 }
 
 /** A request as the signed-in user; JSON in and out. Throws `SignedOut` without a session. */
-export async function request(method, path, body, accept) {
+export async function request(method, path, body, accept, credentials) {
   if (!access && !(await refresh())) throw new SignedOut();
-  let response = await send(method, path, body, accept);
+  let response = await send(method, path, body, accept, credentials);
   if (response.status === 401) {
     if (!(await refresh())) throw new SignedOut();
-    response = await send(method, path, body, accept);
+    response = await send(method, path, body, accept, credentials);
   }
   if (response.status === 401) { forget(); throw new SignedOut(); }
   if (!response.ok) throw await failure(response);

@@ -6,7 +6,10 @@
 // reconnects after a drop with exponential backoff (1 s doubling to 30 s, with jitter),
 // showing its state in the header. Nothing polls.
 
-import { accessToken, onSession } from './api.js';
+import { accessToken, onSession, refresh } from './api.js';
+
+/** Errors after which the connection's token is no good: renew it, or the session is over. */
+const AUTH_ERRORS = new Set(['unauthorized', 'token_expired', 'session_ended']);
 
 const MIN_DELAY = 1000;
 const MAX_DELAY = 30000;
@@ -23,17 +26,19 @@ class Live {
     this.subscriptions = new Map();
     this.statusListeners = new Set();
     this.status = { state: 'off' };
+    /** Updates handed to subscribers since the page loaded. */
+    this.delivered = 0;
   }
 
   onStatus(listener) {
     this.statusListeners.add(listener);
-    listener(this.status);
+    listener(this.status, this.delivered);
     return () => this.statusListeners.delete(listener);
   }
 
   setStatus(status) {
     this.status = status;
-    this.statusListeners.forEach((listener) => listener(status));
+    this.statusListeners.forEach((listener) => listener(status, this.delivered));
   }
 
   start() {
@@ -109,7 +114,10 @@ class Live {
         this.deliver(`profile::${message.container}`, message);
         break;
       case 'error':
-        this.deliverAll(message);
+        // The server closes the connection after these; the reconnect identifies with the
+        // renewed token, and a session that cannot be renewed signs the page out.
+        if (AUTH_ERRORS.has(message.code)) refresh();
+        else this.deliverAll(message);
         break;
       default:
         break;
@@ -117,7 +125,16 @@ class Live {
   }
 
   deliver(key, message) {
-    this.subscriptions.get(key)?.handlers.forEach((handler) => handler(message));
+    const entry = this.subscriptions.get(key);
+    if (!entry) return;
+    this.delivered += 1;
+    entry.handlers.forEach((handler) => handler(message));
+    this.statusListeners.forEach((listener) => listener(this.status, this.delivered));
+  }
+
+  /** Forgets a subscription without telling the server (it ended there). */
+  forget(topic, container) {
+    if (topic === 'profile') this.subscriptions.delete(`profile::${container}`);
   }
 
   deliverAll(message) {

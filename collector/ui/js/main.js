@@ -30,7 +30,8 @@ const NAV = [['#/fleet', 'Fleet', 'viewer'], ['#/profiler', 'Profiler', 'viewer'
   ['#/activity', 'Activity', 'viewer'], ['#/admin', 'Admin', 'admin']];
 
 let current = null;
-let restored = false;
+/** The first refresh through the cookie, which every page waits for. */
+let restoring = null;
 
 function path() {
   return location.hash.replace(/^#/, '') || '/fleet';
@@ -62,11 +63,9 @@ async function show() {
   const at = path();
   const main = document.getElementById('main');
   const route = ROUTES.find(([pattern]) => pattern.test(at));
-  if (!restored) {
-    restored = true;
-    await refresh();
-    if (page.left) return;
-  }
+  restoring ??= refresh();
+  await restoring;
+  if (page.left) return;
   header();
   if (!route) { fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/fleet' }, 'Back to the fleet'))); return; }
   const [pattern, module, role] = route;
@@ -85,8 +84,10 @@ async function show() {
   }
 }
 
-live.onStatus((status) => {
+// The header shows the socket's state; `data-delivered` counts the updates it brought.
+live.onStatus((status, delivered) => {
   const element = document.getElementById('live-status');
+  element.dataset.delivered = delivered;
   element.className = status.state === 'live' ? 'live-on' : status.state === 'off' ? 'live-off' : 'live-wait';
   element.dataset.state = status.state;
   element.textContent = status.state === 'reconnecting'

@@ -135,11 +135,12 @@ async fn a_live_profile_draws_a_point_a_second_and_is_saved_when_stopped() {
         .await
         .unwrap();
 
-    let started = Instant::now();
     browser
         .goto(&format!("{}/#/profiler/live/{key}", base(&setup)))
         .await
         .unwrap();
+    browser.click("#start-profile").await.unwrap();
+    let started = Instant::now();
     let points_now =
         "return Number(document.querySelector('#live-charts .chart svg')?.dataset.points ?? 0);";
     eventually(Duration::from_secs(7), "5 live points", || async {
@@ -147,12 +148,7 @@ async fn a_live_profile_draws_a_point_a_second_and_is_saved_when_stopped() {
         (points >= 5).then_some(())
     })
     .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e} within 7 s of opening the page ({:?})",
-            started.elapsed()
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e} within 7 s of starting ({:?})", started.elapsed()));
     let busy = browser
         .until("a busy CPU in the legend", "const t = document.querySelector('#live-charts .legend')?.textContent; const v = parseFloat((t || '').replace('CPU', '')); return v > 50 ? v : null;")
         .await
@@ -425,5 +421,58 @@ async fn signing_out_closes_the_live_socket_and_protected_pages_ask_to_sign_in()
     }
     assert_eq!(browser.count("#who-email").await.unwrap(), 0);
     browser.screenshot("signed-out").await.unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_live_socket_says_so_and_reconnects_with_its_subscriptions() {
+    let mut setup = Setup::new().await;
+    let _agent = setup.agent("ui-reconnect").await;
+    let mut cleanup = Cleanup::default();
+    run(&mut cleanup, "ui-live", &[], &["sleep", "3600"]).await;
+    let browser = Browser::start().await.unwrap();
+    browser
+        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let state = "return document.querySelector('#live-status').dataset.state";
+    browser
+        .until("the live socket", &format!("{state} === 'live'"))
+        .await
+        .unwrap();
+
+    setup.collector.kill9().await;
+    let said = browser
+        .until(
+            "the header saying the socket is lost",
+            "const s = document.querySelector('#live-status');
+             return s.dataset.state === 'reconnecting' ? s.textContent : null;",
+        )
+        .await
+        .unwrap();
+    assert!(said.as_str().unwrap().contains("reconnecting in"), "{said}");
+    browser.screenshot("reconnecting").await.unwrap();
+
+    setup.collector.restart().await.unwrap();
+    browser
+        .until("the socket back", &format!("{state} === 'live'"))
+        .await
+        .unwrap();
+    // The fleet page's subscriptions were sent again: its host's stats (every second)
+    // arrive over the new socket.
+    let delivered = "return Number(document.querySelector('#live-status').dataset.delivered);";
+    let before = browser
+        .eval(delivered, vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    browser
+        .until(
+            "updates over the new socket",
+            &format!("{} > {before} + 2", delivered.trim_end_matches(';')),
+        )
+        .await
+        .unwrap();
     browser.close().await;
 }

@@ -10,8 +10,9 @@ export async function render(main, _params, page) {
   const users = h('div', { id: 'users' });
   const tokens = h('div', { id: 'join-tokens' });
   const hosts = h('div', { id: 'admin-hosts' });
+  const problem = h('p', { class: 'error', id: 'admin-error' });
   fill(main, h('h1', {}, 'Administration'),
-    h('h2', {}, 'Users'), users, h('h2', {}, 'Join tokens'), tokens, h('h2', {}, 'Hosts'), hosts);
+    h('h2', {}, 'Users'), problem, users, h('h2', {}, 'Join tokens'), tokens, h('h2', {}, 'Hosts'), hosts);
 
   async function loadUsers() {
     const answer = await get('/users?limit=1000');
@@ -22,12 +23,12 @@ export async function render(main, _params, page) {
     const message = h('span');
     fill(users, table([
       ['Email', (u) => u.email],
-      ['Role', (u) => (u.id === currentUser().id ? u.role : h('select', {
+      ['Role', (u) => (u.id === currentUser()?.id ? u.role : h('select', {
         'data-user': u.id,
         onchange: (event) => change(u, { role: event.target.value }),
       }, ROLES.map((r) => h('option', { value: r, selected: r === u.role }, r))))],
       ['Status', (u) => (u.disabled ? h('span', { class: 'bad' }, 'disabled') : 'active')],
-      ['', (u) => (u.id === currentUser().id ? h('span', { class: 'muted' }, 'you')
+      ['', (u) => (u.id === currentUser()?.id ? h('span', { class: 'muted' }, 'you')
         : h('button', { onclick: () => change(u, { disabled: !u.disabled }) }, u.disabled ? 'Enable' : 'Disable'))],
       ['Created', (u) => time(u.created_ns)],
     ], answer.items, { class: 'users' }),
@@ -41,7 +42,9 @@ export async function render(main, _params, page) {
   }
 
   async function change(user, changes) {
-    try { await patch(`/users/${user.id}`, changes); } finally { await loadUsers(); }
+    fill(problem);
+    try { await patch(`/users/${user.id}`, changes); } catch (error) { fill(problem, `${user.email}: ${error.message}`); }
+    await loadUsers();
   }
 
   async function loadTokens(created) {

@@ -60,11 +60,13 @@ export async function render(main, [id], page) {
     h('a', { href: `#/profiler/live/${id}`, id: 'profile-link' }, 'Profile live…'));
   }
 
+  let ticket = 0;
   async function loadStats() {
+    const mine = ++ticket;
     const to = Date.now();
     const from = to - range[1];
     const series = await get(`/containers/${id}/stats?from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}&max_points=800`);
-    if (page.left) return;
+    if (page.left || mine !== ticket) return;
     const at = (point) => point.time_ns / 1e6;
     const avg = (key) => series.points.map((point) => [at(point), point[key]?.avg ?? null]);
     resolution.textContent = ` resolution ${series.resolution}, ${series.points.length} points`;
@@ -90,6 +92,7 @@ export async function render(main, [id], page) {
   drawActions();
   drawTabs();
   await Promise.all([loadStats(), loadActivity()]);
+  if (page.left) return;
 
   // New samples every sweep: the chart of the last hour follows them.
   let pending = null;

@@ -36,12 +36,6 @@ export async function render(main, _params, page) {
     ['Agent version', (host) => host.agent_version],
   ], hosts, { class: 'hosts' }));
   drawHosts();
-  // Counts for the first hosts shown; a page of a thousand hosts would not read them all.
-  Promise.all(hosts.slice(0, 100).map(async (host) => {
-    const [all, running] = await Promise.all([
-      get(`/containers?host=${host.id}&limit=1`), get(`/containers?host=${host.id}&state=running&limit=1`)]);
-    counts.set(host.id, { total: all.total, running: running.total });
-  })).then(() => { if (!page.left) drawHosts(); }, () => {});
 
   // Latest figures by Docker id, per host; filled from the API, then kept live.
   const figures = new Map();
@@ -104,6 +98,12 @@ export async function render(main, _params, page) {
       offset, limit: PAGE, search: search.value.trim(), host: hostFilter.value, state: stateFilter.value,
     })}`);
     if (page.left || ticket !== loading) return;
+    if (offset > 0 && offset >= answer.total) {
+      // The list shrank under this page: show its last page instead.
+      offset = Math.max(0, Math.floor((answer.total - 1) / PAGE) * PAGE);
+      load();
+      return;
+    }
     rows = answer.items;
     drawRows(answer.total);
     // For the benchmark (bench/ui.py): when the list first showed after the page loaded.
@@ -128,4 +128,13 @@ export async function render(main, _params, page) {
     watched.forEach((unsubscribe) => unsubscribe());
   });
   await load();
+  if (page.left) return;
+  // Counts for the first hosts shown, once the list is on screen (the browser's few
+  // connections would otherwise queue the list behind them); a page of a thousand hosts
+  // would not read them all.
+  Promise.all(hosts.slice(0, 100).map(async (host) => {
+    const [all, running] = await Promise.all([
+      get(`/containers?host=${host.id}&limit=1`), get(`/containers?host=${host.id}&state=running&limit=1`)]);
+    counts.set(host.id, { total: all.total, running: running.total });
+  })).then(() => { if (!page.left) drawHosts(); }, () => {});
 }

@@ -10,7 +10,8 @@ const USAGE_TYPES = [['images', 'Images'], ['containers', 'Containers'], ['volum
 export async function render(main, [id], page) {
   const [host, containers, latest, usage, images, volumes, networks] = await Promise.all([
     get(`/hosts/${id}`), get(`/containers?host=${id}&limit=1000`), get(`/hosts/${id}/stats/latest`),
-    get(`/hosts/${id}/usage?limit=1`), get(`/hosts/${id}/images`), get(`/hosts/${id}/volumes`), get(`/hosts/${id}/networks`),
+    get(`/hosts/${id}/usage/latest`), get(`/hosts/${id}/images?limit=1000`), get(`/hosts/${id}/volumes?limit=1000`),
+    get(`/hosts/${id}/networks?limit=1000`),
   ]);
   if (page.left) return;
   const figures = new Map(latest.map((row) => [row.docker_id, row]));
@@ -28,13 +29,13 @@ export async function render(main, [id], page) {
     for (const sample of message.items) {
       figures.set(sample.container_id, {
         cpu_percent: sample.rates ? sample.rates.cpu_percent : null,
-        memory_usage_bytes: sample.counters.memory_usage_bytes,
+        memory_usage_bytes: sample.counters.absent?.includes('memory') ? null : sample.counters.memory_usage_bytes,
       });
     }
     drawContainers();
   }));
 
-  const disk = usage[0];
+  const disk = usage;
   const labels = Object.entries(host.labels || {});
   fill(main,
     h('h1', {}, host.name),

@@ -68,7 +68,9 @@ async function sessions(main, page) {
 async function liveSession(main, containerId, page) {
   const container = await get(`/containers/${containerId}`);
   if (page.left) return;
-  const status = h('p', { id: 'profile-status', class: 'muted' }, 'Starting…');
+  const status = h('p', { id: 'profile-status', class: 'muted' },
+    'A profile samples the container every second for up to an hour, while this page watches it.');
+  const start = h('button', { class: 'primary', id: 'start-profile' }, 'Start profile');
   const stop = h('button', { class: 'danger', id: 'stop-profile', disabled: true }, 'Stop');
   const cpu = lineChart('CPU (1 s)', percent);
   const memory = lineChart('Memory (1 s)', bytes);
@@ -77,12 +79,13 @@ async function liveSession(main, containerId, page) {
   let profile = null;
 
   fill(main, h('h1', {}, 'Live profile: ', h('a', { href: `#/containers/${containerId}` }, container.name)),
-    h('div', { class: 'toolbar' }, stop, status),
+    h('div', { class: 'toolbar' }, start, stop, status),
     h('div', { class: 'grid', id: 'live-charts' }, cpu.element, memory.element, network.element));
 
   function draw() {
+    // The window fills from its left edge, then slides: WINDOW samples at most.
     const to = samples.length ? samples.at(-1).time_ns / 1e6 : Date.now();
-    const from = to - WINDOW * 1000;
+    const from = samples.length > 1 ? Math.max(samples[0].time_ns / 1e6, to - WINDOW * 1000) : to - WINDOW * 1000;
     const points = (key) => samples.map((s) => [s.time_ns / 1e6, s[key]]);
     cpu.draw([{ name: 'CPU', points: points('cpu_percent') }], from, to);
     memory.draw([{ name: 'usage', points: points('memory_usage_bytes') }, { name: 'working set', points: points('memory_working_set_bytes') }], from, to);
@@ -96,15 +99,30 @@ async function liveSession(main, containerId, page) {
     live.stopProfile(profile);
   });
 
-  const unsubscribe = live.subscribe({ topic: 'profile', container: containerId, interval: 1, duration: LIVE_DURATION }, (message) => {
+  // Following a link never starts a session: the button does (subscribing starts one, or
+  // joins the one running).
+  let unsubscribe = () => {};
+  page.onLeave(() => unsubscribe());
+  start.addEventListener('click', () => {
+    start.disabled = true;
+    fill(status, 'Starting…');
+    unsubscribe = live.subscribe({ topic: 'profile', container: containerId, interval: 1, duration: LIVE_DURATION }, received);
+  });
+
+  function received(message) {
     if (message.type === 'error') {
+      start.disabled = false;
       fill(status, h('span', { class: 'error' }, message.message));
     } else if (message.type === 'profile_state' && message.state === 'started') {
       profile = message.profile;
       stop.disabled = false;
       fill(status, `Session #${profile}${message.joined ? ' (joined a running one)' : ''}: a sample every second.`);
     } else if (message.type === 'profile_state' && message.state === 'ended') {
+      // Ended at the server: a reconnect must not subscribe (and so start one) again.
+      live.forget('profile', containerId);
+      unsubscribe = () => {};
       stop.disabled = true;
+      start.disabled = false;
       fill(status, `Session ended (${message.reason}). `,
         h('a', { href: `#/profiles/${message.profile}`, id: 'saved-session' }, `See saved session #${message.profile}`));
     } else if (message.type === 'profile') {
@@ -113,8 +131,7 @@ async function liveSession(main, containerId, page) {
       samples.splice(0, Math.max(0, samples.length - WINDOW));
       draw();
     }
-  });
-  page.onLeave(unsubscribe);
+  }
 }
 
 async function saved(main, id, page) {
