@@ -16,6 +16,7 @@
 //! store. Filters and order match the store's SQL exactly (binary string comparison, order
 //! by name then id), which a test checks on both backends.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +24,16 @@ use std::time::{Duration, Instant};
 use dockermon_proto::Container;
 
 use crate::store::{
-    ContainerFilter, ContainerRow, Page, Paged, Result, Store, label_filter_warning,
+    ContainerFilter, ContainerRow, HostId, Page, Paged, Result, Store, label_filter_warning,
 };
+
+/// A host's current containers (removed ones not counted), from the inventory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ContainerCounts {
+    pub total: u64,
+    /// Those in Docker's `running` state.
+    pub running: u64,
+}
 
 /// A snapshot older than this starts a reload in the background.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(500);
@@ -105,6 +114,18 @@ impl Inventory {
             items,
             warnings: label_filter_warning(labels_dropped).into_iter().collect(),
         })
+    }
+
+    /// How many current containers each host has, and how many of them run.
+    pub async fn counts_by_host(self: &Arc<Self>) -> Result<HashMap<HostId, ContainerCounts>> {
+        let snapshot = self.snapshot().await?;
+        let mut counts: HashMap<HostId, ContainerCounts> = HashMap::new();
+        for entry in &snapshot.containers {
+            let count = counts.entry(entry.summary.host_id).or_default();
+            count.total += 1;
+            count.running += u64::from(entry.summary.state == "running");
+        }
+        Ok(counts)
     }
 
     async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>> {

@@ -764,6 +764,11 @@ async fn reads_show_what_the_agents_reported(db: TestDb) {
     assert_eq!(hosts["items"][0]["name"], "docker-1");
     assert_eq!(hosts["items"][0]["connected"], false);
     assert_eq!(hosts["items"][0]["docker_version"], "20.10.24");
+    assert_eq!(
+        hosts["items"][0]["containers"],
+        json!({"total": 1, "running": 1}),
+        "counted from the inventory"
+    );
 
     let path = format!("/api/v1/containers?host={}&label=tier%3Dfront", docker.0);
     let (_, containers) = api.get(&path, &viewer).await;

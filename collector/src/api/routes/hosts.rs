@@ -16,6 +16,7 @@ use crate::api::ApiState;
 use crate::api::auth::{Admin, AuthUser};
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::params::{self, Path, Query};
+use crate::inventory::ContainerCounts;
 use crate::store::{
     HostId, HostRow, ImageRow, LatestStats, NetworkRow, Paged, UsageRow, UserAction, VolumeRow,
 };
@@ -42,6 +43,8 @@ pub struct HostView {
     pub agent: Option<AgentView>,
     /// The labels of the host's DockerHost (`spec.labels`); empty without one.
     pub labels: BTreeMap<String, String>,
+    /// Its current containers, as container lists show them (at most a second behind).
+    pub containers: ContainerCounts,
 }
 
 /// A connected agent's own report.
@@ -78,6 +81,7 @@ fn view(
     state: &ApiState,
     host: HostRow,
     labels: &HashMap<String, BTreeMap<String, String>>,
+    counts: &HashMap<HostId, ContainerCounts>,
 ) -> HostView {
     let agent = state.registry.agent(host.id).map(|agent| AgentView {
         capabilities: agent.capabilities,
@@ -90,6 +94,7 @@ fn view(
         connected: agent.is_some(),
         agent,
         labels: labels.get(&host.name).cloned().unwrap_or_default(),
+        containers: counts.get(&host.id).copied().unwrap_or_default(),
         host,
     }
 }
@@ -107,6 +112,7 @@ pub async fn list(
     let page = params::page(page.offset, page.limit)?;
     let hosts = state.store.hosts_page(page).await?;
     let labels = crate::resources::objects::docker_host_labels(&state.store, None).await?;
+    let counts = state.inventory.counts_by_host().await?;
     Ok(Json(Paged {
         total: hosts.total,
         offset: hosts.offset,
@@ -114,7 +120,7 @@ pub async fn list(
         items: hosts
             .items
             .into_iter()
-            .map(|h| view(&state, h, &labels))
+            .map(|h| view(&state, h, &labels, &counts))
             .collect(),
         warnings: hosts.warnings,
     }))
@@ -133,7 +139,8 @@ pub async fn one(
     let host = state.store.host(HostId(id)).await?;
     let labels =
         crate::resources::objects::docker_host_labels(&state.store, Some(&host.name)).await?;
-    Ok(Json(view(&state, host, &labels)))
+    let counts = state.inventory.counts_by_host().await?;
+    Ok(Json(view(&state, host, &labels, &counts)))
 }
 
 /// Deletes a host: its certificates are revoked, its agent disconnected and refused, and

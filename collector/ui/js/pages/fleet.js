@@ -7,9 +7,11 @@ import { get, query } from '../api.js';
 import { live } from '../live.js';
 
 const PAGE = 50;
+const HOSTS_SHOWN = 10;
 
 export async function render(main, _params, page) {
-  const hosts = (await get('/hosts?limit=1000')).items;
+  const hostPage = await get('/hosts?limit=1000');
+  const hosts = hostPage.items;
   if (page.left) return;
   const hostNames = new Map(hosts.map((host) => [host.id, host.name]));
   const hostCounts = h('div');
@@ -21,20 +23,22 @@ export async function render(main, _params, page) {
   const list = h('div', { id: 'containers' });
   fill(main,
     h('h1', {}, 'Fleet'),
-    h('h2', {}, `Hosts (${count(hosts.length)})`), hostCounts,
+    h('h2', {}, `Hosts (${count(hostPage.total)})`), hostCounts,
     h('h2', {}, 'Containers'),
     h('div', { class: 'toolbar' }, search, hostFilter, stateFilter),
     list);
 
-  const counts = new Map();
+  // A long fleet shows its first hosts, and the rest on demand.
+  let allHosts = hosts.length <= HOSTS_SHOWN;
   const drawHosts = () => fill(hostCounts, table([
     ['Host', (host) => h('a', { href: `#/hosts/${host.id}` }, host.name)],
     ['Agent', (host) => (host.connected ? h('span', { class: 'ok' }, 'connected') : h('span', { class: 'bad' }, `disconnected, seen ${ago(host.last_seen_ns)}`))],
-    ['Running', (host) => counts.get(host.id)?.running ?? '…', 'num'],
-    ['Containers', (host) => counts.get(host.id)?.total ?? '…', 'num'],
+    ['Running', (host) => count(host.containers.running), 'num'],
+    ['Containers', (host) => count(host.containers.total), 'num'],
     ['Docker', (host) => host.docker_version],
     ['Agent version', (host) => host.agent_version],
-  ], hosts, { class: 'hosts' }));
+  ], allHosts ? hosts : hosts.slice(0, HOSTS_SHOWN), { class: 'hosts' }),
+  allHosts ? [] : h('button', { id: 'all-hosts', onclick: () => { allHosts = true; drawHosts(); } }, `Show all ${count(hosts.length)} hosts`));
   drawHosts();
 
   // Latest figures by Docker id, per host; filled from the API, then kept live.
@@ -128,13 +132,4 @@ export async function render(main, _params, page) {
     watched.forEach((unsubscribe) => unsubscribe());
   });
   await load();
-  if (page.left) return;
-  // Counts for the first hosts shown, once the list is on screen (the browser's few
-  // connections would otherwise queue the list behind them); a page of a thousand hosts
-  // would not read them all.
-  Promise.all(hosts.slice(0, 100).map(async (host) => {
-    const [all, running] = await Promise.all([
-      get(`/containers?host=${host.id}&limit=1`), get(`/containers?host=${host.id}&state=running&limit=1`)]);
-    counts.set(host.id, { total: all.total, running: running.total });
-  })).then(() => { if (!page.left) drawHosts(); }, () => {});
 }
