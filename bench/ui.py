@@ -4,7 +4,8 @@ selenium): the UI's transfer size, the time to first render of the fleet page wi
 fleet (the baseline) and with a 1,000-container fleet, and the page's JavaScript heap and
 DOM size over a long live profile at 1 Hz.
 
-Usage (release binaries; selenium and websockets in a venv):
+Usage (release binaries; selenium and websockets in a venv; Docker with the local test image):
+  bash scripts/test-image.sh
   cargo build --profile agent -p dockermon-agent
   cargo build --release -p dockermon-collector -p dockermon-e2e --bin dockermon-collector --bin fleet
   python3 -m venv target/py-bench && target/py-bench/bin/pip install websockets selenium

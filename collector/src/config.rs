@@ -429,7 +429,8 @@ impl StandaloneArgs {
 /// The API for people: listener, tokens, the first admin.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Address of the REST API (/api/v1). [default: 0.0.0.0:3810]
+    /// Address of the web UI (/), the REST API (/api/v1) and the WebSocket API (/ws).
+    /// [default: 0.0.0.0:3810]
     #[arg(long, env = "DOCKERMON_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
     /// Address of the WebSocket API (/ws). [default: 0.0.0.0:3811]

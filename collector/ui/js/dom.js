@@ -11,7 +11,7 @@ export function h(tag, attributes = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
     else if (name === 'class') element.setAttribute('class', value);
-    else if (name === 'href' && !/^(#|\/(?!\/)|blob:)/.test(String(value))) {
+    else if (name === 'href' && !/^(#|\/(?![\/\\])|blob:)/.test(String(value))) {
       throw new Error('links stay inside the UI');
     } else element.setAttribute(name, value === true ? '' : String(value));
   }

@@ -45,6 +45,16 @@ async fn container_key(setup: &Setup, token: &str, name: &str) -> i64 {
     .unwrap()
 }
 
+/// A browser signed in as the first admin, on the fleet page.
+async fn signed_in_admin(setup: &Setup) -> Browser {
+    let browser = Browser::start().await.unwrap();
+    browser
+        .sign_in(&base(setup), ADMIN, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser
+}
+
 async fn add_user(setup: &Setup, admin: &str, email: &str, role: &str) {
     let body = json!({"email": email, "password": PASSWORD, "role": role});
     let (status, user) = call(setup, "POST", "/api/v1/users", Some(admin), Some(body)).await;
@@ -129,11 +139,7 @@ async fn a_live_profile_draws_a_point_a_second_and_is_saved_when_stopped() {
     .await;
     let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
     let key = container_key(&setup, &admin, &name).await;
-    let browser = Browser::start().await.unwrap();
-    browser
-        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    let browser = signed_in_admin(&setup).await;
 
     browser
         .goto(&format!("{}/#/profiler/live/{key}", base(&setup)))
@@ -302,11 +308,7 @@ async fn docker_provided_strings_are_rendered_as_text() {
     .unwrap();
     let evil_key = container_key(&setup, &admin, &urlencode(EVIL_NAME)).await;
 
-    let browser = Browser::start().await.unwrap();
-    browser
-        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    let browser = signed_in_admin(&setup).await;
     browser.type_into("#search", "onerror").await.unwrap();
     let shown = browser
         .until("the markup-named container in the list", "return document.querySelector('table.containers .container-name')?.textContent ?? null;")
@@ -354,11 +356,7 @@ fn urlencode(text: &str) -> String {
 async fn signing_out_closes_the_live_socket_and_protected_pages_ask_to_sign_in() {
     let setup = Setup::new().await;
     let _agent = setup.agent("ui-logout").await;
-    let browser = Browser::start().await.unwrap();
-    browser
-        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    let browser = signed_in_admin(&setup).await;
     browser
         .until(
             "the live socket",
@@ -430,11 +428,7 @@ async fn a_dropped_live_socket_says_so_and_reconnects_with_its_subscriptions() {
     let _agent = setup.agent("ui-reconnect").await;
     let mut cleanup = Cleanup::default();
     run(&mut cleanup, "ui-live", &[], &["sleep", "3600"]).await;
-    let browser = Browser::start().await.unwrap();
-    browser
-        .sign_in(&base(&setup), ADMIN, ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    let browser = signed_in_admin(&setup).await;
     let state = "return document.querySelector('#live-status').dataset.state";
     browser
         .until("the live socket", &format!("{state} === 'live'"))
@@ -474,5 +468,117 @@ async fn a_dropped_live_socket_says_so_and_reconnects_with_its_subscriptions() {
         )
         .await
         .unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_host_page_shows_disk_usage_and_admins_manage_users_tokens_and_hosts() {
+    let setup = Setup::with(&["--agent-usage-interval", "1s"]).await;
+    let _agent = setup.agent("ui-admin").await;
+    let mut cleanup = Cleanup::default();
+    let name = run(&mut cleanup, "ui-host", &[], &["sleep", "3600"]).await;
+    let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
+    let host = setup.host_id("ui-admin").await;
+    let browser = signed_in_admin(&setup).await;
+
+    // The host page: its container, and disk usage by type once the agent reported it.
+    browser
+        .goto(&format!("{}/#/hosts/{}", base(&setup), host.0))
+        .await
+        .unwrap();
+    browser.click_link(&name).await.unwrap();
+    assert_eq!(browser.text("#container-name").await.unwrap(), name);
+    browser.client.back().await.unwrap();
+    let images = browser
+        .until(
+            "disk usage on the host page",
+            "const row = [...document.querySelectorAll('table.usage tbody tr')]
+               .find(r => r.children[0].textContent === 'Images');
+             return row ? Number(row.children[1].textContent) : null;",
+        )
+        .await
+        .unwrap();
+    assert!(images.as_u64().unwrap() >= 1, "the test image is counted");
+    browser.screenshot("host").await.unwrap();
+
+    // Admin: a user created through the form can sign in with the role chosen.
+    browser
+        .goto(&format!("{}/#/admin", base(&setup)))
+        .await
+        .unwrap();
+    browser
+        .type_into("#new-user-email", "new@example.com")
+        .await
+        .unwrap();
+    browser
+        .type_into("#new-user-password", PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .eval(
+            "document.querySelector('#new-user-role').value = 'operator';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser
+        .click("#users form button[type=submit]")
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the new user listed",
+            "return [...document.querySelectorAll('table.users td')].some(td => td.textContent === 'new@example.com');",
+        )
+        .await
+        .unwrap();
+    let body = json!({"email": "new@example.com", "password": PASSWORD});
+    let (status, tokens) = call(&setup, "POST", "/api/v1/auth/login", None, Some(body)).await;
+    assert_eq!(
+        (status, tokens["user"]["role"].as_str()),
+        (200, Some("operator"))
+    );
+
+    // A join token is shown once, and works: the API lists it unused for its host.
+    browser.type_into("#token-host", "ui-joiner").await.unwrap();
+    browser
+        .click("#join-tokens form button[type=submit]")
+        .await
+        .unwrap();
+    let token = browser.text("#new-token code").await.unwrap();
+    assert!(token.len() > 20, "{token}");
+    let (_, listed) = call(&setup, "GET", "/api/v1/join-tokens", Some(&admin), None).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["host"] == "ui-joiner" && t["state"] == "unused"),
+        "{listed}"
+    );
+
+    // Deleting a host revokes it: the API no longer knows it.
+    browser
+        .until(
+            "the host in the admin list",
+            "return [...document.querySelectorAll('#admin-hosts a')].some(a => a.textContent === 'ui-admin');",
+        )
+        .await
+        .unwrap();
+    browser
+        .click("#admin-hosts tr[data-id] button.danger")
+        .await
+        .unwrap();
+    browser
+        .click("#admin-hosts button[data-confirm=yes]")
+        .await
+        .unwrap();
+    let path = format!("/api/v1/hosts/{}", host.0);
+    eventually(PAGE_WAIT, "the host deleted", || async {
+        (call(&setup, "GET", &path, Some(&admin), None).await.0 == 404).then_some(())
+    })
+    .await
+    .unwrap();
+    browser.screenshot("admin").await.unwrap();
     browser.close().await;
 }

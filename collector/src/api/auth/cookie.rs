@@ -2,8 +2,8 @@
 //! refresh token in an `HttpOnly` cookie, so no script (the UI's own or an injected one)
 //! can read either from storage, and a reload signs in again without a password.
 //!
-//! The cookie is `SameSite=Strict` and scoped to `/api/v1/auth`, and it is only ever
-//! read by refresh and logout. Those also need the [`CLIENT_HEADER`] header and, when the
+//! The cookie is `SameSite=Strict` and scoped to `/api/v1/auth`; only refresh reads it
+//! (logout deletes it). Refresh also needs the [`CLIENT_HEADER`] header and, when the
 //! browser sends `Origin`, an origin equal to the request's host: a page of another
 //! origin cannot send a custom header without a CORS preflight, which the collector never
 //! grants. That is the CSRF defence; `SameSite` alone would not do it, as another port of
