@@ -89,12 +89,27 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        Ok(self.element(Locator::Css(css)).await?.click().await?)
+        self.click_on(Locator::Css(css)).await
     }
 
     /// Clicks the link whose text is `text`.
     pub async fn click_link(&self, text: &str) -> anyhow::Result<()> {
-        Ok(self.element(Locator::LinkText(text)).await?.click().await?)
+        self.click_on(Locator::LinkText(text)).await
+    }
+
+    /// Clicks what `locator` finds. A live page may redraw the element between finding
+    /// and clicking it (a list read again): then it is found again, a few times at most.
+    async fn click_on(&self, locator: Locator<'_>) -> anyhow::Result<()> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.element(locator).await?.click().await {
+                Err(fantoccini::error::CmdError::Standard(error))
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && attempts < 5 => {}
+                result => return Ok(result?),
+            }
+        }
     }
 
     pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {

@@ -16,14 +16,24 @@ export async function render(main, [id], page) {
   if (page.left) return;
   const figures = new Map(latest.map((row) => [row.docker_id, row]));
   const containerList = h('div');
-  const drawContainers = () => fill(containerList, table([
+  fill(containerList, table([
     ['Name', (row) => h('a', { href: `#/containers/${row.id}` }, row.name)],
     ['Image', (row) => row.image],
     ['State', (row) => stateBadge(row.state)],
-    ['CPU', (row) => percent(figures.get(row.docker_id)?.cpu_percent), 'num'],
-    ['Memory', (row) => bytes(figures.get(row.docker_id)?.memory_usage_bytes), 'num'],
+    ['CPU', (row) => h('span', { class: 'cpu' }, percent(figures.get(row.docker_id)?.cpu_percent)), 'num'],
+    ['Memory', (row) => h('span', { class: 'memory' }, bytes(figures.get(row.docker_id)?.memory_usage_bytes)), 'num'],
   ], containers.items, { class: 'containers' }));
-  drawContainers();
+  // New figures change the two cells in place: redrawing the table every sweep would
+  // replace the links under the pointer and lose clicks.
+  const updateFigures = () => {
+    for (const row of containers.items) {
+      const cells = containerList.querySelector(`tr[data-id="${row.id}"]`);
+      const figure = figures.get(row.docker_id);
+      if (!cells) continue;
+      cells.querySelector('.cpu').textContent = percent(figure?.cpu_percent);
+      cells.querySelector('.memory').textContent = bytes(figure?.memory_usage_bytes);
+    }
+  };
   page.onLeave(live.subscribe({ topic: 'stats', host: Number(id) }, (message) => {
     if (message.type !== 'stats') return;
     for (const sample of message.items) {
@@ -32,7 +42,7 @@ export async function render(main, [id], page) {
         memory_usage_bytes: sample.counters.absent?.includes('memory') ? null : sample.counters.memory_usage_bytes,
       });
     }
-    drawContainers();
+    updateFigures();
   }));
 
   const disk = usage;
