@@ -2,7 +2,8 @@
 // across hosts with filters, search and pages. CPU and memory come from each host's
 // latest stats and then from the WebSocket's `stats` topic for the hosts on the page.
 
-import { h, fill, table, bytes, percent, count, ago, stateBadge, pager } from '../dom.js';
+import { h, fill, table, count, ago, stateBadge, pager } from '../dom.js';
+import { Figures } from '../figures.js';
 import { get, query } from '../api.js';
 import { live } from '../live.js';
 
@@ -42,13 +43,10 @@ export async function render(main, _params, page) {
   drawHosts();
 
   // Latest figures by Docker id, per host; filled from the API, then kept live.
-  const figures = new Map();
+  const figures = new Figures();
   const watched = new Map();
   let offset = 0;
   let rows = [];
-
-  const cpuCell = (row) => h('span', { class: 'cpu', 'data-docker-id': row.docker_id }, percent(figures.get(row.docker_id)?.cpu));
-  const memoryCell = (row) => h('span', { class: 'memory' }, bytes(figures.get(row.docker_id)?.memory));
 
   function drawRows(total) {
     fill(list, table([
@@ -57,21 +55,10 @@ export async function render(main, _params, page) {
       ['Image', (row) => row.image],
       ['State', (row) => stateBadge(row.state)],
       ['Health', (row) => row.health ?? ''],
-      ['CPU', cpuCell, 'num'],
-      ['Memory', memoryCell, 'num'],
+      ['CPU', (row) => figures.cpuCell(row), 'num'],
+      ['Memory', (row) => figures.memoryCell(row), 'num'],
       ['Compose', (row) => (row.compose_project ? `${row.compose_project}/${row.compose_service ?? ''}` : '')],
     ], rows, { class: 'containers' }), pager(offset, PAGE, total, (next) => { offset = next; load(); }));
-  }
-
-  function refreshFigures() {
-    for (const row of rows) {
-      const cell = list.querySelector(`tr[data-id="${row.id}"]`);
-      if (!cell) continue;
-      const [cpu, memory] = [cell.querySelector('.cpu'), cell.querySelector('.memory')];
-      const figure = figures.get(row.docker_id);
-      if (cpu) cpu.textContent = percent(figure?.cpu);
-      if (memory) memory.textContent = bytes(figure?.memory);
-    }
   }
 
   async function watchHosts(hostIds) {
@@ -81,17 +68,10 @@ export async function render(main, _params, page) {
     await Promise.all([...hostIds].filter((id) => !watched.has(id)).map(async (id) => {
       watched.set(id, live.subscribe({ topic: 'stats', host: id }, (message) => {
         if (message.type !== 'stats') return;
-        for (const sample of message.items) {
-          figures.set(sample.container_id, {
-            cpu: sample.rates ? sample.rates.cpu_percent : null,
-            memory: sample.counters.absent?.includes('memory') ? null : sample.counters.memory_usage_bytes,
-          });
-        }
-        refreshFigures();
+        figures.addStats(message);
+        figures.refresh(list, rows);
       }));
-      for (const latest of await get(`/hosts/${id}/stats/latest`)) {
-        figures.set(latest.docker_id, { cpu: latest.cpu_percent, memory: latest.memory_usage_bytes });
-      }
+      figures.addLatest(await get(`/hosts/${id}/stats/latest`));
     }));
   }
 
@@ -113,7 +93,7 @@ export async function render(main, _params, page) {
     // For the benchmark (bench/ui.py): when the list first showed after the page loaded.
     if (!performance.getEntriesByName('fleet-rendered').length) performance.mark('fleet-rendered');
     await watchHosts(new Set(rows.map((row) => row.host_id)));
-    if (!page.left && ticket === loading) refreshFigures();
+    if (!page.left && ticket === loading) figures.refresh(list, rows);
   }
 
   let typing = null;

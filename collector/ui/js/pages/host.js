@@ -1,7 +1,8 @@
 // One host: its agent, its containers, disk usage by type with what is reclaimable, and
 // its images, volumes and networks.
 
-import { h, fill, table, bytes, percent, count, ago, time, stateBadge } from '../dom.js';
+import { h, fill, table, bytes, count, ago, time, stateBadge } from '../dom.js';
+import { Figures } from '../figures.js';
 import { get } from '../api.js';
 import { live } from '../live.js';
 
@@ -14,35 +15,20 @@ export async function render(main, [id], page) {
     get(`/hosts/${id}/networks?limit=1000`),
   ]);
   if (page.left) return;
-  const figures = new Map(latest.map((row) => [row.docker_id, row]));
+  const figures = new Figures();
+  figures.addLatest(latest);
   const containerList = h('div');
   fill(containerList, table([
     ['Name', (row) => h('a', { href: `#/containers/${row.id}` }, row.name)],
     ['Image', (row) => row.image],
     ['State', (row) => stateBadge(row.state)],
-    ['CPU', (row) => h('span', { class: 'cpu' }, percent(figures.get(row.docker_id)?.cpu_percent)), 'num'],
-    ['Memory', (row) => h('span', { class: 'memory' }, bytes(figures.get(row.docker_id)?.memory_usage_bytes)), 'num'],
+    ['CPU', (row) => figures.cpuCell(row), 'num'],
+    ['Memory', (row) => figures.memoryCell(row), 'num'],
   ], containers.items, { class: 'containers' }));
-  // New figures change the two cells in place: redrawing the table every sweep would
-  // replace the links under the pointer and lose clicks.
-  const updateFigures = () => {
-    for (const row of containers.items) {
-      const cells = containerList.querySelector(`tr[data-id="${row.id}"]`);
-      const figure = figures.get(row.docker_id);
-      if (!cells) continue;
-      cells.querySelector('.cpu').textContent = percent(figure?.cpu_percent);
-      cells.querySelector('.memory').textContent = bytes(figure?.memory_usage_bytes);
-    }
-  };
   page.onLeave(live.subscribe({ topic: 'stats', host: Number(id) }, (message) => {
     if (message.type !== 'stats') return;
-    for (const sample of message.items) {
-      figures.set(sample.container_id, {
-        cpu_percent: sample.rates ? sample.rates.cpu_percent : null,
-        memory_usage_bytes: sample.counters.absent?.includes('memory') ? null : sample.counters.memory_usage_bytes,
-      });
-    }
-    updateFigures();
+    figures.addStats(message);
+    figures.refresh(containerList, containers.items);
   }));
 
   const disk = usage;
