@@ -121,7 +121,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::Conflict(_) => ApiError::conflict("already exists"),
-            StoreError::Unavailable(_) => ApiError {
+            StoreError::Unavailable(_) | StoreError::Contended(_) => ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

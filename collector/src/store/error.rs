@@ -30,6 +30,11 @@ pub enum StoreError {
     /// of another version. The message says what to do.
     #[error("{0}")]
     NotDeployed(String),
+    /// The database rolled the transaction back to end a lock conflict (a deadlock, or a
+    /// lock waited on too long): nothing of it was written, and running it again succeeds.
+    /// Concurrent ingest writers can meet this in MySQL.
+    #[error("the transaction met a lock conflict and was rolled back")]
+    Contended(#[source] sqlx::Error),
     /// A row that must be unique already exists.
     #[error("already exists")]
     Conflict(#[source] sqlx::Error),
@@ -54,6 +59,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(error),
+            // SQLSTATE 40001: MySQL's deadlock (1213). A lock wait timeout (1205) has only
+            // the generic HY000.
+            sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("40001")
+                    || db.message().starts_with("Lock wait timeout exceeded") =>
+            {
+                StoreError::Contended(error)
+            }
             sqlx::Error::RowNotFound => StoreError::NotFound,
             _ => StoreError::Database(error),
         }
@@ -86,7 +99,7 @@ impl StoreError {
 
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contended(_))
     }
 
     pub(super) fn migration(migrator: &Migrator, error: MigrateError) -> StoreError {

@@ -263,12 +263,7 @@ impl Writer<'_> {
     }
 
     async fn insert_stats(&mut self, samples: &[(HostId, &StatsSample)]) -> Result<()> {
-        self.prefetch_instances(
-            samples
-                .iter()
-                .map(|(host, sample)| (*host, sample.container_id.as_str())),
-        )
-        .await?;
+        self.register_sampled(samples).await?;
         let mut rows: Vec<(HostId, ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
         for (host, sample) in samples {
             let key = self
@@ -399,21 +394,26 @@ impl Writer<'_> {
                  updated_ns = excluded.updated_ns"
             }
         };
-        for frame in newest.values() {
-            let counts = |n: u64| saturating_i64(n);
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO agent_streams (host_id, last_seq, dropped_stats, dropped_usage, dropped_events, \
-                 dropped_other, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?){tail}"
-            )))
-            .bind(frame.host.0)
-            .bind(saturating_i64(frame.seq))
-            .bind(counts(frame.dropped.stats))
-            .bind(counts(frame.dropped.usage))
-            .bind(counts(frame.dropped.events))
-            .bind(counts(frame.dropped.other))
-            .bind(self.now)
-            .execute(&mut *self.conn)
-            .await?;
+        let mut newest: Vec<&Frame<'_>> = newest.into_values().collect();
+        // In host order, so two writers' transactions never lock the same rows in
+        // opposite orders.
+        newest.sort_unstable_by_key(|frame| frame.host);
+        for chunk in newest.chunks(ROWS_PER_INSERT) {
+            let mut insert: QueryBuilder<Any> = QueryBuilder::new(
+                "INSERT INTO agent_streams (host_id, last_seq, dropped_stats, dropped_usage, \
+                 dropped_events, dropped_other, updated_ns) ",
+            );
+            insert.push_values(chunk, |mut row, frame| {
+                row.push_bind(frame.host.0)
+                    .push_bind(saturating_i64(frame.seq))
+                    .push_bind(saturating_i64(frame.dropped.stats))
+                    .push_bind(saturating_i64(frame.dropped.usage))
+                    .push_bind(saturating_i64(frame.dropped.events))
+                    .push_bind(saturating_i64(frame.dropped.other))
+                    .push_bind(self.now);
+            });
+            insert.push(tail);
+            insert.build().execute(&mut *self.conn).await?;
         }
         Ok(())
     }

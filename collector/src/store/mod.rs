@@ -98,6 +98,8 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// Connections kept open to MySQL. SQLite has one writer at a time, so its pool is small.
 const MYSQL_POOL_SIZE: u32 = 16;
 const SQLITE_POOL_SIZE: u32 = 4;
+/// Ingest writers on MySQL: each holds one of the pool's connections while it writes.
+const MYSQL_WRITERS: usize = 4;
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -265,6 +267,17 @@ impl Store {
             Backend::MySql => self.pool.begin().await?,
         };
         Ok(tx)
+    }
+
+    /// How many ingest transactions may usefully run at once, each for its own hosts.
+    /// SQLite has one writer (a second waits on its lock). InnoDB locks rows, and two
+    /// transactions of different hosts share only the rollups' dirty mark, updated last
+    /// (held until the commit); a few writers hide each other's round trips.
+    pub fn concurrent_writers(&self) -> usize {
+        match self.backend {
+            Backend::MySql => MYSQL_WRITERS,
+            Backend::Sqlite => 1,
+        }
     }
 
     fn cached_instance(&self, host: HostId, docker_id: &str) -> Option<ContainerKey> {

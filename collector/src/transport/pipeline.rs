@@ -1,7 +1,7 @@
-//! The ingest pipeline: agent sessions → one bounded queue → one batching writer → the
-//! store → acknowledgements.
+//! The ingest pipeline: agent sessions → bounded queues → batching writers, one per queue →
+//! the store → acknowledgements.
 //!
-//! Backpressure: when the queue is full, `submit` waits, so a session stops reading its
+//! Backpressure: when a queue is full, `submit` waits, so a session stops reading its
 //! socket and TCP pushes back on the agent, which keeps spooling to its disk. The queue
 //! counts frames, and a frame can be 16 MiB: so every frame also takes its size from a
 //! [`MemoryBudget`], one per agent and one for the collector, before it is decoded, and
@@ -12,9 +12,12 @@
 //! into one transaction, so under light load a frame is committed at once, and under heavy
 //! load transactions grow and their cost per record falls.
 //!
-//! Ordering: one writer commits submissions in queue order, and each session submits its
-//! frames in sequence order, so an agent's frames commit in order and an acknowledgement
-//! can be cumulative. Acknowledgements travel through a `watch` per session (the newest
+//! Ordering: a host's frames always go to the same queue (hosts are partitioned by id), a
+//! writer commits submissions in queue order, and each session submits its frames in
+//! sequence order, so an agent's frames commit in order and an acknowledgement can be
+//! cumulative. Writers of different hosts run side by side when the store allows
+//! ([`Store::concurrent_writers`]): one writer waits on one database round trip after
+//! another, and a 10,000-host fleet offers more than one writer can carry. Acknowledgements travel through a `watch` per session (the newest
 //! committed sequence number), so the writer never waits for a session.
 
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use crate::metrics::CollectorMetrics;
 use crate::store::EndedProfile;
 use crate::store::{Frame, HostId, Store};
 
-/// Frames waiting for the writer, across all agents.
+/// Frames waiting for the writers, across all agents (split evenly between the queues).
 const QUEUE: usize = 4096;
 /// Records per transaction at most.
 const MAX_BATCH_RECORDS: usize = 20_000;
@@ -138,7 +141,8 @@ fn publish_ended(live: &LiveBus, ended: Vec<EndedProfile>) {
 
 #[derive(Clone)]
 pub struct Pipeline {
-    queue: mpsc::Sender<Submission>,
+    /// One per writer; a host's frames go to `queues[host id mod len]`.
+    queues: Arc<[mpsc::Sender<Submission>]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +150,8 @@ pub struct Pipeline {
 pub struct PipelineStopped;
 
 impl Pipeline {
-    /// Starts the writer; it stops when `cancel` fires (uncommitted frames are not
+    /// Starts the writers ([`Store::concurrent_writers`] of them); the returned task ends
+    /// when all have stopped, which they do when `cancel` fires (uncommitted frames are not
     /// acknowledged, so agents send them again).
     pub fn start(
         store: Store,
@@ -154,14 +159,33 @@ impl Pipeline {
         metrics: Arc<CollectorMetrics>,
         cancel: CancellationToken,
     ) -> (Pipeline, tokio::task::JoinHandle<()>) {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(write(store, receiver, live, metrics, cancel));
-        (Pipeline { queue }, writer)
+        let writers = store.concurrent_writers();
+        let mut queues = Vec::with_capacity(writers);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..writers {
+            let (queue, receiver) = mpsc::channel(QUEUE / writers);
+            queues.push(queue);
+            tasks.spawn(write(
+                store.clone(),
+                receiver,
+                live.clone(),
+                metrics.clone(),
+                cancel.clone(),
+            ));
+        }
+        let all = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
+        (
+            Pipeline {
+                queues: queues.into(),
+            },
+            all,
+        )
     }
 
-    /// Queues a frame, waiting while the queue is full.
+    /// Queues a frame on its host's writer, waiting while that queue is full.
     pub async fn submit(&self, submission: Submission) -> Result<(), PipelineStopped> {
-        self.queue
+        let writer = submission.host.0.unsigned_abs() % self.queues.len() as u64;
+        self.queues[writer as usize]
             .send(submission)
             .await
             .map_err(|_| PipelineStopped)

@@ -35,7 +35,128 @@ on_both_backends!(
     records_at_their_bounds_are_stored_whole,
     the_later_of_two_enrollments_keeps_its_certificate,
     samples_after_a_restart_continue_their_containers,
+    a_fleets_first_sweep_registers_every_container_by_the_identity_rule,
 );
+
+/// A fleet's first sweeps name containers nobody knows yet, hundreds per write (they are
+/// registered in bulk). Each one still follows the identity rule a lone newcomer does: it
+/// continues a stopped container of its name, stays apart from a running one and from a
+/// twin of the same batch, and hosts never share containers.
+async fn a_fleets_first_sweep_registers_every_container_by_the_identity_rule(db: TestDb) {
+    let web = host(&db.store, "web-1").await;
+    let db_host = host(&db.store, "db-1").await;
+    let mut stopped = container(&"5".repeat(64), "stopped", NOW - 100 * S);
+    stopped.state = ContainerState::Exited;
+    let running = container(&"7".repeat(64), "running", NOW - 100 * S);
+    ingest(
+        &db.store,
+        web,
+        &[
+            inventory(true, vec![stopped, running]),
+            Record::Stats(sample(&"5".repeat(64), "stopped", NOW - 60 * S, None, 5)),
+        ],
+    )
+    .await;
+    let stopped_before = host_containers(&db.store, web, false)
+        .await
+        .items
+        .into_iter()
+        .find(|c| c.name == "stopped")
+        .unwrap()
+        .id;
+
+    // 600 new containers (more than one statement's worth) on each of two hosts, a new
+    // instance of each name above, and two new instances sharing a name.
+    let sweep = |host_tag: &str| -> Vec<Record> {
+        let mut records: Vec<Record> = (0..600)
+            .map(|i| {
+                let id = format!("{host_tag}{i:063x}");
+                Record::Stats(sample(&id, &format!("c{i}"), NOW, None, 1000 + i as u64))
+            })
+            .collect();
+        for (id, name) in [
+            ("a", "stopped"),
+            ("b", "running"),
+            ("c", "twin"),
+            ("d", "twin"),
+        ] {
+            records.push(Record::Stats(sample(&id.repeat(64), name, NOW, None, 9)));
+        }
+        records
+    };
+    db.store
+        .ingest(&[(web, &sweep("e")), (db_host, &sweep("f"))])
+        .await
+        .unwrap();
+
+    for (host, tag) in [(web, "e"), (db_host, "f")] {
+        let page = host_containers(&db.store, host, false).await;
+        let by_name =
+            |name: &str| -> Vec<_> { page.items.iter().filter(|c| c.name == name).collect() };
+        for i in [0, 499, 500, 599] {
+            let found = by_name(&format!("c{i}"));
+            assert_eq!(found.len(), 1, "c{i} on {tag}");
+            let points = raw_series(&db.store, found[0].id).await;
+            assert_eq!(points, vec![(NOW, 1000.0 + i as f64)], "c{i} on {tag}");
+        }
+        assert_eq!(
+            by_name("twin").len(),
+            2,
+            "twins of one batch stay two on {tag}"
+        );
+        if host == web {
+            // The stopped one continues: one record, both points; the running one does not.
+            assert_eq!(page.total, 600 + 2 + 2 + 1, "{:?}", page.items.len());
+            let stopped = by_name("stopped");
+            assert_eq!(stopped.len(), 1);
+            assert_eq!(stopped[0].id, stopped_before);
+            let points = raw_series(&db.store, stopped[0].id).await;
+            assert_eq!(points.len(), 2, "{points:?}");
+            assert_eq!(by_name("running").len(), 2);
+        } else {
+            assert_eq!(page.total, 600 + 2 + 2, "db-1 shares nothing with web-1");
+        }
+    }
+    // What was registered is remembered: the next sweep adds points, not containers.
+    let next: Vec<Record> = (0..600)
+        .map(|i| {
+            Record::Stats(sample(
+                &format!("e{i:063x}"),
+                &format!("c{i}"),
+                NOW + 30 * S,
+                None,
+                1,
+            ))
+        })
+        .collect();
+    ingest(&db.store, web, &next).await;
+    let restarted = db.reopened().await;
+    ingest(&restarted, web, &next).await;
+    let page = host_containers(&restarted, web, false).await;
+    assert_eq!(page.total, 600 + 2 + 2 + 1);
+    let c0 = page.items.iter().find(|c| c.name == "c0").unwrap();
+    assert_eq!(raw_series(&restarted, c0.id).await.len(), 2);
+}
+
+/// Every container of a host (up to 1,000), with the total, and with their details if
+/// `detail`.
+async fn host_containers(
+    store: &Store,
+    host: dockermon_collector::store::HostId,
+    detail: bool,
+) -> dockermon_collector::store::Paged<dockermon_collector::store::ContainerRow> {
+    store
+        .containers(
+            &ContainerFilter {
+                host: Some(host),
+                detail,
+                ..Default::default()
+            },
+            Page::first(1000),
+        )
+        .await
+        .unwrap()
+}
 
 /// A collector that starts again has no Docker id in memory: the first samples it takes
 /// find their containers in the database (looked up a frame at a time), and each continues
@@ -60,16 +181,7 @@ async fn samples_after_a_restart_continue_their_containers(db: TestDb) {
     let restarted = db.reopened().await;
     ingest(&restarted, web, &sweep(NOW, 61)).await;
 
-    let page = restarted
-        .containers(
-            &ContainerFilter {
-                host: Some(web),
-                ..Default::default()
-            },
-            Page::first(100),
-        )
-        .await
-        .unwrap();
+    let page = host_containers(&restarted, web, false).await;
     assert_eq!(page.total, 61, "60 continued, one new");
     for container in &page.items {
         let points = raw_series(&restarted, container.id).await;
@@ -215,24 +327,6 @@ async fn raw_series(
         .collect()
 }
 
-/// The first page of a host's containers, with their details.
-async fn containers_with_detail(
-    store: &Store,
-    host: dockermon_collector::store::HostId,
-) -> dockermon_collector::store::Paged<dockermon_collector::store::ContainerRow> {
-    store
-        .containers(
-            &ContainerFilter {
-                host: Some(host),
-                detail: true,
-                ..Default::default()
-            },
-            Page::first(10),
-        )
-        .await
-        .unwrap()
-}
-
 /// Labels (or attributes) as large as the bounds allow: every one at the longest key and value.
 fn largest_labels(prefix: char) -> BTreeMap<String, String> {
     use dockermon_proto::limits::{MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS};
@@ -306,7 +400,7 @@ async fn records_at_their_bounds_are_stored_whole(db: TestDb) {
     let Record::Inventory(update) = &records[0] else {
         unreachable!()
     };
-    let containers = containers_with_detail(store, h).await;
+    let containers = host_containers(store, h, true).await;
     assert_eq!(
         containers.items[0].detail.as_ref(),
         Some(&update.containers[0])
@@ -403,7 +497,7 @@ async fn every_record_type_round_trips(db: TestDb) {
     assert_eq!(hosts[0].info.as_ref(), Some(&host_info()));
     assert_eq!(hosts[0].docker_version, "20.10.24");
 
-    let containers = containers_with_detail(store, h).await;
+    let containers = host_containers(store, h, true).await;
     assert_eq!(containers.total, 1);
     let row = &containers.items[0];
     assert_eq!(row.detail.as_ref(), Some(&web));
