@@ -421,14 +421,12 @@ impl Writer<'_> {
     async fn mark_rollups_dirty(&mut self, oldest_ns: i64) -> Result<()> {
         let sql = match self.store.backend {
             Backend::MySql => {
-                "INSERT INTO rollup_state (name, dirty_from_ns, version) VALUES ('5m', ?, 1), ('1h', ?, 1) \
-                 ON DUPLICATE KEY UPDATE dirty_from_ns = LEAST(dirty_from_ns, VALUES(dirty_from_ns)), \
-                 version = version + 1"
+                "INSERT INTO rollup_state (name, dirty_from_ns) VALUES ('5m', ?), ('1h', ?) \
+                 ON DUPLICATE KEY UPDATE dirty_from_ns = LEAST(dirty_from_ns, VALUES(dirty_from_ns))"
             }
             Backend::Sqlite => {
-                "INSERT INTO rollup_state (name, dirty_from_ns, version) VALUES ('5m', ?, 1), ('1h', ?, 1) \
-                 ON CONFLICT(name) DO UPDATE SET dirty_from_ns = MIN(dirty_from_ns, excluded.dirty_from_ns), \
-                 version = version + 1"
+                "INSERT INTO rollup_state (name, dirty_from_ns) VALUES ('5m', ?), ('1h', ?) \
+                 ON CONFLICT(name) DO UPDATE SET dirty_from_ns = MIN(dirty_from_ns, excluded.dirty_from_ns)"
             }
         };
         sqlx::query(sql)

@@ -977,6 +977,41 @@ impl Store {
     ) -> Result<Vec<StatsPoint>> {
         let width = resolution.step_ns();
         let from_bucket = query.from_ns - query.from_ns.rem_euclid(width);
+        // Buckets the job has not rolled up yet (the newest, still filling) come from the
+        // raw rows, aggregated as the job would.
+        let rolled_up_to = self.rolled_up_to(resolution).await?;
+        let mut points = self
+            .rolled_points(
+                query,
+                resolution,
+                from_bucket,
+                rolled_up_to.min(query.to_ns),
+                max_points,
+            )
+            .await?;
+        if rolled_up_to < query.to_ns && points.len() <= max_points as usize {
+            let tail = StatsQuery {
+                from_ns: rolled_up_to.max(from_bucket),
+                ..query.clone()
+            };
+            points.extend(aggregate(
+                &self.raw_points(&tail, UNROLLED_ROWS).await?,
+                width,
+            ));
+            points.truncate(max_points as usize + 1);
+        }
+        Ok(points)
+    }
+
+    /// The rollup table's points of buckets in [`from_bucket`, `to_ns`).
+    async fn rolled_points(
+        &self,
+        query: &StatsQuery,
+        resolution: Resolution,
+        from_bucket: i64,
+        to_ns: i64,
+        max_points: u32,
+    ) -> Result<Vec<StatsPoint>> {
         let mut select: QueryBuilder<Any> = QueryBuilder::new(
             "SELECT bucket_ns, samples, cpu_percent_avg, cpu_percent_max, memory_usage_avg, memory_usage_max, \
              memory_working_set_avg, memory_working_set_max, memory_limit_max, net_rx_bytes_per_s_avg, \
@@ -991,7 +1026,7 @@ impl Store {
             .push(" AND bucket_ns >= ")
             .push_bind(from_bucket)
             .push(" AND bucket_ns < ")
-            .push_bind(query.to_ns)
+            .push_bind(to_ns)
             .push(" ORDER BY bucket_ns LIMIT ")
             .push_bind(i64::from(max_points) + 1);
         let rows = select.build().fetch_all(&self.pool).await?;
@@ -1030,6 +1065,46 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Raw rows read at most to aggregate the buckets not rolled up yet: the newest bucket or
+/// two while the rollup job keeps up (at most 240 rows of a 30 s series), a day of them when
+/// it stopped for that long.
+const UNROLLED_ROWS: u32 = 10_000;
+
+/// Raw points (in time order) aggregated into buckets of `width`, as the rollup job does:
+/// per figure, the average and maximum of the samples that measured it.
+fn aggregate(raw: &[StatsPoint], width: i64) -> Vec<StatsPoint> {
+    raw.chunk_by(|a, b| {
+        a.time_ns - a.time_ns.rem_euclid(width) == b.time_ns - b.time_ns.rem_euclid(width)
+    })
+    .map(|bucket| {
+        let combine = |figure: fn(&StatsPoint) -> Option<Agg>| -> Option<Agg> {
+            let measured: Vec<Agg> = bucket.iter().filter_map(figure).collect();
+            (!measured.is_empty()).then(|| Agg {
+                avg: measured.iter().map(|a| a.avg).sum::<f64>() / measured.len() as f64,
+                max: measured.iter().map(|a| a.max).fold(f64::MIN, f64::max),
+            })
+        };
+        let first = bucket[0].time_ns;
+        StatsPoint {
+            time_ns: first - first.rem_euclid(width),
+            samples: bucket.len() as i64,
+            cpu_percent: combine(|p| p.cpu_percent),
+            memory_usage_bytes: combine(|p| p.memory_usage_bytes),
+            memory_working_set_bytes: combine(|p| p.memory_working_set_bytes),
+            memory_limit_bytes: bucket
+                .iter()
+                .filter_map(|p| p.memory_limit_bytes)
+                .reduce(f64::max),
+            net_rx_bytes_per_s: combine(|p| p.net_rx_bytes_per_s),
+            net_tx_bytes_per_s: combine(|p| p.net_tx_bytes_per_s),
+            block_read_bytes_per_s: combine(|p| p.block_read_bytes_per_s),
+            block_write_bytes_per_s: combine(|p| p.block_write_bytes_per_s),
+            pids: combine(|p| p.pids),
+        }
+    })
+    .collect()
 }
 
 fn host_row(row: &AnyRow) -> Result<HostRow> {

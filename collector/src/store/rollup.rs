@@ -2,9 +2,13 @@
 //!
 //! Rollups are recomputed from the raw rows, never accumulated: recomputing a bucket is
 //! idempotent, so late or re-delivered samples only make the job redo some buckets. Ingest
-//! marks the oldest time it wrote (`rollup_state.dirty_from_ns`, with a version bump); the
-//! job recomputes every bucket from there to now, in chunks, and clears the mark only if
-//! no ingest bumped the version meanwhile.
+//! lowers `rollup_state.dirty_from_ns` to the oldest sample it wrote. The job rolls up only
+//! buckets that are over ([`SETTLE`] ago): it first takes the dirty range (moves the mark to
+//! the end of what it will compute, keeping the start in `taken_from_ns`), recomputes it in
+//! chunks, then clears `taken_from_ns`. A sample written meanwhile into a taken bucket
+//! lowers the mark again, and a run that died leaves its range taken for the next one. The
+//! buckets not rolled up yet are aggregated from the raw rows when read
+//! ([`Store::rolled_up_to`]).
 
 use std::time::Duration;
 
@@ -18,6 +22,12 @@ use super::{Backend, Result, Store};
 const NS_PER_S: i64 = 1_000_000_000;
 /// Buckets recomputed per statement: a day of 5-minute buckets, a week of hourly ones.
 const CHUNK_BUCKETS: i64 = 288;
+/// How long after a bucket ends the job rolls it up: samples reach the store seconds after
+/// they are taken, so a bucket is not recomputed for every sample that lands in it. Later
+/// ones (an agent replaying its spool) mark it dirty again.
+const SETTLE: i64 = 60 * NS_PER_S;
+/// Attempts to take a dirty range that ingest keeps lowering, before waiting for the next run.
+const TAKE_ATTEMPTS: usize = 5;
 /// Rows deleted per statement by retention, so no statement holds locks for long.
 const DELETE_CHUNK: u32 = 10_000;
 
@@ -147,41 +157,93 @@ const ROLLED: &[(&str, &str, Option<i64>)] = &[
 ];
 
 impl Store {
-    /// Recomputes every bucket that has new raw data since the last run, up to `now_ns`.
+    /// Recomputes every bucket that has new raw data since the last run and ended at least
+    /// [`SETTLE`] before `now_ns`.
     pub async fn run_rollups(&self, now_ns: i64) -> Result<RollupReport> {
         let mut report = RollupReport::default();
         for (i, resolution) in [Resolution::FiveMinutes, Resolution::OneHour]
             .into_iter()
             .enumerate()
         {
-            let Some(row) =
-                sqlx::query("SELECT dirty_from_ns, version FROM rollup_state WHERE name = ?")
-                    .bind(resolution.state_name())
-                    .fetch_optional(&self.pool)
-                    .await?
-            else {
+            let width = resolution.step_ns();
+            let settled = now_ns - SETTLE;
+            let limit = settled - settled.rem_euclid(width);
+            let Some(from) = self.take_dirty(resolution, limit).await? else {
                 continue;
             };
-            let dirty_from: i64 = row.try_get(0)?;
-            let version: i64 = row.try_get(1)?;
-            if dirty_from == i64::MAX {
-                continue;
-            }
-            let width = resolution.step_ns();
-            let mut start = dirty_from - dirty_from.rem_euclid(width);
-            while start <= now_ns {
-                let end = start + CHUNK_BUCKETS * width;
+            let mut start = from - from.rem_euclid(width);
+            while start < limit {
+                let end = (start + CHUNK_BUCKETS * width).min(limit);
                 report.buckets[i] += self.recompute(resolution, start, end).await?;
                 start = end;
             }
-            sqlx::query("UPDATE rollup_state SET dirty_from_ns = ? WHERE name = ? AND version = ?")
+            sqlx::query("UPDATE rollup_state SET taken_from_ns = ? WHERE name = ?")
                 .bind(i64::MAX)
                 .bind(resolution.state_name())
-                .bind(version)
                 .execute(&self.pool)
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Takes what `resolution` must recompute before `limit` (a bucket boundary): moves the
+    /// dirty mark to `limit` and keeps where the work starts in `taken_from_ns` (with what
+    /// an unfinished run left there). Returns where the work starts; `None` when nothing
+    /// before `limit` is dirty, or ingest kept lowering the mark.
+    async fn take_dirty(&self, resolution: Resolution, limit: i64) -> Result<Option<i64>> {
+        for _ in 0..TAKE_ATTEMPTS {
+            let Some(row) =
+                sqlx::query("SELECT dirty_from_ns, taken_from_ns FROM rollup_state WHERE name = ?")
+                    .bind(resolution.state_name())
+                    .fetch_optional(&self.pool)
+                    .await?
+            else {
+                return Ok(None);
+            };
+            let dirty: i64 = row.try_get(0)?;
+            let taken: i64 = row.try_get(1)?;
+            let from = dirty.min(taken);
+            if from >= limit {
+                return Ok(None);
+            }
+            // Only if ingest did not lower the mark since it was read: what it marked is
+            // then part of the range taken, or at or after `limit` (still dirty).
+            let took = sqlx::query(
+                "UPDATE rollup_state SET dirty_from_ns = ?, taken_from_ns = ? \
+                 WHERE name = ? AND dirty_from_ns = ?",
+            )
+            .bind(dirty.max(limit))
+            .bind(from)
+            .bind(resolution.state_name())
+            .bind(dirty)
+            .execute(&self.pool)
+            .await?;
+            if took.rows_affected() == 1 {
+                return Ok(Some(from));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where `resolution`'s rollup stops being complete: every bucket before this time
+    /// (a bucket boundary) equals what its raw rows say; later ones (still filling, or
+    /// marked dirty by late samples) must be aggregated from the raw rows. `i64::MAX` when
+    /// no sample was ever written.
+    pub(super) async fn rolled_up_to(&self, resolution: Resolution) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT dirty_from_ns, taken_from_ns FROM rollup_state WHERE name = ?")
+                .bind(resolution.state_name())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(i64::MAX);
+        };
+        let from = row.try_get::<i64, _>(0)?.min(row.try_get::<i64, _>(1)?);
+        Ok(if from == i64::MAX {
+            from
+        } else {
+            from - from.rem_euclid(resolution.step_ns())
+        })
     }
 
     /// Recomputes the buckets of `resolution` in [start, end) from the raw rows.

@@ -19,6 +19,7 @@ on_both_backends!(
     duplicate_delivery_is_stored_once,
     rollups_equal_aggregates_of_the_raw_rows,
     late_samples_are_rolled_up_again,
+    the_rollup_job_keeps_up_with_steady_ingest,
     retention_deletes_exactly_what_is_older_than_the_window,
     history_follows_a_container_across_re_creation,
     compose_services_keep_their_history_under_a_new_name,
@@ -842,6 +843,81 @@ async fn late_samples_are_rolled_up_again(db: TestDb) {
 
     // With nothing new, a run recomputes nothing.
     assert_eq!(store.run_rollups(NOW).await.unwrap().buckets, [0, 0]);
+}
+
+/// Agents deliver all the time, also while the job runs. What ended is rolled up once: the
+/// next run has nothing to redo (the first design recomputed everything since the start
+/// whenever a sample was written during a run, which under steady ingest is every run). The
+/// bucket still filling is read from the raw rows.
+async fn the_rollup_job_keeps_up_with_steady_ingest(db: TestDb) {
+    let store = &db.store;
+    let h = host(store, "docker-1").await;
+    let samples = spread_samples();
+    let records: Vec<Record> = samples.iter().cloned().map(Record::Stats).collect();
+    ingest(store, h, &records).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut written = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || written == 0 {
+                let time = NOW - 20 * S + written;
+                ingest(
+                    &store,
+                    h,
+                    &[Record::Stats(sample("c1", "web", time, Some(1.0), 7))],
+                )
+                .await;
+                written += 1;
+            }
+            written
+        }
+    });
+    let first = store.run_rollups(NOW).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    // Buckets that ended a minute or more ago are rolled up (the newest hour, which ends at
+    // NOW, is read from the raw rows).
+    let ended = |resolution: Resolution| {
+        let width = resolution.step_ns();
+        expected_buckets(&samples, width)
+            .keys()
+            .filter(|bucket| *bucket + width <= NOW - 60 * S)
+            .count() as u64
+    };
+    assert_eq!(
+        first.buckets,
+        [ended(Resolution::FiveMinutes), ended(Resolution::OneHour)]
+    );
+    assert_eq!(first.buckets[1], 2, "NOW is on the hour");
+    assert_eq!(
+        store.run_rollups(NOW).await.unwrap().buckets,
+        [0, 0],
+        "{written} samples were written during the first run"
+    );
+
+    let key = store
+        .find_container(h, &ContainerSelector::Name("web".into()))
+        .await
+        .unwrap()
+        .id;
+    let mut all = samples.clone();
+    all.extend((0..written).map(|i| sample("c1", "web", NOW - 20 * S + i, Some(1.0), 7)));
+    assert_rollups_match(store, key, &all).await;
+    let recent = StatsQuery {
+        container: key,
+        from_ns: NOW - 600 * S,
+        to_ns: NOW + S,
+        resolution: Some(Resolution::FiveMinutes),
+        max_points: 100,
+    };
+    let series = store
+        .container_stats(&recent, NOW, &Retention::default())
+        .await
+        .unwrap();
+    let newest = series.points.last().unwrap();
+    assert_eq!(newest.samples, written, "{series:?}");
+    assert_eq!(newest.memory_usage_bytes.unwrap().max, 7.0);
 }
 
 async fn retention_deletes_exactly_what_is_older_than_the_window(db: TestDb) {
