@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dockermon_proto::now_ns;
+use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -56,6 +57,9 @@ pub async fn run(
     }
 }
 
+/// DockerHosts reconciled at once in a pass.
+const HOSTS_AT_ONCE: usize = 64;
+
 /// One pass over every resource.
 pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
     let store = &context.store;
@@ -91,32 +95,36 @@ pub async fn pass(context: &Context) -> Result<(), ReconcileError> {
         rows = store.resources(Kind::DockerHost.as_str(), Some("")).await?;
     }
     // One resource's failure is logged and retried next pass; it does not hold up the rest.
-    for row in &rows {
-        let hosts_by_name = &hosts_by_name;
-        let result = async {
-            if row.deleting_ns.is_some() {
-                context.revoke_host(&row.name).await?;
-                store
-                    .remove_resource(&row.kind, "", &row.name, &row.uid)
+    // Hosts are reconciled side by side: pushing settings waits for the agent (up to its
+    // timeout), and one by one a fleet's first pass would take hours.
+    let hosts_by_name = &hosts_by_name;
+    futures::stream::iter(&rows)
+        .for_each_concurrent(HOSTS_AT_ONCE, |row| async move {
+            let result = async {
+                if row.deleting_ns.is_some() {
+                    context.revoke_host(&row.name).await?;
+                    store
+                        .remove_resource(&row.kind, "", &row.name, &row.uid)
+                        .await?;
+                    return Ok(());
+                }
+                let Some(spec) = parse::<DockerHostSpec>(row, &row.spec) else {
+                    return Ok(());
+                };
+                let previous = row
+                    .status
+                    .as_deref()
+                    .and_then(|text| parse::<DockerHostStatus>(row, text));
+                let host = hosts_by_name.get(row.name.as_str()).copied();
+                let status = context
+                    .reconcile_host(&row.name, &spec, row.generation, host, previous.as_ref())
                     .await?;
-                return Ok(());
+                write_status(context, row, &status).await
             }
-            let Some(spec) = parse::<DockerHostSpec>(row, &row.spec) else {
-                return Ok(());
-            };
-            let previous = row
-                .status
-                .as_deref()
-                .and_then(|text| parse::<DockerHostStatus>(row, text));
-            let host = hosts_by_name.get(row.name.as_str()).copied();
-            let status = context
-                .reconcile_host(&row.name, &spec, row.generation, host, previous.as_ref())
-                .await?;
-            write_status(context, row, &status).await
-        }
+            .await;
+            report(row, result);
+        })
         .await;
-        report(row, result);
-    }
     for row in store.resources(Kind::ProfileSession.as_str(), None).await? {
         let result = async {
             let key = format!("{}/{}", row.namespace, row.name);
