@@ -305,6 +305,12 @@ async fn an_oom_kill_is_known_from_state_and_a_docker_kill_is_not_one() {
     let mut cleanup = Cleanup::default();
     let oom = cleanup.container(&unique_name("oom"));
     let killed = cleanup.container(&unique_name("killed"));
+    // Docker marks a container OOM-killed only when containerd's OOM event comes before its
+    // exit; on a busy host the two race (cgroup v1), and a lost race leaves the flag false
+    // for good. So the process the kernel kills is a child, and the container exits with
+    // its status only once Docker has reported the `oom` event.
+    let docker_now = || async { docker(&["info", "-f", "{{.SystemTime}}"]).await.unwrap() };
+    let since = docker_now().await;
     let oom_id = docker(&[
         "run",
         "-d",
@@ -315,14 +321,37 @@ async fn an_oom_kill_is_known_from_state_and_a_docker_kill_is_not_one() {
         "--memory-swap",
         "16m",
         TEST_IMAGE,
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=64M",
-        "count=1",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; status=$?; \
+         until [ -e /tmp/release ]; do sleep 0.05; done; exit $status",
     ])
     .await
     .unwrap();
+    eventually(WAIT, "Docker's oom event", || async {
+        let until = docker_now().await;
+        let events = docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &format!("container={oom_id}"),
+            "--filter",
+            "event=oom",
+            "--format",
+            "{{.Action}}",
+        ])
+        .await
+        .unwrap();
+        (!events.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    docker(&["exec", &oom, "touch", "/tmp/release"])
+        .await
+        .unwrap();
     let killed_id = docker(&["run", "-d", "--name", &killed, TEST_IMAGE, "sleep", "3600"])
         .await
         .unwrap();
@@ -338,15 +367,7 @@ async fn an_oom_kill_is_known_from_state_and_a_docker_kill_is_not_one() {
                 .unwrap()
         }
     };
-    // Docker records an OOM kill from containerd's OOM event, which may come after the
-    // exit that `docker wait` reports (cgroup v1): waited for, with a deadline.
-    eventually(
-        WAIT,
-        "Docker to record that the kernel killed it",
-        || async { (inspect(&oom).await == "true").then_some(()) },
-    )
-    .await
-    .unwrap();
+    assert_eq!(inspect(&oom).await, "true");
     assert_eq!(inspect(&killed).await, "false");
 
     // An agent that starts afterwards saw neither event.
