@@ -78,6 +78,27 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     .await;
 }
 
+/// Resolves when the collector shuts down or this connection is to be closed (a revoked
+/// certificate, a newer session of the host): how the session ends then.
+async fn ended(shutdown: &CancellationToken, connection: &super::registry::Connection) -> End {
+    tokio::select! {
+        () = shutdown.cancelled() => End::Closed(AWAY, "collector shutting down".into()),
+        () = connection.close.cancelled() => {
+            End::Closed(POLICY, connection.reason.lock().expect("reason lock").clone())
+        }
+    }
+}
+
+/// A sign of life for the agent: sent every [`HEARTBEAT`], also while its frames wait for
+/// room in a budget or in the writers' queue (nothing is read from it then, so its own pings
+/// go unanswered; this keeps it from taking the stall for a dead collector).
+async fn ping(socket: &mut WebSocket) -> Result<(), End> {
+    socket
+        .send(Message::Ping(Default::default()))
+        .await
+        .map_err(|e| End::Gone(format!("ping failed: {e}")))
+}
+
 async fn send(socket: &mut WebSocket, message: &CollectorMessage) -> Result<(), End> {
     let text = serde_json::to_string(message).map_err(|e| End::Gone(e.to_string()))?;
     socket
@@ -305,13 +326,20 @@ async fn stream(
                         "this agent sends large frames faster than they are stored; reading from it pauses until its earlier frames are stored");
                 }
                 for pool in [&agent_budget, &service.budget] {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(End::Closed(AWAY, "collector shutting down".into())),
-                        () = connection.close.cancelled() => {
-                            let reason = connection.reason.lock().expect("reason lock").clone();
-                            return Ok(End::Closed(POLICY, reason));
+                    let permit = pool.take(wire_bytes);
+                    tokio::pin!(permit);
+                    loop {
+                        tokio::select! {
+                            end = ended(shutdown, connection) => return Ok(end),
+                            permit = &mut permit => {
+                                budget.extend(permit);
+                                break;
+                            }
+                            _ = heartbeat.tick() => {
+                                debug!(host = %peer.host, "waiting for memory budget; pinging meanwhile");
+                                ping(socket).await?;
+                            }
                         }
-                        permit = pool.take(wire_bytes) => budget.extend(permit),
                     }
                 }
                 last_heard = Instant::now();
@@ -337,7 +365,7 @@ async fn stream(
                             warn!(host = %peer.host, seq = frame.seq, objects = cut,
                                 "a frame carried more objects than the bounds allow; the excess was left out");
                         }
-                        service
+                        let submitted = service
                             .pipeline
                             .submit(Submission {
                                 host,
@@ -349,9 +377,25 @@ async fn stream(
                                 close_session: poisoned.clone(),
                                 received: Instant::now(),
                                 budget,
-                            })
-                            .await
-                            .map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;
+                            });
+                        tokio::pin!(submitted);
+                        loop {
+                            tokio::select! {
+                                end = ended(shutdown, connection) => return Ok(end),
+                                result = &mut submitted => {
+                                    result.map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;
+                                    break;
+                                }
+                                _ = heartbeat.tick() => {
+                                    debug!(host = %peer.host, "the writers' queue is full; pinging meanwhile");
+                                    ping(socket).await?;
+                                }
+                            }
+                        }
+                        // While the writers' queue was full nothing was read from this agent:
+                        // its silence then is the collector's, not a sign the agent is gone.
+                        last_heard = Instant::now();
+                        *connection.heard.lock().expect("heard lock") = last_heard;
                     }
                     AgentMessage::CommandResult(result) => service.registry.complete(host, result.id, result.outcome),
                     AgentMessage::ProfileSample(live) => service.profiler.live_sample(host, live.profile_id, live.sample, live.read_ns),
@@ -376,7 +420,7 @@ async fn stream(
                 if last_heard.elapsed() > DEAD_AFTER {
                     return Ok(End::Closed(AWAY, format!("no message or pong for {} s", DEAD_AFTER.as_secs())));
                 }
-                socket.send(Message::Ping(Default::default())).await.map_err(|e| End::Gone(format!("ping failed: {e}")))?;
+                ping(socket).await?;
             }
         }
     }

@@ -19,7 +19,9 @@ use dockermon_proto::transport::{
     Hello, JoinToken,
 };
 use dockermon_proto::{DiskUsage, HostName, Record, now_ns};
+use futures::StreamExt;
 use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{SHORT, Setup, raw_identity};
@@ -368,7 +370,86 @@ fn peak_mib(pid: u32) -> u64 {
         / 1024
 }
 
-/// A data frame of minimal events as the agent protocol carries it, just under `bytes`.
+#[tokio::test]
+async fn an_agent_held_back_by_a_stalled_store_keeps_its_connection_and_hears_pings() {
+    // More than one writer's queue holds (4,096 frames shared by MySQL's 4 writers): the
+    // session then waits to queue a frame and reads nothing more from this agent.
+    const FRAMES: u64 = 1_100;
+    // A stall this long outlasts the 45 s after which a silent peer counts as dead.
+    const PINGS: usize = 4;
+    let setup = Setup::new().await;
+    let tls = raw_identity(&setup, "stalled").tls_config().unwrap();
+    let (mut agent, joined) = RawAgent::join(setup.collector.agent_address, tls)
+        .await
+        .unwrap();
+    // A first frame stored: the session has loaded what it needs and reads frames.
+    let last = joined + 1;
+    agent.send(&frame(last)).await.unwrap();
+    loop {
+        match agent.next(WAIT).await.unwrap() {
+            CollectorMessage::Ack { seq } if seq == last => break,
+            CollectorMessage::Command(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Then the store stalls, as an overloaded database does.
+    let mut lock = sqlx::MySqlConnection::connect(&setup.database.url)
+        .await
+        .unwrap();
+    sqlx::query("LOCK TABLES host_usage WRITE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    for i in 1..=FRAMES {
+        agent.send(&frame(last + i)).await.unwrap();
+    }
+    // Real agents take a collector silent for 45 s for a dead one: it keeps pinging.
+    let mut pings = 0;
+    while pings < PINGS {
+        match tokio::time::timeout(Duration::from_secs(30), agent.stream.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Pong(_)))) => {}
+            Ok(Some(Ok(Message::Text(text))))
+                if matches!(
+                    serde_json::from_str(text.as_str()),
+                    Ok(CollectorMessage::Command(_))
+                ) => {}
+            other => panic!(
+                "while the store stalls, after {pings} pings: {other:?}\n{}",
+                setup.collector.stderr()
+            ),
+        }
+    }
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    // Its silence while the collector did not read is not held against it: every frame is
+    // stored and the connection stays.
+    let mut acked = last;
+    while acked < last + FRAMES {
+        match agent.next(WAIT).await.unwrap() {
+            CollectorMessage::Ack { seq } => acked = seq,
+            // Its DockerHost's settings, pushed once: nothing this test looks at.
+            CollectorMessage::Command(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    agent.send(&frame(last + FRAMES + 1)).await.unwrap();
+    loop {
+        match agent.next(WAIT).await.unwrap() {
+            CollectorMessage::Ack { seq } if seq == last + FRAMES + 1 => break,
+            CollectorMessage::Command(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !setup.collector.stderr().contains("no message or pong"),
+        "{}",
+        setup.collector.stderr()
+    );
+}
+
 /// A data frame of about `bytes`: events with the largest attributes the bounds allow,
 /// about 1× their wire size once decoded.
 fn flood_frame(seq: u64, bytes: usize) -> String {
