@@ -4,13 +4,20 @@
 //!
 //!   fleet --collector 127.0.0.1:3812[,…] --pki-dir DATA/pki --agents 1000 --containers 50 \
 //!         --interval 30s [--warmup 30s] --duration 180s [--collector-pid PID]
-//!         [--watch WS_ADDRESS,… --token TOKEN]
+//!         [--watch WS_ADDRESS,… --token TOKEN] [--kill-replica I]
 //!
 //! Each agent sends one frame of `--containers` stats samples per interval (the shape of a
 //! real sweep), and measures the time from sending a frame to its acknowledgement, which
 //! the collector sends only after committing it. Reports handshakes per second while the
 //! fleet connects, frame-to-commit latency percentiles, the wire size of a sample, and,
 //! given its pid, the collector's CPU and memory over the steady phase.
+//!
+//! With `--kill-replica`, the generator kills that replica (`kill -9`) halfway through the
+//! measurement. Its agents do what real ones do: try the other addresses at once, in a
+//! random order, then back off (0.5 s doubling to 30 s, full jitter) after a round in which
+//! every one failed; on reconnecting, they send again the frames not yet committed (the
+//! welcome says which were). Reported: how long after the kill each was back, and what
+//! was sent again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -71,6 +78,10 @@ struct Args {
     /// memory.
     #[arg(long, value_delimiter = ',')]
     collector_pid: Vec<u32>,
+    /// Kill this replica (its index in `--collector`; `--collector-pid` gives its pid)
+    /// with SIGKILL halfway through the measurement, and time its agents' failover.
+    #[arg(long, requires = "collector_pid")]
+    kill_replica: Option<usize>,
 }
 
 fn sample(container: &str, i: u64) -> Record {
@@ -130,18 +141,70 @@ struct Shared {
     wire_bytes: AtomicU64,
     samples_sent: AtomicU64,
     measuring: std::sync::atomic::AtomicBool,
+    /// When `--kill-replica` killed its replica.
+    killed_at: std::sync::OnceLock<Instant>,
+    /// Per agent that lost its connection after the kill: the time from the kill until
+    /// its new replica welcomed it.
+    failovers: Mutex<Vec<Duration>>,
+    /// Frames sent again after a reconnection (not committed before the connection broke).
+    frames_resent: AtomicU64,
+}
+
+/// Where one simulated agent can connect: every replica, and its own credentials.
+struct Uplink {
+    replicas: Arc<[SocketAddr]>,
+    tls: Arc<rustls::ClientConfig>,
+    /// The replica in use.
+    current: usize,
+}
+
+impl Uplink {
+    /// After a broken connection: each other replica at once, in a random order, then the
+    /// same one last; after a round where all failed, a pause (0.5 s doubling to 30 s,
+    /// full jitter) before the next. `None` when stopped.
+    async fn reconnect(
+        &mut self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<(RawAgent, u64)> {
+        use rand::seq::SliceRandom;
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let mut order: Vec<usize> = (0..self.replicas.len())
+                .filter(|r| *r != self.current)
+                .collect();
+            order.shuffle(&mut rand::rng());
+            order.push(self.current);
+            for replica in order {
+                if stop.is_cancelled() {
+                    return None;
+                }
+                if let Ok(joined) = RawAgent::join(self.replicas[replica], self.tls.clone()).await {
+                    self.current = replica;
+                    return Some(joined);
+                }
+            }
+            let jittered = pause.mul_f64(rand::random::<f64>());
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep(jittered) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
 }
 
 async fn agent(
     mut connection: RawAgent,
     mut seq: u64,
+    mut uplink: Uplink,
     containers: usize,
     interval: Duration,
     shared: Arc<Shared>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let names: Vec<String> = (0..containers).map(|c| format!("c{c:03}")).collect();
-    let mut pending: BTreeMap<u64, Instant> = BTreeMap::new();
+    // Frames sent and not yet acknowledged: when each was sent, and its text.
+    let mut pending: BTreeMap<u64, (Instant, String)> = BTreeMap::new();
     // Spread the fleet's sweeps over the interval, as real agents started at different times.
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + interval.mul_f64(rand::random::<f64>()),
@@ -149,7 +212,7 @@ async fn agent(
     );
     let mut counter = 0u64;
     loop {
-        tokio::select! {
+        let broken = tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {
                 seq += 1;
@@ -161,11 +224,8 @@ async fn agent(
                     shared.wire_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
                     shared.samples_sent.fetch_add(containers as u64, Ordering::Relaxed);
                 }
-                pending.insert(seq, Instant::now());
-                if connection.send_text(text).await.is_err() {
-                    eprintln!("an agent lost its connection");
-                    return;
-                }
+                pending.insert(seq, (Instant::now(), text.clone()));
+                connection.send_text(text).await.is_err()
             }
             message = connection.stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
@@ -178,33 +238,56 @@ async fn agent(
                             outcome: CommandOutcome::Done { detail: None },
                         });
                         let text = serde_json::to_string(&result).expect("results serialise");
-                        if connection.send_text(text).await.is_err() {
-                            eprintln!("an agent lost its connection");
-                            return;
+                        connection.send_text(text).await.is_err()
+                    } else {
+                        if let Ok(CollectorMessage::Ack { seq: acked }) = message {
+                            acknowledged(&mut pending, acked, &shared).await;
                         }
-                    }
-                    if let Ok(CollectorMessage::Ack { seq: acked }) = message {
-                        let done: Vec<u64> = pending.range(..=acked).map(|(s, _)| *s).collect();
-                        let now = Instant::now();
-                        let mut latencies = Vec::with_capacity(done.len());
-                        for s in done {
-                            if let Some(sent) = pending.remove(&s) {
-                                latencies.push(now - sent);
-                            }
-                        }
-                        if shared.measuring.load(Ordering::Relaxed) {
-                            shared.frames_acked.fetch_add(latencies.len() as u64, Ordering::Relaxed);
-                            shared.latencies.lock().await.extend(latencies);
-                        }
+                        false
                     }
                 }
-                Some(Ok(_)) => {}
-                _ => {
-                    eprintln!("an agent's connection ended");
-                    return;
-                }
+                Some(Ok(_)) => false,
+                _ => true,
             },
+        };
+        if !broken {
+            continue;
         }
+        let Some((joined, committed)) = uplink.reconnect(&stop).await else {
+            return;
+        };
+        connection = joined;
+        if let Some(killed_at) = shared.killed_at.get() {
+            shared.failovers.lock().await.push(killed_at.elapsed());
+        } else {
+            eprintln!("an agent lost its connection before any replica was killed");
+        }
+        // What the new replica says is committed is done; the rest goes again, in order.
+        acknowledged(&mut pending, committed, &shared).await;
+        seq = seq.max(committed);
+        for (_, text) in pending.values() {
+            shared.frames_resent.fetch_add(1, Ordering::Relaxed);
+            if connection.send_text(text.clone()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Frames up to `acked` are committed: their latency counts while measuring.
+async fn acknowledged(pending: &mut BTreeMap<u64, (Instant, String)>, acked: u64, shared: &Shared) {
+    let later = pending.split_off(&(acked + 1));
+    let done = std::mem::replace(pending, later);
+    let now = Instant::now();
+    if shared.measuring.load(Ordering::Relaxed) && !done.is_empty() {
+        shared
+            .frames_acked
+            .fetch_add(done.len() as u64, Ordering::Relaxed);
+        shared
+            .latencies
+            .lock()
+            .await
+            .extend(done.values().map(|(sent, _)| now - *sent));
     }
 }
 
@@ -243,7 +326,8 @@ async fn watch(
         ) else {
             continue;
         };
-        if !shared.measuring.load(Ordering::Relaxed) {
+        // After a kill, agents are no longer on replica i mod n: delivery counts until then.
+        if !shared.measuring.load(Ordering::Relaxed) || shared.killed_at.get().is_some() {
             continue;
         }
         // Host `fleet-<run>-<i>` is agent i, on replica i mod n.
@@ -275,7 +359,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Certificates first (not part of the handshake measurement).
     let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let mut configs = Vec::with_capacity(args.agents);
+    let mut configs: Vec<Arc<rustls::ClientConfig>> = Vec::with_capacity(args.agents);
     for i in 0..args.agents {
         let key = rcgen::KeyPair::generate()?;
         let host = HostName::new(format!("fleet-{run}-{i:05}"))?;
@@ -295,21 +379,34 @@ async fn main() -> anyhow::Result<()> {
 
     // Connect the fleet: TLS, WebSocket, hello, welcome.
     let started = Instant::now();
-    let replicas = args.collector.clone();
-    let connected: Vec<(RawAgent, u64)> = futures::stream::iter(configs.into_iter().enumerate())
-        .map(|(i, tls)| RawAgent::join(replicas[i % replicas.len()], tls))
-        .buffer_unordered(args.connect_concurrency)
-        .filter_map(|result| async move {
-            match result {
-                Ok(agent) => Some(agent),
-                Err(error) => {
-                    eprintln!("connect failed: {error:#}");
-                    None
+    let replicas: Arc<[SocketAddr]> = args.collector.clone().into();
+    let connected: Vec<(RawAgent, u64, Uplink)> =
+        futures::stream::iter(configs.into_iter().enumerate())
+            .map(|(i, tls)| {
+                let uplink = Uplink {
+                    replicas: replicas.clone(),
+                    tls: tls.clone(),
+                    current: i % replicas.len(),
+                };
+                let address = replicas[i % replicas.len()];
+                async move {
+                    RawAgent::join(address, tls)
+                        .await
+                        .map(|(agent, seq)| (agent, seq, uplink))
                 }
-            }
-        })
-        .collect()
-        .await;
+            })
+            .buffer_unordered(args.connect_concurrency)
+            .filter_map(|result| async move {
+                match result {
+                    Ok(agent) => Some(agent),
+                    Err(error) => {
+                        eprintln!("connect failed: {error:#}");
+                        None
+                    }
+                }
+            })
+            .collect()
+            .await;
     let connect_time = started.elapsed();
     let handshakes_per_s = connected.len() as f64 / connect_time.as_secs_f64();
 
@@ -321,6 +418,9 @@ async fn main() -> anyhow::Result<()> {
         wire_bytes: AtomicU64::new(0),
         samples_sent: AtomicU64::new(0),
         measuring: std::sync::atomic::AtomicBool::new(false),
+        killed_at: std::sync::OnceLock::new(),
+        failovers: Mutex::new(Vec::new()),
+        frames_resent: AtomicU64::new(0),
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let agents = connected.len();
@@ -337,10 +437,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let tasks: Vec<_> = connected
         .into_iter()
-        .map(|(connection, seq)| {
+        .map(|(connection, seq, uplink)| {
             tokio::spawn(agent(
                 connection,
                 seq,
+                uplink,
                 args.containers,
                 args.interval,
                 shared.clone(),
@@ -356,8 +457,19 @@ async fn main() -> anyhow::Result<()> {
     let before: Vec<_> = pids.iter().map(|pid| proc_stat(*pid)).collect();
     let mut peak_rss = vec![0; pids.len()];
     let measure_start = Instant::now();
+    let mut victim = args.kill_replica;
     while measure_start.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if measure_start.elapsed() >= args.duration / 2
+            && let Some(replica) = victim.take()
+        {
+            let pid = pids[replica];
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()?;
+            let _ = shared.killed_at.set(Instant::now());
+            eprintln!("killed replica {replica} (pid {pid})");
+        }
         for (peak, pid) in peak_rss.iter_mut().zip(pids) {
             if let Some((_, rss)) = proc_stat(*pid) {
                 *peak = (*peak).max(rss);
@@ -413,6 +525,27 @@ async fn main() -> anyhow::Result<()> {
                 delivered.len()
             );
         }
+    }
+    if let Some(replica) = args.kill_replica {
+        let mut failovers = shared.failovers.lock().await.clone();
+        failovers.sort();
+        let on_victim = (0..args.agents)
+            .filter(|i| i % args.collector.len() == replica)
+            .count();
+        println!(
+            "| agents back on another replica after `kill -9` of replica {replica} | {} of {on_victim} |",
+            failovers.len()
+        );
+        println!(
+            "| `kill -9` → agent welcomed by another replica | p50 {:.2} s, p99 {:.2} s, max {:.2} s |",
+            percentile(&failovers, 0.5).as_secs_f64(),
+            percentile(&failovers, 0.99).as_secs_f64(),
+            failovers.last().copied().unwrap_or_default().as_secs_f64()
+        );
+        println!(
+            "| frames sent again after failover (not committed before the kill) | {} |",
+            shared.frames_resent.load(Ordering::Relaxed)
+        );
     }
     if samples > 0 {
         println!(
