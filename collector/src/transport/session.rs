@@ -6,7 +6,7 @@
 //! frame saying why; no other session is affected. Frames with a sequence number the
 //! store already holds (replays after a reconnect) are acknowledged and skipped.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::registry::AppliedSpec;
@@ -80,12 +80,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 
 /// Resolves when the collector shuts down or this connection is to be closed (a revoked
 /// certificate, a newer session of the host): how the session ends then.
-async fn ended(shutdown: &CancellationToken, connection: &super::registry::Connection) -> End {
+/// Takes the connection's `close` and `reason` apart from it, so the session can receive
+/// its commands in the same `select!`.
+async fn ended(
+    shutdown: &CancellationToken,
+    close: &CancellationToken,
+    reason: &Mutex<String>,
+) -> End {
     tokio::select! {
         () = shutdown.cancelled() => End::Closed(AWAY, "collector shutting down".into()),
-        () = connection.close.cancelled() => {
-            End::Closed(POLICY, connection.reason.lock().expect("reason lock").clone())
-        }
+        () = close.cancelled() => End::Closed(POLICY, reason.lock().expect("reason lock").clone()),
     }
 }
 
@@ -305,11 +309,7 @@ async fn stream(
     heartbeat.reset();
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(End::Closed(AWAY, "collector shutting down".into())),
-            () = connection.close.cancelled() => {
-                let reason = connection.reason.lock().expect("reason lock").clone();
-                return Ok(End::Closed(POLICY, reason));
-            }
+            end = ended(shutdown, &connection.close, &connection.reason) => return Ok(end),
             () = poisoned.cancelled() => return Ok(End::Violation(POLICY, "a frame could not be stored; see the collector's log".into())),
             next = socket.recv() => {
                 let next = next.ok_or_else(|| End::Gone("connection closed".into()))?;
@@ -330,7 +330,7 @@ async fn stream(
                     tokio::pin!(permit);
                     loop {
                         tokio::select! {
-                            end = ended(shutdown, connection) => return Ok(end),
+                            end = ended(shutdown, &connection.close, &connection.reason) => return Ok(end),
                             permit = &mut permit => {
                                 budget.extend(permit);
                                 break;
@@ -381,7 +381,7 @@ async fn stream(
                         tokio::pin!(submitted);
                         loop {
                             tokio::select! {
-                                end = ended(shutdown, connection) => return Ok(end),
+                                end = ended(shutdown, &connection.close, &connection.reason) => return Ok(end),
                                 result = &mut submitted => {
                                     result.map_err(|_| End::Closed(AWAY, "collector shutting down".into()))?;
                                     break;

@@ -385,13 +385,7 @@ async fn an_agent_held_back_by_a_stalled_store_keeps_its_connection_and_hears_pi
     // A first frame stored: the session has loaded what it needs and reads frames.
     let last = joined + 1;
     agent.send(&frame(last)).await.unwrap();
-    loop {
-        match agent.next(WAIT).await.unwrap() {
-            CollectorMessage::Ack { seq } if seq == last => break,
-            CollectorMessage::Command(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    acknowledged(&mut agent, last).await;
     // Then the store stalls, as an overloaded database does.
     let mut lock = sqlx::MySqlConnection::connect(&setup.database.url)
         .await
@@ -426,28 +420,30 @@ async fn an_agent_held_back_by_a_stalled_store_keeps_its_connection_and_hears_pi
         .unwrap();
     // Its silence while the collector did not read is not held against it: every frame is
     // stored and the connection stays.
-    let mut acked = last;
-    while acked < last + FRAMES {
-        match agent.next(WAIT).await.unwrap() {
-            CollectorMessage::Ack { seq } => acked = seq,
-            // Its DockerHost's settings, pushed once: nothing this test looks at.
-            CollectorMessage::Command(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    acknowledged(&mut agent, last + FRAMES).await;
     agent.send(&frame(last + FRAMES + 1)).await.unwrap();
-    loop {
-        match agent.next(WAIT).await.unwrap() {
-            CollectorMessage::Ack { seq } if seq == last + FRAMES + 1 => break,
-            CollectorMessage::Command(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    acknowledged(&mut agent, last + FRAMES + 1).await;
     assert!(
         !setup.collector.stderr().contains("no message or pong"),
         "{}",
         setup.collector.stderr()
     );
+}
+
+/// Reads until the collector acknowledges exactly `seq`, past lower acknowledgements and
+/// the commands it pushes (the host's DockerHost settings, nothing these tests look at);
+/// anything else fails the test.
+async fn acknowledged(agent: &mut RawAgent, seq: u64) {
+    loop {
+        match agent.next(WAIT).await.unwrap() {
+            CollectorMessage::Ack { seq: acked } if acked >= seq => {
+                assert_eq!(acked, seq, "acknowledged beyond what was sent");
+                return;
+            }
+            CollectorMessage::Ack { .. } | CollectorMessage::Command(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 /// A data frame of about `bytes`: events with the largest attributes the bounds allow,

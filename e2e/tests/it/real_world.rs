@@ -309,8 +309,9 @@ async fn an_oom_kill_is_known_from_state_and_a_docker_kill_is_not_one() {
     // exit; on a busy host the two race (cgroup v1), and a lost race leaves the flag false
     // for good. So the process the kernel kills is a child, and the container exits with
     // its status only once Docker has reported the `oom` event.
-    let docker_now = || async { docker(&["info", "-f", "{{.SystemTime}}"]).await.unwrap() };
-    let since = docker_now().await;
+    let oracle = EventOracle::start(&["type=container", "event=oom"])
+        .await
+        .unwrap();
     let oom_id = docker(&[
         "run",
         "-d",
@@ -329,26 +330,15 @@ async fn an_oom_kill_is_known_from_state_and_a_docker_kill_is_not_one() {
     .await
     .unwrap();
     eventually(WAIT, "Docker's oom event", || async {
-        let until = docker_now().await;
-        let events = docker(&[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            &format!("container={oom_id}"),
-            "--filter",
-            "event=oom",
-            "--format",
-            "{{.Action}}",
-        ])
-        .await
-        .unwrap();
-        (!events.is_empty()).then_some(())
+        oracle
+            .events()
+            .iter()
+            .any(|(action, id, _)| action == "oom" && *id == oom_id)
+            .then_some(())
     })
     .await
     .unwrap();
+    oracle.stop().await;
     docker(&["exec", &oom, "touch", "/tmp/release"])
         .await
         .unwrap();
