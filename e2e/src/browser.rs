@@ -75,17 +75,28 @@ impl Browser {
     /// The first element `locator` finds, once there is one (within [`PAGE_WAIT`]).
     pub async fn element(&self, locator: Locator<'_>) -> anyhow::Result<Element> {
         let what = format!("{locator:?}");
-        self.client
+        match self
+            .client
             .wait()
             .at_most(PAGE_WAIT)
             .for_element(locator)
             .await
-            .with_context(|| format!("no element {what}"))
+        {
+            Ok(element) => Ok(element),
+            Err(error) => Err(anyhow::Error::new(error).context(format!(
+                "no element {what}; the page: {}",
+                self.describe().await
+            ))),
+        }
     }
 
     /// The text of the first element matching `css`, once there is one.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
-        Ok(self.element(Locator::Css(css)).await?.text().await?)
+        self.with_element(
+            Locator::Css(css),
+            |element| async move { element.text().await },
+        )
+        .await
     }
 
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
@@ -97,25 +108,37 @@ impl Browser {
         self.click_on(Locator::LinkText(text)).await
     }
 
-    /// Clicks what `locator` finds. A live page may redraw the element between finding
-    /// and clicking it (a list read again): then it is found again, a few times at most.
     async fn click_on(&self, locator: Locator<'_>) -> anyhow::Result<()> {
+        self.with_element(locator, |element| async move { element.click().await })
+            .await
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        self.with_element(Locator::Css(css), |element| async move {
+            element.clear().await?;
+            element.send_keys(text).await
+        })
+        .await
+    }
+
+    /// Does `act` to what `locator` finds. A live page may redraw the element between
+    /// finding it and acting on it (a list read again, a header drawn for a new session):
+    /// then it is found again, a few times at most.
+    async fn with_element<T, F, Fut>(&self, locator: Locator<'_>, act: F) -> anyhow::Result<T>
+    where
+        F: Fn(Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.element(locator).await?.click().await {
+            match act(self.element(locator).await?).await {
                 Err(fantoccini::error::CmdError::Standard(error))
                     if error.error == fantoccini::error::ErrorStatus::StaleElementReference
                         && attempts < 5 => {}
                 result => return Ok(result?),
             }
         }
-    }
-
-    pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
-        let element = self.element(Locator::Css(css)).await?;
-        element.clear().await?;
-        Ok(element.send_keys(text).await?)
     }
 
     /// How many elements match `css` now.
@@ -143,9 +166,14 @@ impl Browser {
         }
     }
 
-    /// Where the browser is and what the page says, for failure messages.
+    /// Where the browser is, what the page says and what it loaded (each file's HTTP status,
+    /// 0 for none, and time), for failure messages.
     pub async fn describe(&self) -> String {
-        let script = "return location.href + ' | ' + document.body.innerText.slice(0, 3000);";
+        let script = "return location.href + ' (' + document.readyState + ') | '
+            + document.body.innerText.slice(0, 3000) + ' | loaded: '
+            + performance.getEntriesByType('resource').map((e) =>
+                `${e.name.replace(location.origin, '')} ${e.responseStatus} ${Math.round(e.duration)} ms`)
+              .join(', ');";
         match self.eval(script, vec![]).await {
             Ok(Value::String(text)) => text,
             other => format!("{other:?}"),

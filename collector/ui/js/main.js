@@ -42,15 +42,28 @@ export function go(to) {
   else location.hash = `#${to}`;
 }
 
+/** What the header shows now, so that it is redrawn only when that changes. */
+const shown = { nav: null, who: null };
+
+// The header is drawn when the session changes and on every page; redrawing it when
+// nothing changed would replace elements under the user's pointer or keyboard focus.
 function header() {
   const user = currentUser();
-  fill(document.getElementById('nav'), user ? NAV.filter(([, , role]) => can(role)).map(([href, label]) => h('a', {
-    href, class: path().startsWith(href.slice(1)) ? 'current' : undefined,
-  }, label)) : []);
-  fill(document.getElementById('who'), user ? [
-    h('span', { id: 'who-email' }, user.email), h('span', { class: 'muted' }, `(${user.role})`),
-    h('button', { id: 'sign-out', onclick: async () => { await signOut(); go('/signin'); } }, 'Sign out'),
-  ] : []);
+  const nav = JSON.stringify([user?.role, NAV.map(([href]) => path().startsWith(href.slice(1)))]);
+  if (nav !== shown.nav) {
+    shown.nav = nav;
+    fill(document.getElementById('nav'), user ? NAV.filter(([, , role]) => can(role)).map(([href, label]) => h('a', {
+      href, class: path().startsWith(href.slice(1)) ? 'current' : undefined,
+    }, label)) : []);
+  }
+  const who = JSON.stringify([user?.email, user?.role]);
+  if (who !== shown.who) {
+    shown.who = who;
+    fill(document.getElementById('who'), user ? [
+      h('span', { id: 'who-email' }, user.email), h('span', { class: 'muted' }, `(${user.role})`),
+      h('button', { id: 'sign-out', onclick: async () => { await signOut(); go('/signin'); } }, 'Sign out'),
+    ] : []);
+  }
 }
 
 async function show() {

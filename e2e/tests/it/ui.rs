@@ -10,6 +10,7 @@ use dockermon_e2e::raw_agent::RawAgent;
 use dockermon_e2e::wait::eventually;
 use dockermon_proto::transport::{AgentMessage, DataFrame, Dropped};
 use dockermon_proto::{Container, ContainerState, InventoryUpdate, Record, now_ns};
+use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN_PASSWORD, Setup, call, raw_identity, sign_in};
@@ -106,9 +107,17 @@ async fn the_fleet_lists_a_running_container_with_its_cpu_and_its_page_charts_hi
         "a sleeping container's CPU: {cpu}"
     );
     browser.screenshot("fleet").await.unwrap();
+    let who = browser.element(Locator::Css("#who-email")).await.unwrap();
 
     browser.click_link(&name).await.unwrap();
     assert_eq!(browser.text("#container-name").await.unwrap(), name);
+    // Another page, the same session: the header is not drawn again (which would take
+    // elements from under the user's pointer, and from a test between finding and reading).
+    assert_eq!(
+        who.text().await.unwrap(),
+        ADMIN,
+        "the header's element is still there"
+    );
     let points = browser
         .until(
             "points in the CPU chart",
