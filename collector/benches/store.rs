@@ -213,7 +213,6 @@ async fn clear(url: &str) -> anyhow::Result<()> {
         "container_stats",
         "container_stats_5m",
         "container_stats_1h",
-        "container_stats_latest",
         "activity",
         "container_instances",
         "containers",

@@ -188,16 +188,6 @@ pub(crate) async fn load_history(url: &str, days: i64, now: i64) -> anyhow::Resu
             first += count;
         }
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO container_stats_latest (container_id, host_id, {columns_latest}) \
-         SELECT s.container_id, c.host_id, {columns_latest_s} FROM container_stats s JOIN containers c ON c.id = s.container_id \
-         WHERE s.time_ns = {last}",
-        columns_latest = "time_ns, cpu_percent, cpu_total_ns, memory_usage_bytes, memory_working_set_bytes, memory_limit_bytes, net_rx_bytes, net_tx_bytes, net_rx_bytes_per_s, net_tx_bytes_per_s, block_read_bytes, block_write_bytes, block_read_bytes_per_s, block_write_bytes_per_s, pids",
-        columns_latest_s = "s.time_ns, s.cpu_percent, s.cpu_total_ns, s.memory_usage_bytes, s.memory_working_set_bytes, s.memory_limit_bytes, s.net_rx_bytes, s.net_tx_bytes, s.net_rx_bytes_per_s, s.net_tx_bytes_per_s, s.block_read_bytes, s.block_write_bytes, s.block_read_bytes_per_s, s.block_write_bytes_per_s, s.pids",
-        last = end - 30 * S,
-    )))
-    .execute(&mut conn)
-    .await?;
     if !mysql {
         sqlx::query("ANALYZE").execute(&mut conn).await?;
     }

@@ -37,44 +37,6 @@ pub(super) fn upsert(backend: Backend, key: &[&str], columns: &[&str]) -> String
     }
 }
 
-/// Appended to an `INSERT`: on a key conflict, overwrite `columns` only when the new row's
-/// `newer_column` is greater (out-of-order delivery never moves a value back in time).
-pub(super) fn upsert_if_newer(
-    backend: Backend,
-    key: &[&str],
-    columns: &[&str],
-    newer_column: &str,
-) -> String {
-    match backend {
-        Backend::MySql => {
-            // Assignments run left to right and see earlier ones, so the guard column is
-            // assigned last.
-            let mut sets: Vec<String> = columns
-                .iter()
-                .map(|c| {
-                    format!("{c} = IF(VALUES({newer_column}) > {newer_column}, VALUES({c}), {c})")
-                })
-                .collect();
-            sets.push(format!(
-                "{newer_column} = GREATEST({newer_column}, VALUES({newer_column}))"
-            ));
-            format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
-        }
-        Backend::Sqlite => {
-            let mut sets: Vec<String> = columns
-                .iter()
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect();
-            sets.push(format!("{newer_column} = excluded.{newer_column}"));
-            format!(
-                " ON CONFLICT({}) DO UPDATE SET {} WHERE excluded.{newer_column} > {newer_column}",
-                key.join(", "),
-                sets.join(", ")
-            )
-        }
-    }
-}
-
 /// `DELETE` of at most `limit` rows of `table` matching `condition` (which may bind values).
 /// Neither dialect can do it the other's way: SQLite is built without `DELETE … LIMIT`, and
 /// MySQL cannot select from the table it deletes from. `key` is the table's primary key.

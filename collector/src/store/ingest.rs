@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, AssertSqlSafe, QueryBuilder, Row};
 
 use super::containers::{Learned, fit, saturating_i64};
-use super::dialect::{ignore_duplicates, upsert_if_newer};
+use super::dialect::ignore_duplicates;
 use super::{Backend, ContainerKey, HostId, Result, Store};
 
 /// Rows per multi-row insert: well under MySQL's 65,535 placeholders and SQLite's 32,766
@@ -264,7 +264,7 @@ impl Writer<'_> {
 
     async fn insert_stats(&mut self, samples: &[(HostId, &StatsSample)]) -> Result<()> {
         self.register_sampled(samples).await?;
-        let mut rows: Vec<(HostId, ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
+        let mut rows: Vec<(ContainerKey, &StatsSample)> = Vec::with_capacity(samples.len());
         for (host, sample) in samples {
             let key = self
                 .resolve_container(
@@ -276,47 +276,18 @@ impl Writer<'_> {
                     "unknown",
                 )
                 .await?;
-            rows.push((*host, key, *sample));
+            rows.push((key, *sample));
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut insert: QueryBuilder<Any> =
                 QueryBuilder::new("INSERT INTO container_stats (container_id, time_ns, ");
             insert.push(STATS_COLUMNS.join(", ")).push(") ");
-            insert.push_values(chunk, |mut row, (_, key, sample)| {
+            insert.push_values(chunk, |mut row, (key, sample)| {
                 row.push_bind(key.0).push_bind(sample.time_ns);
                 bind_stats(&mut row, sample);
             });
             insert.push(ignore_duplicates(self.store.backend, "container_id"));
             insert.build().execute(&mut *self.conn).await?;
-        }
-
-        // The newest sample per container feeds the "latest" table.
-        let mut newest: HashMap<ContainerKey, (HostId, &StatsSample)> = HashMap::new();
-        for (host, key, sample) in &rows {
-            let entry = newest.entry(*key).or_insert((*host, sample));
-            if sample.time_ns > entry.1.time_ns {
-                *entry = (*host, sample);
-            }
-        }
-        let newest: Vec<_> = newest.into_iter().collect();
-        for chunk in newest.chunks(ROWS_PER_INSERT) {
-            let mut upsert: QueryBuilder<Any> = QueryBuilder::new(
-                "INSERT INTO container_stats_latest (container_id, host_id, time_ns, ",
-            );
-            upsert.push(STATS_COLUMNS.join(", ")).push(") ");
-            upsert.push_values(chunk, |mut row, (key, (host, sample))| {
-                row.push_bind(key.0)
-                    .push_bind(host.0)
-                    .push_bind(sample.time_ns);
-                bind_stats(&mut row, sample);
-            });
-            upsert.push(upsert_if_newer(
-                self.store.backend,
-                &["container_id"],
-                STATS_COLUMNS,
-                "time_ns",
-            ));
-            upsert.build().execute(&mut *self.conn).await?;
         }
         Ok(())
     }

@@ -849,14 +849,20 @@ impl Store {
         })
     }
 
-    /// The newest sample of every current container on a host, by name.
+    /// The newest raw sample of every current container on a host, by name; a container
+    /// without one in the raw table (none yet, or none within the raw retention) is left
+    /// out. One index lookup per container: the newest key under the container's prefix
+    /// of `container_stats`' primary key (docs/ARCHITECTURE.md, "The newest sample").
     pub async fn latest_stats(&self, host: HostId) -> Result<Vec<LatestStats>> {
+        // `ORDER BY … DESC LIMIT 1`, not `MAX()`: MariaDB reads a correlated MAX by
+        // scanning every sample of the container, this reads one index entry.
         let rows = sqlx::query(
-            "SELECT c.id AS container_id, c.name, c.docker_id, l.time_ns, l.cpu_percent, l.memory_usage_bytes, \
-             l.memory_working_set_bytes, l.memory_limit_bytes, l.net_rx_bytes_per_s, l.net_tx_bytes_per_s, \
-             l.block_read_bytes_per_s, l.block_write_bytes_per_s, l.pids, l.absent \
-             FROM container_stats_latest l JOIN containers c ON c.id = l.container_id \
-             WHERE l.host_id = ? AND c.removed_ns IS NULL ORDER BY c.name, c.id",
+            "SELECT c.id AS container_id, c.name, c.docker_id, s.time_ns, s.cpu_percent, s.memory_usage_bytes, \
+             s.memory_working_set_bytes, s.memory_limit_bytes, s.net_rx_bytes_per_s, s.net_tx_bytes_per_s, \
+             s.block_read_bytes_per_s, s.block_write_bytes_per_s, s.pids, s.absent \
+             FROM containers c JOIN container_stats s ON s.container_id = c.id AND s.time_ns = \
+             (SELECT n.time_ns FROM container_stats n WHERE n.container_id = c.id ORDER BY n.time_ns DESC LIMIT 1) \
+             WHERE c.host_id = ? AND c.removed_ns IS NULL ORDER BY c.name, c.id",
         )
         .bind(host.0)
         .fetch_all(&self.pool)

@@ -259,7 +259,8 @@ pub async fn latest_usage(
     Ok(Json(state.store.latest_usage(HostId(id)).await?))
 }
 
-/// The newest stats of every current container on a host.
+/// The newest stats of every current container on a host (its newest raw sample; containers
+/// with none within the raw retention are left out), by name.
 #[utoipa::path(get, path = "/api/v1/hosts/{id}/stats/latest", tag = "hosts",
     security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = Vec<LatestStats>), (status = 400, body = ErrorBody),
