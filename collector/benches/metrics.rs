@@ -7,7 +7,8 @@
 //!       --mysql mysql://dockermon:dockermon@127.0.0.1:33306
 //!
 //! Peak memory is the allocator's high-water mark above what was allocated before the
-//! scrape (`peak_alloc`). Prints Markdown tables.
+//! scrape (`peak_alloc`); the memory the view holds is what dropping it frees (each
+//! container with its inventory and a sample). Prints Markdown tables.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -358,6 +359,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         sqlx::any::install_default_drivers();
         let scratch = tempfile::tempdir()?;
+        let mut held = Vec::new();
         println!("| containers | renderer | median time | bytes | peak memory |");
         println!("|---|---|---|---|---|");
         for &containers in &args.containers {
@@ -385,7 +387,20 @@ fn main() -> anyhow::Result<()> {
                     m.peak as f64 / 1e6
                 );
             }
+            // What the view holds: all that dropping it frees.
+            drop(endpoint);
+            let before = ALLOCATOR.current_usage();
+            drop(metrics);
+            held.push((containers, before.saturating_sub(ALLOCATOR.current_usage())));
             store.close().await;
+        }
+        println!("\n| containers | memory the view holds | per container |\n|---|---|---|");
+        for (containers, bytes) in held {
+            println!(
+                "| {containers} | {:.1} MB | {} bytes |",
+                bytes as f64 / 1e6,
+                bytes / containers.max(1)
+            );
         }
         Ok::<_, anyhow::Error>(())
     })?;

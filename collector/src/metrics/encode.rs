@@ -210,9 +210,10 @@ pub fn escape_into(out: &mut String, text: &str, quotes: bool) {
 }
 
 /// A set of labels rendered once (escaped, comma-separated, without braces) and reused for
-/// every sample of the same series owner.
+/// every sample of the same series owner. Boxed to its exact length: every container a
+/// replica exports holds one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelSet(String);
+pub struct LabelSet(Box<str>);
 
 impl LabelSet {
     /// Labels with empty values are left out: to Prometheus, an empty label is no label.
@@ -230,7 +231,7 @@ impl LabelSet {
             escape_into(&mut text, value, true);
             text.push('"');
         }
-        LabelSet(text)
+        LabelSet(text.into_boxed_str())
     }
 
     pub fn as_str(&self) -> &str {

@@ -7,10 +7,10 @@
 //! series rather than a zero. Counters restart with each run of a container, as cAdvisor's
 //! do; `rate()` handles that.
 
-use dockermon_proto::{ContainerState, CounterGroup, Health, StatsSample};
+use dockermon_proto::{ContainerState, CounterGroup, Health};
 
 use super::encode::{Encoder, Family, Kind, Value};
-use super::fleet::{ContainerView, HostView};
+use super::fleet::{ContainerView, HostView, LatestSample};
 
 /// Where one family's samples are written: its name and one container's labels.
 pub(super) struct Series<'a> {
@@ -42,7 +42,7 @@ const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
 }
 
 /// A running container's latest sample.
-fn sample(container: &ContainerView) -> Option<&StatsSample> {
+fn sample(container: &ContainerView) -> Option<&LatestSample> {
     container
         .is_running()
         .then_some(container.sample.as_deref())
@@ -53,7 +53,7 @@ fn detail(container: &ContainerView) -> Option<&dockermon_proto::CounterDetail> 
     sample(container)?.counters.detail.as_deref()
 }
 
-fn measured(container: &ContainerView, group: CounterGroup) -> Option<&StatsSample> {
+fn measured(container: &ContainerView, group: CounterGroup) -> Option<&LatestSample> {
     sample(container).filter(|s| s.counters.has(group))
 }
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use dockermon_proto::transport::Dropped;
 use dockermon_proto::{
-    Container, ContainerState, HostInfo, HostName, InventoryUpdate, ObjectKind, Record, StatsSample,
+    Container, ContainerResources, ContainerState, Health, HostInfo, HostName, InventoryUpdate,
+    ObjectKind, Record, StatsCounters,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -46,16 +47,58 @@ impl Default for MetricsConfig {
     }
 }
 
-/// One container as `/metrics` shows it.
+/// One container as `/metrics` shows it. A replica holds one per container of every agent
+/// attached to it (500,000 at 10,000 agents × 50), so it keeps only what the series need:
+/// the label set rendered once, a few inventory facts and the latest counters.
 #[derive(Debug, Clone)]
 pub struct ContainerView {
     /// As the agent last described it (`None` for a container known only by a sample).
-    pub container: Option<Arc<Container>>,
+    pub container: Option<ContainerFacts>,
     /// `id`, `name`, `image`, `container`, `host`, `instance` and the exported Docker labels.
     pub labels: LabelSet,
-    pub sample: Option<Arc<StatsSample>>,
+    pub sample: Option<Arc<LatestSample>>,
     /// Bytes of its writable layer, from the latest disk usage.
     pub fs_usage_bytes: Option<u64>,
+}
+
+/// What the container series need of a container's inventory ([`Container`], from Docker's
+/// inspect); its name, image and labels are in the view's label set already, and its ports,
+/// mounts and networks are not exported.
+#[derive(Debug, Clone)]
+pub struct ContainerFacts {
+    pub state: ContainerState,
+    pub health: Option<Health>,
+    pub restart_count: u32,
+    pub exit_code: Option<i64>,
+    /// `State.StartedAt`, ns since the epoch.
+    pub started_at_ns: Option<i64>,
+    /// `State.OOMKilled`.
+    pub oom_killed: bool,
+    /// Limits and cgroup parent from `HostConfig`.
+    pub resources: Option<ContainerResources>,
+}
+
+impl From<&Container> for ContainerFacts {
+    fn from(container: &Container) -> Self {
+        ContainerFacts {
+            state: container.state,
+            health: container.health,
+            restart_count: container.restart_count,
+            exit_code: container.exit_code,
+            started_at_ns: container.started_at_ns,
+            oom_killed: container.oom_killed,
+            resources: container.resources.clone(),
+        }
+    }
+}
+
+/// A container's latest sample without what the view knows already (its Docker id and
+/// name) or does not export (the agent's rates).
+#[derive(Debug, Clone)]
+pub struct LatestSample {
+    /// When the agent read it, ns since the epoch.
+    pub time_ns: i64,
+    pub counters: StatsCounters,
 }
 
 impl ContainerView {
@@ -84,7 +127,7 @@ pub struct HostView {
     pub host_labels: LabelSet,
     pub info: Option<HostInfo>,
     /// By Docker id.
-    pub containers: BTreeMap<String, ContainerView>,
+    pub containers: BTreeMap<Box<str>, ContainerView>,
     pub images: usize,
     pub usage: Option<UsageRow>,
     /// What the agent's spool dropped, as it last said.
@@ -179,7 +222,7 @@ impl FleetMetrics {
         let usage = store.latest_usage(host).await?;
         let mut view = HostView::new(host, name.clone(), connection);
         view.info = row.info;
-        for container in containers.into_iter().filter_map(|row| row.detail) {
+        for container in containers.iter().filter_map(|row| row.detail.as_ref()) {
             self.upsert(&mut view, container);
         }
         view.usage = usage;
@@ -227,22 +270,24 @@ impl FleetMetrics {
                 Record::Host(info) => view.info = Some(info.clone()),
                 Record::Inventory(update) => self.apply_inventory(view, update),
                 Record::Stats(sample) => {
-                    let sample = Arc::new(sample.clone());
-                    let id = sample.container_id.0.clone();
-                    if !view.containers.contains_key(&id) {
-                        let labels = self.labels_of(view, None, &id, &sample.name);
+                    let latest = Arc::new(LatestSample {
+                        time_ns: sample.time_ns,
+                        counters: sample.counters.clone(),
+                    });
+                    let id = sample.container_id.as_str();
+                    if let Some(entry) = view.containers.get_mut(id) {
+                        entry.sample = Some(latest);
+                    } else {
+                        let labels = self.labels_of(view, None, id, &sample.name);
                         view.containers.insert(
-                            id.clone(),
+                            id.into(),
                             ContainerView {
                                 container: None,
                                 labels,
-                                sample: None,
+                                sample: Some(latest),
                                 fs_usage_bytes: None,
                             },
                         );
-                    }
-                    if let Some(entry) = view.containers.get_mut(&id) {
-                        entry.sample = Some(sample);
                     }
                 }
                 Record::Usage(usage) => {
@@ -257,18 +302,18 @@ impl FleetMetrics {
     fn apply_inventory(&self, view: &mut HostView, update: &InventoryUpdate) {
         if update.full {
             view.containers
-                .retain(|id, _| update.containers.iter().any(|c| c.id.0 == *id));
+                .retain(|id, _| update.containers.iter().any(|c| c.id.as_str() == &**id));
             view.images = update.images.len();
         } else {
             view.images += update.images.len();
         }
         for container in &update.containers {
-            self.upsert(view, container.clone());
+            self.upsert(view, container);
         }
         for removed in &update.removed {
             match removed.kind {
                 ObjectKind::Container => {
-                    view.containers.remove(&removed.id);
+                    view.containers.remove(removed.id.as_str());
                 }
                 ObjectKind::Image => view.images = view.images.saturating_sub(1),
                 ObjectKind::Volume | ObjectKind::Network => {}
@@ -276,11 +321,11 @@ impl FleetMetrics {
         }
     }
 
-    fn upsert(&self, view: &mut HostView, container: Container) {
-        let labels = self.labels_of(view, Some(&container), &container.id.0, &container.name);
+    fn upsert(&self, view: &mut HostView, container: &Container) {
+        let labels = self.labels_of(view, Some(container), &container.id.0, &container.name);
         let entry = view
             .containers
-            .entry(container.id.0.clone())
+            .entry(container.id.0.as_str().into())
             .or_insert_with(|| ContainerView {
                 container: None,
                 labels: LabelSet::default(),
@@ -288,7 +333,7 @@ impl FleetMetrics {
                 fs_usage_bytes: None,
             });
         entry.labels = labels;
-        entry.container = Some(Arc::new(container));
+        entry.container = Some(ContainerFacts::from(container));
     }
 
     /// A container's labels, rendered once per inventory change.
@@ -388,7 +433,7 @@ fn apply_usage_to_containers(view: &mut HostView) {
         })
         .collect();
     for (id, container) in &mut view.containers {
-        container.fs_usage_bytes = sizes.get(id.as_str()).copied();
+        container.fs_usage_bytes = sizes.get(&**id).copied();
     }
 }
 
