@@ -49,12 +49,14 @@ const shown = { nav: null, who: null };
 // nothing changed would replace elements under the user's pointer or keyboard focus.
 function header() {
   const user = currentUser();
-  const nav = JSON.stringify([user?.role, NAV.map(([href]) => path().startsWith(href.slice(1)))]);
+  const links = user ? NAV.filter(([, , role]) => can(role))
+    .map(([href, label]) => [href, label, path().startsWith(href.slice(1))]) : [];
+  const nav = JSON.stringify(links);
   if (nav !== shown.nav) {
     shown.nav = nav;
-    fill(document.getElementById('nav'), user ? NAV.filter(([, , role]) => can(role)).map(([href, label]) => h('a', {
-      href, class: path().startsWith(href.slice(1)) ? 'current' : undefined,
-    }, label)) : []);
+    fill(document.getElementById('nav'), links.map(([href, label, current]) => h('a', {
+      href, class: current ? 'current' : undefined,
+    }, label)));
   }
   const who = JSON.stringify([user?.email, user?.role]);
   if (who !== shown.who) {
