@@ -47,7 +47,7 @@ pub use queries::{
     StatsSeries, UsageRow, VolumeRow, label_filter_warning,
 };
 pub use resources::{Applied, ApplyRefusal, DesiredResource, ResourceRow};
-pub use rollup::{Resolution, Retention, RetentionReport, RollupReport};
+pub use rollup::{Resolution, Retention, RetentionReport, RollupReport, SLICE_CONTAINERS};
 pub use url::DatabaseUrl;
 pub use users::{Credentials, Role, UserAction, UserRow, UserUpdate, is_valid_email};
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use dockermon_collector::store::{
-    ActivityFilter, ContainerFilter, ContainerSelector, Page, Resolution, Retention, StatsQuery,
-    Store,
+    ActivityFilter, ContainerFilter, ContainerSelector, Page, Resolution, Retention,
+    SLICE_CONTAINERS, StatsQuery, Store,
 };
 use dockermon_proto::{
     Compose, Container, ContainerState, DiskUsage, DockerEvent, EventKind, HostName, Image,
@@ -20,6 +20,7 @@ on_both_backends!(
     rollups_equal_aggregates_of_the_raw_rows,
     late_samples_are_rolled_up_again,
     the_rollup_job_keeps_up_with_steady_ingest,
+    a_rollup_over_more_containers_than_a_statement_takes_covers_them_all,
     retention_deletes_exactly_what_is_older_than_the_window,
     history_follows_a_container_across_re_creation,
     compose_services_keep_their_history_under_a_new_name,
@@ -843,6 +844,50 @@ async fn late_samples_are_rolled_up_again(db: TestDb) {
 
     // With nothing new, a run recomputes nothing.
     assert_eq!(store.run_rollups(NOW).await.unwrap().buckets, [0, 0]);
+}
+
+/// The job recomputes at most [`SLICE_CONTAINERS`] containers per statement (fewer over
+/// longer ranges), so these are three slices or more. Every container of every host is
+/// rolled up (the bucket count), each from its own samples only (spot checks across the
+/// slices, and the last container).
+async fn a_rollup_over_more_containers_than_a_statement_takes_covers_them_all(db: TestDb) {
+    let store = &db.store;
+    let count = 2 * SLICE_CONTAINERS + 1;
+    // Three samples per container, in two 5-minute buckets of an hour that has ended; the
+    // memory figures are the container's own.
+    let samples_of = |i: usize| -> Vec<StatsSample> {
+        [0, 100, 400]
+            .into_iter()
+            .enumerate()
+            .map(|(k, offset)| {
+                let memory = 1_000_000 * (i as u64 + 1) + k as u64;
+                sample(
+                    &format!("{i:064x}"),
+                    &format!("c{i}"),
+                    NOW - 2 * 3600 * S + offset * S,
+                    Some(1.0),
+                    memory,
+                )
+            })
+            .collect()
+    };
+    let hosts = [host(store, "docker-1").await, host(store, "docker-2").await];
+    for (h, range) in hosts.iter().zip([0..count / 2, count / 2..count]) {
+        let records: Vec<Record> = range.flat_map(samples_of).map(Record::Stats).collect();
+        ingest(store, *h, &records).await;
+    }
+
+    let report = store.run_rollups(NOW).await.unwrap();
+    assert_eq!(report.buckets, [2 * count as u64, count as u64]);
+    for i in (0..count).step_by(97).chain([SLICE_CONTAINERS, count - 1]) {
+        let h = hosts[usize::from(i >= count / 2)];
+        let key = store
+            .find_container(h, &ContainerSelector::Name(format!("c{i}")))
+            .await
+            .unwrap()
+            .id;
+        assert_rollups_match(store, key, &samples_of(i)).await;
+    }
 }
 
 /// Agents deliver all the time, also while the job runs. What ended is rolled up once: the
