@@ -11,7 +11,7 @@
 //! longer shows it); a host whose agent disconnected keeps its container series for
 //! [`MetricsConfig::detached_grace`] (a reconnect within it shows no gap), then they go.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -276,7 +276,15 @@ impl FleetMetrics {
                     });
                     let id = sample.container_id.as_str();
                     if let Some(entry) = view.containers.get_mut(id) {
-                        entry.sample = Some(latest);
+                        // A sample replayed from an agent's spool may arrive after a newer
+                        // one: the gauges show the newest.
+                        if entry
+                            .sample
+                            .as_ref()
+                            .is_none_or(|s| s.time_ns <= latest.time_ns)
+                        {
+                            entry.sample = Some(latest);
+                        }
                     } else {
                         let labels = self.labels_of(view, None, id, &sample.name);
                         view.containers.insert(
@@ -301,8 +309,8 @@ impl FleetMetrics {
 
     fn apply_inventory(&self, view: &mut HostView, update: &InventoryUpdate) {
         if update.full {
-            view.containers
-                .retain(|id, _| update.containers.iter().any(|c| c.id.as_str() == &**id));
+            let current: HashSet<&str> = update.containers.iter().map(|c| c.id.as_str()).collect();
+            view.containers.retain(|id, _| current.contains(&**id));
             view.images = update.images.len();
         } else {
             view.images += update.images.len();

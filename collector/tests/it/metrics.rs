@@ -348,6 +348,32 @@ async fn what_was_not_measured_has_no_series() {
     assert_eq!(fleet.series("container_cpu_usage_seconds_total").len(), 1);
 }
 
+/// An agent replays its spool after reconnecting: samples older than one already shown
+/// arrive last. The gauges keep the newest.
+#[tokio::test]
+async fn a_replayed_older_sample_does_not_turn_the_gauges_back() {
+    let fleet = Fleet::new(MetricsConfig::default()).await;
+    let mut older = sample(ID_WEB, "web", vec![]);
+    older.time_ns = NOW - 30 * S;
+    older.counters.memory_usage_bytes = 20_000;
+    fleet.commit(vec![
+        inventory(vec![web()]),
+        Record::Stats(sample(ID_WEB, "web", vec![])),
+    ]);
+    fleet.commit(vec![Record::Stats(older.clone())]);
+    assert_eq!(
+        fleet.series("container_memory_usage_bytes"),
+        [format!("{{{WEB_LABELS}}} 10000")]
+    );
+    // A newer sample still replaces it.
+    older.time_ns = NOW + 30 * S;
+    fleet.commit(vec![Record::Stats(older)]);
+    assert_eq!(
+        fleet.series("container_memory_usage_bytes"),
+        [format!("{{{WEB_LABELS}}} 20000")]
+    );
+}
+
 #[tokio::test]
 async fn removed_containers_are_gone_at_the_next_scrape() {
     let fleet = Fleet::new(MetricsConfig::default()).await;
