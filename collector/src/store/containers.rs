@@ -29,14 +29,42 @@ use sqlx::{Any, AssertSqlSafe, QueryBuilder, Row};
 
 use super::dialect::upsert;
 use super::ingest::Writer;
-use super::{ContainerKey, HostId, Result, StoreError};
+use super::{ContainerKey, DockerIds, HostId, Result, StoreError};
 
 /// Rows per multi-row statement of [`Writer::register_sampled`]: at 9 columns, well under
 /// MySQL's 65,535 placeholders and SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Docker ids learned in the current transaction, remembered in the cache after commit.
-pub(super) type Learned = HashMap<(HostId, String), ContainerKey>;
+/// Docker ids learned in the current transaction, by host, remembered in the cache after
+/// commit. Looked up by `&str`, so resolving a sample's container allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Learned(HashMap<HostId, DockerIds>);
+
+impl Learned {
+    pub(super) fn get(&self, host: HostId, docker_id: &str) -> Option<ContainerKey> {
+        self.0.get(&host)?.get(docker_id).copied()
+    }
+
+    pub(super) fn contains(&self, host: HostId, docker_id: &str) -> bool {
+        self.get(host, docker_id).is_some()
+    }
+
+    /// Remembers that `docker_id` of `host` is `key`; the id is copied only when new.
+    pub(super) fn insert(&mut self, host: HostId, docker_id: &str, key: ContainerKey) {
+        let ids = self.0.entry(host).or_default();
+        match ids.get_mut(docker_id) {
+            Some(known) => *known = key,
+            None => {
+                ids.insert(docker_id.into(), key);
+            }
+        }
+    }
+
+    /// Per host, the ids learned.
+    pub(super) fn into_hosts(self) -> impl Iterator<Item = (HostId, DockerIds)> {
+        self.0.into_iter()
+    }
+}
 
 /// The identity a container keeps across re-creation.
 pub(super) fn identity_of(name: &str, compose: Option<&Compose>) -> String {
@@ -67,17 +95,16 @@ pub(super) fn fit(s: &str, max: usize) -> String {
 }
 
 impl Writer<'_> {
-    /// The logical container a Docker id belongs to, if known.
+    /// The logical container a Docker id belongs to, if known (learned by this transaction
+    /// when it is read from the database).
     pub(super) async fn known_container(
         &mut self,
         host: HostId,
         docker_id: &str,
     ) -> Result<Option<ContainerKey>> {
-        let key = (host, docker_id.to_owned());
         if let Some(found) = self
             .learned
-            .get(&key)
-            .copied()
+            .get(host, docker_id)
             .or_else(|| self.store.cached_instance(host, docker_id))
         {
             return Ok(Some(found));
@@ -89,7 +116,11 @@ impl Writer<'_> {
         .bind(fit(docker_id, 128))
         .fetch_optional(&mut *self.conn)
         .await?;
-        Ok(row.map(|r| ContainerKey(r.get::<i64, _>(0))))
+        let found = row.map(|r| ContainerKey(r.get::<i64, _>(0)));
+        if let Some(key) = found {
+            self.learned.insert(host, docker_id, key);
+        }
+        Ok(found)
     }
 
     /// Looks up, in one query per host (and per 500 ids), the logical containers of the
@@ -104,7 +135,7 @@ impl Writer<'_> {
     ) -> Result<()> {
         let mut unknown: HashMap<HostId, Vec<String>> = HashMap::new();
         for (host, docker_id) in ids {
-            if !self.learned.contains_key(&(host, docker_id.to_owned()))
+            if !self.learned.contains(host, docker_id)
                 && self.store.cached_instance(host, docker_id).is_none()
             {
                 unknown.entry(host).or_default().push(fit(docker_id, 128));
@@ -126,7 +157,7 @@ impl Writer<'_> {
                 for row in query.build().fetch_all(&mut *self.conn).await? {
                     let docker_id: String = row.try_get(0)?;
                     let key = ContainerKey(row.try_get(1)?);
-                    self.learned.insert((host, docker_id), key);
+                    self.learned.insert(host, &docker_id, key);
                 }
             }
         }
@@ -157,7 +188,7 @@ impl Writer<'_> {
             BTreeMap::new();
         for (host, sample) in samples {
             let docker_id = sample.container_id.as_str();
-            if self.learned.contains_key(&(*host, docker_id.to_owned()))
+            if self.learned.contains(*host, docker_id)
                 || self.store.cached_instance(*host, docker_id).is_some()
             {
                 continue;
@@ -278,7 +309,7 @@ impl Writer<'_> {
         ));
         map.build().execute(&mut *self.conn).await?;
         for (docker_id, key) in mapped {
-            self.learned.insert((host, docker_id.to_owned()), key);
+            self.learned.insert(host, docker_id, key);
         }
         Ok(())
     }
@@ -294,7 +325,6 @@ impl Writer<'_> {
         state: &str,
     ) -> Result<ContainerKey> {
         if let Some(found) = self.known_container(host, docker_id).await? {
-            self.learned.insert((host, docker_id.to_owned()), found);
             return Ok(found);
         }
         let identity = fit(&identity_of(name, compose), 600);
@@ -380,7 +410,7 @@ impl Writer<'_> {
         .bind(self.now)
         .execute(&mut *self.conn)
         .await?;
-        self.learned.insert((host, docker_id.to_owned()), key);
+        self.learned.insert(host, docker_id, key);
         Ok(())
     }
 
@@ -559,7 +589,6 @@ impl Writer<'_> {
             return Ok(None);
         }
         if let Some(key) = self.known_container(host, &event.actor_id).await? {
-            self.learned.insert((host, event.actor_id.clone()), key);
             self.follow_event(key, event).await?;
             return Ok(Some(key));
         }

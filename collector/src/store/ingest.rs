@@ -162,7 +162,7 @@ impl Store {
             store: self,
             conn: &mut tx,
             now,
-            learned: Learned::new(),
+            learned: Learned::default(),
         };
         let mut events: Vec<(HostId, &DockerEvent)> = Vec::new();
         let mut samples: Vec<(HostId, &StatsSample)> = Vec::new();

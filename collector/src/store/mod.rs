@@ -301,16 +301,10 @@ impl Store {
         cache.remove(&host);
     }
 
-    fn remember_instances(
-        &self,
-        learned: impl IntoIterator<Item = ((HostId, String), ContainerKey)>,
-    ) {
+    fn remember_instances(&self, learned: containers::Learned) {
         let mut cache = self.instances.lock().expect("instance cache lock");
-        for ((host, docker_id), key) in learned {
-            cache
-                .entry(host)
-                .or_default()
-                .insert(docker_id.into_boxed_str(), key);
+        for (host, ids) in learned.into_hosts() {
+            cache.entry(host).or_default().extend(ids);
         }
     }
 }
