@@ -24,8 +24,9 @@ use dockermon_collector::store::{
 };
 use dockermon_collector::transport::Registry;
 use dockermon_collector::ws::{self, Feed, WsSettings, WsState};
+use dockermon_e2e::live;
 use dockermon_proto::{HostName, Record};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -300,18 +301,9 @@ async fn fan_out(args: &Args) -> anyhow::Result<()> {
     let (ready, mut all_ready) = tokio::sync::mpsc::channel::<()>(args.subscribers);
     for _ in 0..args.subscribers {
         let (latencies, ready, token) = (latencies.clone(), ready.clone(), token.clone());
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async(format!("ws://{address}/ws")).await?;
+        let mut socket =
+            live::subscribe(address, &token, &[serde_json::json!({"topic": "stats"})]).await?;
         tokio::spawn(async move {
-            for request in [
-                serde_json::json!({"type": "identify", "token": token}),
-                serde_json::json!({"type": "subscribe", "topic": "stats"}),
-            ] {
-                socket
-                    .send(Message::Text(request.to_string().into()))
-                    .await
-                    .ok()?;
-            }
             while let Some(Ok(message)) = socket.next().await {
                 let Message::Text(text) = message else {
                     continue;

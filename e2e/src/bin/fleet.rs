@@ -301,19 +301,10 @@ async fn watch(
     replicas: usize,
     shared: Arc<Shared>,
 ) {
-    use futures::SinkExt;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
-        .await
-        .expect("the watcher connects");
-    for request in [
-        serde_json::json!({"type": "identify", "token": token}),
-        serde_json::json!({"type": "subscribe", "topic": "stats"}),
-    ] {
-        socket
-            .send(Message::Text(request.to_string().into()))
+    let mut socket =
+        dockermon_e2e::live::subscribe(address, &token, &[serde_json::json!({"topic": "stats"})])
             .await
-            .expect("the watcher subscribes");
-    }
+            .expect("the watcher connects and subscribes");
     while let Some(Ok(message)) = socket.next().await {
         let Message::Text(text) = message else {
             continue;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -91,8 +91,7 @@ async fn host(setup: &Setup, token: &str, name: &str) -> Option<(i64, bool)> {
     })
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = dockermon_e2e::live::LiveSocket;
 
 /// A WebSocket client of `replica`, identified and subscribed to `host`'s events, its
 /// acknowledgements read.
@@ -108,17 +107,9 @@ async fn watch_events_at(
     token: &str,
     host: i64,
 ) -> anyhow::Result<Socket> {
-    let url = format!("ws://{address}/ws");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
-    for request in [
-        json!({"type": "identify", "token": token}),
-        json!({"type": "subscribe", "topic": "events", "host": host}),
-    ] {
-        socket
-            .send(Message::Text(request.to_string().into()))
-            .await
-            .unwrap();
-    }
+    let mut socket =
+        dockermon_e2e::live::subscribe(address, token, &[json!({"topic": "events", "host": host})])
+            .await?;
     for expected in ["identified", "subscribed"] {
         let update = next_update(&mut socket).await;
         anyhow::ensure!(update["type"] == expected, "{update}");
