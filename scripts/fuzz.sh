@@ -3,16 +3,12 @@
 # cargo-fuzz and a nightly toolchain (libFuzzer). Findings stop the run and are kept under
 # fuzz/artifacts/<target>/; the corpus grows under fuzz/corpus/.
 #   scripts/fuzz.sh [SECONDS] [SANITIZER]
-# SANITIZER is cargo fuzz's: `address` (the default, for long runs) or `none` (CI; see
+# SANITIZER is cargo fuzz's: `address` (the default) or `none` (coverage only; see
 # docs/SECURITY.md, "Fuzzing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 sanitizer=${2:-address}
-# cargo fuzz adds its own flags to these; mold links the four instrumented binaries faster.
-if command -v mold >/dev/null; then
-  export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-fuse-ld=mold"
-fi
 for target in agent_frame ws_client_message enrollment config_file; do
   echo "--- fuzz $target (${seconds}s, sanitizer: $sanitizer)"
   (cd fuzz && cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" -- \
