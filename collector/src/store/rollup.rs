@@ -33,8 +33,8 @@ const CHUNK_BUCKETS: i64 = 288;
 const SETTLE: i64 = 60 * NS_PER_S;
 /// Attempts to take a dirty range that ingest keeps lowering, before waiting for the next run.
 const TAKE_ATTEMPTS: usize = 5;
-/// Raw rows one rollup statement is meant to read, at most: a few tens of milliseconds of
-/// the database's time. A statement reads a slice of containers by primary key, one
+/// Raw rows one rollup statement is meant to read, at most: well under a second of the
+/// database's time even on a saturated machine (0.56 s the longest seen; BENCHMARKS.md). A statement reads a slice of containers by primary key, one
 /// contiguous stretch of `(container_id, time_ns)` each.
 const ROWS_PER_STATEMENT: i64 = 20_000;
 /// The most containers one statement recomputes (a 5-minute bucket at 30-second sweeps is
@@ -267,6 +267,11 @@ impl Store {
     async fn recompute(&self, resolution: Resolution, start: i64, end: i64) -> Result<u64> {
         let rows_per_container = ((end - start) / Resolution::Raw.step_ns()).max(1);
         let per_slice = (ROWS_PER_STATEMENT / rows_per_container).clamp(1, SLICE_CONTAINERS as i64);
+        // Every slice but the last has `per_slice` containers: one statement text for them.
+        let full = (
+            per_slice as usize,
+            self.rollup_sql(resolution, per_slice as usize),
+        );
         let mut buckets = 0;
         let mut after = 0_i64;
         loop {
@@ -279,21 +284,38 @@ impl Store {
             let Some(&last) = slice.last() else {
                 return Ok(buckets);
             };
+            let sql = if slice.len() == full.0 {
+                full.1.clone()
+            } else {
+                self.rollup_sql(resolution, slice.len())
+            };
             let began = Instant::now();
-            buckets += self.recompute_slice(resolution, start, end, &slice).await?;
+            buckets += self.recompute_slice(sql, start, end, &slice).await?;
             tokio::time::sleep(began.elapsed()).await;
             after = last;
         }
     }
 
-    /// Recomputes the buckets of `resolution` in [start, end) of the containers `slice`.
+    /// Recomputes the buckets in [start, end) of the containers `slice`, with `sql` from
+    /// [`Store::rollup_sql`] for as many containers.
     async fn recompute_slice(
         &self,
-        resolution: Resolution,
+        sql: String,
         start: i64,
         end: i64,
         slice: &[i64],
     ) -> Result<u64> {
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in slice {
+            query = query.bind(id);
+        }
+        let result = query.bind(start).bind(end).execute(&self.pool).await?;
+        Ok(result.rows_affected())
+    }
+
+    /// The statement that recomputes `resolution`'s buckets of `containers` containers from
+    /// the raw rows; it binds their ids, then the range's start and end.
+    fn rollup_sql(&self, resolution: Resolution, containers: usize) -> String {
         let width = resolution.step_ns();
         let mut columns = vec!["container_id", "bucket_ns", "samples"]
             .into_iter()
@@ -337,23 +359,17 @@ impl Store {
                 .join(" + "),
         );
         let updated: Vec<&str> = columns[2..].iter().map(String::as_str).collect();
-        let sql = format!(
+        format!(
             "INSERT INTO {table} ({columns}) SELECT {selects} FROM {raw} \
              WHERE container_id IN ({ids}) AND time_ns >= ? AND time_ns < ? \
              GROUP BY container_id, bucket{upsert}",
             table = resolution.table(),
             raw = by_primary_key(self.backend, Resolution::Raw.table()),
-            ids = vec!["?"; slice.len()].join(", "),
+            ids = vec!["?"; containers].join(", "),
             columns = columns.join(", "),
             selects = selects.join(", "),
             upsert = super::dialect::upsert(self.backend, &["container_id", "bucket_ns"], &updated),
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in slice {
-            query = query.bind(id);
-        }
-        let result = query.bind(start).bind(end).execute(&self.pool).await?;
-        Ok(result.rows_affected())
+        )
     }
 
     fn modulo(&self, column: &str, width: i64) -> String {
