@@ -52,8 +52,30 @@ async function failure(response) {
   }
 }
 
+/**
+ * Waits before each new attempt of a request that got no answer at all (`fetch` rejects
+ * with a TypeError). A browser aborts the requests in flight when its machine's network
+ * changes (see boot.js), so one such failure says little about the collector.
+ */
+const RETRIES_MS = [250, 1000];
+
+/**
+ * `fetch`, tried again after a network failure. Only for requests that may run twice:
+ * reads, and a sign-in (a second session at worst). A refresh may not: its token works once.
+ */
+async function fetchAgain(url, init) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await fetch(url, init);
+    } catch (error) {
+      if (!(error instanceof TypeError) || attempt >= RETRIES_MS.length) throw error;
+      await new Promise((resolve) => setTimeout(resolve, RETRIES_MS[attempt]));
+    }
+  }
+}
+
 export async function signIn(email, password) {
-  const response = await fetch('/api/v1/auth/login', {
+  const response = await fetchAgain('/api/v1/auth/login', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email, password, refresh_cookie: true }),
@@ -117,7 +139,7 @@ export async function signOut() {
 function send(method, path, body, accept = 'application/json', credentials = 'omit') {
   const headers = { authorization: `Bearer ${access}`, accept };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  return fetch(`/api/v1${path}`, {
+  return (method === 'GET' ? fetchAgain : fetch)(`/api/v1${path}`, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials,
   });
 }

@@ -117,3 +117,7 @@ onSession((user) => {
 
 window.addEventListener('hashchange', show);
 show();
+
+// Every module loaded: boot.js stops counting failed loads.
+sessionStorage.removeItem('dockermon.boot.failures');
+document.documentElement.dataset.started = '';

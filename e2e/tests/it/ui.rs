@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use dockermon_e2e::browser::{Browser, PAGE_WAIT};
 use dockermon_e2e::docker::{Cleanup, TEST_IMAGE, docker, unique_name};
+use dockermon_e2e::http_faults::HttpFaults;
 use dockermon_e2e::raw_agent::RawAgent;
 use dockermon_e2e::wait::eventually;
 use dockermon_proto::transport::{AgentMessage, DataFrame, Dropped};
@@ -131,6 +132,69 @@ async fn the_fleet_lists_a_running_container_with_its_cpu_and_its_page_charts_hi
         "a line is drawn"
     );
     browser.screenshot("container").await.unwrap();
+    browser.close().await;
+}
+
+/// A module lost on its way to the browser (here the proxy closes its connection, as a
+/// browser's requests in flight are lost when its machine's network changes: Docker's
+/// networks and containers coming and going do that on a Docker host) fails the whole
+/// module graph. The page says so instead of "Loading…" for good, and loads itself again
+/// until it works. A read lost the same way is sent again.
+#[tokio::test]
+async fn a_page_whose_module_was_lost_on_the_way_says_so_and_loads_itself_again() {
+    let setup = Setup::new().await;
+    let faults = HttpFaults::start(setup.collector.api_address)
+        .await
+        .unwrap();
+    let base = format!("http://{}", faults.address());
+    faults.lose("/js/pages/admin.js", usize::MAX);
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&format!("{base}/#/signin")).await.unwrap();
+    let said = browser.text("#boot-failed").await.unwrap();
+    assert!(
+        said.contains("did not load") && said.contains("main.js"),
+        "{said}"
+    );
+    assert!(faults.lost() >= 1);
+    browser.screenshot("boot-failed").await.unwrap();
+
+    // The next reload (1 s after the first failure, twice as long after each further one)
+    // brings the whole app, which works through the same path.
+    faults.lose("", 0);
+    browser
+        .until(
+            "the sign-in form after a reload",
+            "return document.querySelector('#email') !== null",
+        )
+        .await
+        .unwrap();
+    assert!(faults.page_loads() >= 2, "{} loads", faults.page_loads());
+    browser.sign_in(&base, ADMIN, ADMIN_PASSWORD).await.unwrap();
+    // Started, the app cleared the count: a later failure waits 1 s again.
+    let failures = browser
+        .eval(
+            "return sessionStorage.getItem('dockermon.boot.failures')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failures, Value::Null);
+
+    // A read that gets no answer is sent again (a browser may already have resent it once,
+    // on a fresh connection, before telling the page).
+    browser.goto(&format!("{base}/#/activity")).await.unwrap();
+    browser.element(Locator::Css("#activity")).await.unwrap();
+    faults.lose("/api/v1/hosts?limit=", 2);
+    let lost = faults.lost();
+    browser.click_link("Fleet").await.unwrap();
+    browser.element(Locator::Css("#containers")).await.unwrap();
+    assert_eq!(faults.lost(), lost + 2, "both losses taken");
+    assert_eq!(
+        browser.count(".error").await.unwrap(),
+        0,
+        "{}",
+        browser.describe().await
+    );
     browser.close().await;
 }
 
