@@ -259,7 +259,15 @@ async fn viewers_see_no_actions_and_no_admin_while_an_operators_stop_stops_the_c
     let setup = Setup::new().await;
     let _agent = setup.agent("ui-roles").await;
     let mut cleanup = Cleanup::default();
-    let name = run(&mut cleanup, "ui-target", &[], &["sleep", "3600"]).await;
+    // Stops at once: `sleep` as PID 1 would ignore SIGTERM, and the stop would wait out
+    // Docker's grace period under a page wait that is not much longer.
+    let name = run(
+        &mut cleanup,
+        "ui-target",
+        &[],
+        &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+    )
+    .await;
     let admin = sign_in(&setup, ADMIN, ADMIN_PASSWORD).await;
     add_user(&setup, &admin, "viewer@example.com", "viewer").await;
     add_user(&setup, &admin, "operator@example.com", "operator").await;
