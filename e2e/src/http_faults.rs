@@ -1,6 +1,7 @@
-//! A loopback proxy in front of an HTTP/1.1 server that loses chosen `GET` requests: the
-//! connection carrying one is closed before the request reaches the server, as a browser's requests
-//! in flight are lost when its machine's network changes. Everything else passes unchanged.
+//! A loopback proxy in front of an HTTP/1.1 server that loses chosen `GET` requests: one
+//! never reaches the server, and its connection answers it with bytes that are not HTTP and
+//! closes, as a browser's
+//! requests in flight are lost when its machine's network changes. Everything else passes unchanged.
 //!
 //! Requests are recognised by the first line of what the client writes (a browser writes a
 //! request's head in one piece and does not pipeline), so this is for tests only.
@@ -72,8 +73,9 @@ impl HttpFaults {
         self.address
     }
 
-    /// Loses the next `count` `GET`s whose path contains `part` (closes their connections
-    /// unanswered), instead of what it was told before; `count` 0 loses nothing more.
+    /// Loses the next `count` `GET`s whose path contains `part` (answers them with
+    /// [`NOT_HTTP`] and closes their connections), instead of what it was told before;
+    /// `count` 0 loses nothing more.
     pub fn lose(&self, part: &str, count: usize) {
         *self.counts.losing.lock().unwrap() = (part.to_owned(), count);
     }
@@ -95,36 +97,47 @@ impl Drop for HttpFaults {
     }
 }
 
-async fn forward(client: TcpStream, upstream: SocketAddr, counts: Arc<Counts>) {
-    let Ok(server) = TcpStream::connect(upstream).await else {
+/// What a lost request is answered with: not HTTP, so the browser fails the request at once.
+/// A connection closed without an answer would not do: a browser silently sends the request
+/// again when that happens on a connection it had used before.
+const NOT_HTTP: &[u8] = b"lost on the way\r\n\r\n";
+
+async fn forward(mut client: TcpStream, upstream: SocketAddr, counts: Arc<Counts>) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let answers = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-    });
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let read = match from_client.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        let chunk = &buffer[..read];
-        if let Some(path) = get_path(chunk) {
-            if path == "/" {
-                counts.page_loads.fetch_add(1, Ordering::SeqCst);
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let requests = async {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let read = match from_client.read(&mut buffer).await {
+                Ok(0) | Err(_) => return false,
+                Ok(read) => read,
+            };
+            let chunk = &buffer[..read];
+            if let Some(path) = get_path(chunk) {
+                if path == "/" {
+                    counts.page_loads.fetch_add(1, Ordering::SeqCst);
+                }
+                if counts.take_loss(path) {
+                    return true;
+                }
             }
-            if counts.take_loss(path) {
-                break;
+            if to_server.write_all(chunk).await.is_err() {
+                return false;
             }
         }
-        if to_server.write_all(chunk).await.is_err() {
-            break;
-        }
+    };
+    let answers = tokio::io::copy(&mut from_server, &mut to_client);
+    // Whichever direction ends first ends the connection: both sockets close on return.
+    let lost = tokio::select! {
+        lost = requests => lost,
+        _ = answers => false,
+    };
+    if lost {
+        let _ = to_client.write_all(NOT_HTTP).await;
     }
-    // Both directions end together: the answers' half goes with the task.
-    answers.abort();
 }
 
 /// The path of the `GET` request that `chunk` starts, if it starts one.
@@ -166,40 +179,47 @@ mod tests {
         address
     }
 
-    /// Sends `GET path` on `stream` and reads the answer's body ("" when the connection
-    /// closed instead).
-    async fn get(stream: &mut TcpStream, path: &str) -> String {
+    /// Sends `GET path` on `stream` and reads the answer: its body if it is HTTP, `None`
+    /// otherwise (the proxy's [`NOT_HTTP`], or nothing).
+    async fn get(stream: &mut TcpStream, path: &str) -> Option<String> {
         let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return String::new();
-        }
+        stream.write_all(request.as_bytes()).await.ok()?;
         let mut buffer = vec![0; 4096];
-        match stream.read(&mut buffer).await {
-            Ok(read) => {
-                let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
-                text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
-            }
-            Err(_) => String::new(),
-        }
+        let read = stream.read(&mut buffer).await.ok()?;
+        let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+        let body = text
+            .strip_prefix("HTTP/1.1 200 OK\r\n")?
+            .split("\r\n\r\n")
+            .nth(1)?;
+        Some(body.to_owned())
     }
 
     #[tokio::test]
     async fn loses_the_chosen_requests_as_many_times_as_told() {
         let faults = HttpFaults::start(echo_server().await).await.unwrap();
         let mut stream = TcpStream::connect(faults.address()).await.unwrap();
-        assert_eq!(get(&mut stream, "/").await, "/");
-        assert_eq!(get(&mut stream, "/a/lost.js").await, "/a/lost.js");
+        assert_eq!(get(&mut stream, "/").await.as_deref(), Some("/"));
+        assert_eq!(
+            get(&mut stream, "/a/lost.js").await.as_deref(),
+            Some("/a/lost.js")
+        );
 
         faults.lose("/lost.js", 2);
-        assert_eq!(get(&mut stream, "/other.js").await, "/other.js");
-        assert_eq!(get(&mut stream, "/a/lost.js").await, "");
+        assert_eq!(
+            get(&mut stream, "/other.js").await.as_deref(),
+            Some("/other.js")
+        );
+        assert_eq!(get(&mut stream, "/a/lost.js").await, None);
         let mut again = TcpStream::connect(faults.address()).await.unwrap();
-        assert_eq!(get(&mut again, "/b/lost.js").await, "");
+        assert_eq!(get(&mut again, "/b/lost.js").await, None);
         assert_eq!(faults.lost(), 2);
 
         let mut third = TcpStream::connect(faults.address()).await.unwrap();
-        assert_eq!(get(&mut third, "/").await, "/");
-        assert_eq!(get(&mut third, "/a/lost.js").await, "/a/lost.js");
+        assert_eq!(get(&mut third, "/").await.as_deref(), Some("/"));
+        assert_eq!(
+            get(&mut third, "/a/lost.js").await.as_deref(),
+            Some("/a/lost.js")
+        );
         assert_eq!(faults.page_loads(), 2);
     }
 }

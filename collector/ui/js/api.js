@@ -61,7 +61,11 @@ const RETRIES_MS = [250, 1000];
 
 /**
  * `fetch`, tried again after a network failure. Only for requests that may run twice:
- * reads, and a sign-in (a second session at worst). A refresh may not: its token works once.
+ * reads; a sign-in (a second session at worst); and a refresh. A refresh token works once,
+ * but a lost answer also lost the cookie that replaces it, so the browser holds the spent
+ * one either way: sent again, it ends the session now rather than at the next refresh,
+ * while a request that never arrived succeeds. Other writes are not sent again: the
+ * collector may have done them.
  */
 async function fetchAgain(url, init) {
   for (let attempt = 0; ; attempt += 1) {
@@ -87,7 +91,7 @@ export async function signIn(email, password) {
 
 async function renew() {
   try {
-    const response = await fetch('/api/v1/auth/refresh', {
+    const response = await fetchAgain('/api/v1/auth/refresh', {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-dockermon-client': 'web' },
       body: '{}',

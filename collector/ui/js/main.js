@@ -118,6 +118,6 @@ onSession((user) => {
 window.addEventListener('hashchange', show);
 show();
 
-// Every module loaded: boot.js stops counting failed loads.
-sessionStorage.removeItem('dockermon.boot.failures');
+// Every module loaded: boot.js stops counting failed loads (storage may be refused).
 document.documentElement.dataset.started = '';
+try { sessionStorage.removeItem('dockermon.boot.failures'); } catch { /* nothing counted */ }

@@ -135,7 +135,7 @@ async fn the_fleet_lists_a_running_container_with_its_cpu_and_its_page_charts_hi
     browser.close().await;
 }
 
-/// A module lost on its way to the browser (here the proxy closes its connection, as a
+/// A module lost on its way to the browser (here the proxy garbles its answer, as a
 /// browser's requests in flight are lost when its machine's network changes: Docker's
 /// networks and containers coming and going do that on a Docker host) fails the whole
 /// module graph. The page says so instead of "Loading…" for good, and loads itself again
@@ -180,8 +180,7 @@ async fn a_page_whose_module_was_lost_on_the_way_says_so_and_loads_itself_again(
         .unwrap();
     assert_eq!(failures, Value::Null);
 
-    // A read that gets no answer is sent again (a browser may already have resent it once,
-    // on a fresh connection, before telling the page).
+    // A read that gets no answer is sent again, twice at most.
     browser.goto(&format!("{base}/#/activity")).await.unwrap();
     browser.element(Locator::Css("#activity")).await.unwrap();
     faults.lose("/api/v1/hosts?limit=", 2);
