@@ -1,7 +1,7 @@
 //! A loopback proxy in front of an HTTP/1.1 server that loses chosen `GET` requests: one
 //! never reaches the server, and its connection answers it with bytes that are not HTTP and
-//! closes, as a browser's
-//! requests in flight are lost when its machine's network changes. Everything else passes unchanged.
+//! closes, as a browser's requests in flight are lost when its machine's network changes.
+//! Everything else passes unchanged.
 //!
 //! Requests are recognised by the first line of what the client writes (a browser writes a
 //! request's head in one piece and does not pipeline), so this is for tests only.

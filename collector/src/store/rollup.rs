@@ -15,6 +15,7 @@
 //! containers a 5-minute bucket holds 5 million raw rows, and one statement over all of them
 //! ran for 40 s and held ingest up while it did.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,9 @@ const SETTLE: i64 = 60 * NS_PER_S;
 /// Attempts to take a dirty range that ingest keeps lowering, before waiting for the next run.
 const TAKE_ATTEMPTS: usize = 5;
 /// Raw rows one rollup statement is meant to read, at most: well under a second of the
-/// database's time even on a saturated machine (0.56 s the longest seen; BENCHMARKS.md). A statement reads a slice of containers by primary key, one
-/// contiguous stretch of `(container_id, time_ns)` each.
+/// database's time even on a saturated machine (0.56 s the longest seen; BENCHMARKS.md). A
+/// statement reads a slice of containers by primary key, one contiguous stretch of
+/// `(container_id, time_ns)` each.
 const ROWS_PER_STATEMENT: i64 = 20_000;
 /// The most containers one statement recomputes (a 5-minute bucket at 30-second sweeps is
 /// 10 rows per container, 10,000 in all).
@@ -267,11 +269,8 @@ impl Store {
     async fn recompute(&self, resolution: Resolution, start: i64, end: i64) -> Result<u64> {
         let rows_per_container = ((end - start) / Resolution::Raw.step_ns()).max(1);
         let per_slice = (ROWS_PER_STATEMENT / rows_per_container).clamp(1, SLICE_CONTAINERS as i64);
-        // Every slice but the last has `per_slice` containers: one statement text for them.
-        let full = (
-            per_slice as usize,
-            self.rollup_sql(resolution, per_slice as usize),
-        );
+        // Every slice but the last has `per_slice` containers: they share one statement text.
+        let full_slice_sql: Arc<str> = self.rollup_sql(resolution, per_slice as usize).into();
         let mut buckets = 0;
         let mut after = 0_i64;
         loop {
@@ -284,10 +283,10 @@ impl Store {
             let Some(&last) = slice.last() else {
                 return Ok(buckets);
             };
-            let sql = if slice.len() == full.0 {
-                full.1.clone()
+            let sql = if slice.len() as i64 == per_slice {
+                full_slice_sql.clone()
             } else {
-                self.rollup_sql(resolution, slice.len())
+                self.rollup_sql(resolution, slice.len()).into()
             };
             let began = Instant::now();
             buckets += self.recompute_slice(sql, start, end, &slice).await?;
@@ -300,7 +299,7 @@ impl Store {
     /// [`Store::rollup_sql`] for as many containers.
     async fn recompute_slice(
         &self,
-        sql: String,
+        sql: Arc<str>,
         start: i64,
         end: i64,
         slice: &[i64],
