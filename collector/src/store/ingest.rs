@@ -18,7 +18,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe, QueryBuilder, Row};
 
 use super::containers::{Learned, fit, saturating_i64};
 use super::dialect::ignore_duplicates;
-use super::{Backend, ContainerKey, HostId, Result, Store};
+use super::{Backend, ContainerKey, HostId, Resolution, Result, Store};
 
 /// Rows per multi-row insert: well under MySQL's 65,535 placeholders and SQLite's 32,766
 /// at 18 columns, and a fixed size keeps prepared statements reusable.
@@ -389,19 +389,11 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Marks the 5-minute rollup out of date from `oldest_ns`; the hourly one follows when
+    /// the job recomputes those buckets.
     async fn mark_rollups_dirty(&mut self, oldest_ns: i64) -> Result<()> {
-        let sql = match self.store.backend {
-            Backend::MySql => {
-                "INSERT INTO rollup_state (name, dirty_from_ns) VALUES ('5m', ?), ('1h', ?) \
-                 ON DUPLICATE KEY UPDATE dirty_from_ns = LEAST(dirty_from_ns, VALUES(dirty_from_ns))"
-            }
-            Backend::Sqlite => {
-                "INSERT INTO rollup_state (name, dirty_from_ns) VALUES ('5m', ?), ('1h', ?) \
-                 ON CONFLICT(name) DO UPDATE SET dirty_from_ns = MIN(dirty_from_ns, excluded.dirty_from_ns)"
-            }
-        };
-        sqlx::query(sql)
-            .bind(oldest_ns)
+        sqlx::query(super::rollup::lower_dirty_mark(self.store.backend))
+            .bind(Resolution::FiveMinutes.state_name())
             .bind(oldest_ns)
             .execute(&mut *self.conn)
             .await?;

@@ -1,17 +1,21 @@
 //! Rollups (5-minute and 1-hour averages and maxima of the raw samples) and retention.
 //!
-//! Rollups are recomputed from the raw rows, never accumulated: recomputing a bucket is
-//! idempotent, so late or re-delivered samples only make the job redo some buckets. Ingest
-//! lowers `rollup_state.dirty_from_ns` to the oldest sample it wrote. The job rolls up only
-//! buckets that are over ([`SETTLE`] ago): it first takes the dirty range (moves the mark to
-//! the end of what it will compute, keeping the start in `taken_from_ns`), recomputes it in
-//! chunks, then clears `taken_from_ns`. A sample written meanwhile into a taken bucket
-//! lowers the mark again, and a run that died leaves its range taken for the next one. The
-//! buckets not rolled up yet are aggregated from the raw rows when read
-//! ([`Store::rolled_up_to`]).
+//! Rollups are recomputed, never accumulated: recomputing a bucket is idempotent, so late
+//! or re-delivered samples only make the job redo some buckets. The 5-minute buckets are
+//! computed from the raw rows and the hourly ones from the 5-minute buckets (a tenth of the
+//! rows at 30-second sweeps; each 5-minute bucket counts the samples that measured each
+//! figure, so that the hourly averages are weighted exactly). Ingest lowers the 5-minute
+//! `rollup_state.dirty_from_ns` to the oldest sample it wrote, and the 5-minute job lowers
+//! the hourly one to what it recomputed, so an hour is recomputed after its 5-minute
+//! buckets. The job rolls up only buckets that are over ([`SETTLE`] ago): it first takes
+//! the dirty range (moves the mark to the end of what it will compute, keeping the start in
+//! `taken_from_ns`), recomputes it in chunks, then clears `taken_from_ns`. A sample written
+//! meanwhile into a taken bucket lowers the mark again, and a run that died leaves its range
+//! taken for the next one. The buckets not rolled up yet are aggregated from the raw rows
+//! when read ([`Store::rolled_up_to`]).
 //!
-//! A chunk is recomputed a slice of containers at a time (about [`ROWS_PER_STATEMENT`] raw
-//! rows), each statement followed by a pause as long as it took: at 10,000 agents × 50
+//! A chunk is recomputed a slice of containers at a time (about [`ROWS_PER_STATEMENT`]
+//! source rows), each statement followed by a pause as long as it took: at 10,000 agents × 50
 //! containers a 5-minute bucket holds 5 million raw rows, and one statement over all of them
 //! ran for 40 s and held ingest up while it did.
 
@@ -34,10 +38,10 @@ const CHUNK_BUCKETS: i64 = 288;
 const SETTLE: i64 = 60 * NS_PER_S;
 /// Attempts to take a dirty range that ingest keeps lowering, before waiting for the next run.
 const TAKE_ATTEMPTS: usize = 5;
-/// Raw rows one rollup statement is meant to read, at most: well under a second of the
-/// database's time even on a saturated machine (0.56 s the longest seen; BENCHMARKS.md). A
-/// statement reads a slice of containers by primary key, one contiguous stretch of
-/// `(container_id, time_ns)` each.
+/// Source rows (raw or 5-minute) one rollup statement is meant to read, at most: well under
+/// a second of the database's time even on a saturated machine (0.56 s the longest seen;
+/// BENCHMARKS.md). A statement reads a slice of containers by primary key, one contiguous
+/// stretch of `(container_id, time)` each.
 const ROWS_PER_STATEMENT: i64 = 20_000;
 /// The most containers one statement recomputes (a 5-minute bucket at 30-second sweeps is
 /// 10 rows per container, 10,000 in all).
@@ -75,11 +79,20 @@ impl Resolution {
         }
     }
 
-    fn state_name(self) -> &'static str {
+    pub(super) fn state_name(self) -> &'static str {
         match self {
             Resolution::Raw => "raw",
             Resolution::FiveMinutes => "5m",
             Resolution::OneHour => "1h",
+        }
+    }
+
+    /// What this resolution is rolled up from; `None` for raw samples.
+    fn source(self) -> Option<Resolution> {
+        match self {
+            Resolution::Raw => None,
+            Resolution::FiveMinutes => Some(Resolution::Raw),
+            Resolution::OneHour => Some(Resolution::FiveMinutes),
         }
     }
 
@@ -157,6 +170,21 @@ pub struct RetentionReport {
     pub deleted: u64,
 }
 
+/// The statement that lowers the dirty mark of a rollup (bound: its `rollup_state` name,
+/// then the time from which its buckets are out of date), creating the mark if need be.
+pub(super) fn lower_dirty_mark(backend: Backend) -> &'static str {
+    match backend {
+        Backend::MySql => {
+            "INSERT INTO rollup_state (name, dirty_from_ns) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE dirty_from_ns = LEAST(dirty_from_ns, VALUES(dirty_from_ns))"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO rollup_state (name, dirty_from_ns) VALUES (?, ?) \
+             ON CONFLICT(name) DO UPDATE SET dirty_from_ns = MIN(dirty_from_ns, excluded.dirty_from_ns)"
+        }
+    }
+}
+
 /// Gauges and rates rolled up, with the column names they have in the raw table, and the
 /// `absent` bit of those that are not NULL when not measured (rates already are).
 const ROLLED: &[(&str, &str, Option<i64>)] = &[
@@ -190,6 +218,14 @@ impl Store {
                 let end = (start + CHUNK_BUCKETS * width).min(limit);
                 report.buckets[i] += self.recompute(resolution, start, end).await?;
                 start = end;
+            }
+            // What is rolled up from these buckets is now out of date from `from` on.
+            if let Some(coarser) = resolution.coarser() {
+                sqlx::query(lower_dirty_mark(self.backend))
+                    .bind(coarser.state_name())
+                    .bind(from)
+                    .execute(&self.pool)
+                    .await?;
             }
             sqlx::query("UPDATE rollup_state SET taken_from_ns = ? WHERE name = ?")
                 .bind(i64::MAX)
@@ -242,17 +278,27 @@ impl Store {
     /// Where `resolution`'s rollup stops being complete: every bucket before this time
     /// (a bucket boundary) equals what its raw rows say; later ones (still filling, or
     /// marked dirty by late samples) must be aggregated from the raw rows. `i64::MAX` when
-    /// no sample was ever written.
+    /// no sample was ever written. An hour is complete only where its 5-minute buckets are:
+    /// a late sample marks only those dirty until the job recomputes them.
     pub(super) async fn rolled_up_to(&self, resolution: Resolution) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT dirty_from_ns, taken_from_ns FROM rollup_state WHERE name = ?")
-                .bind(resolution.state_name())
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(row) = row else {
-            return Ok(i64::MAX);
-        };
-        let from = row.try_get::<i64, _>(0)?.min(row.try_get::<i64, _>(1)?);
+        let names: Vec<&str> = std::iter::successors(Some(resolution), |r| r.source())
+            .filter(|r| r.source().is_some())
+            .map(Resolution::state_name)
+            .collect();
+        let sql = format!(
+            "SELECT MIN(dirty_from_ns), MIN(taken_from_ns) FROM rollup_state WHERE name IN ({})",
+            vec!["?"; names.len()].join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for name in names {
+            query = query.bind(name);
+        }
+        let row = query.fetch_one(&self.pool).await?;
+        let from = [row.try_get::<Option<i64>, _>(0)?, row.try_get(1)?]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(i64::MAX);
         Ok(if from == i64::MAX {
             from
         } else {
@@ -260,14 +306,15 @@ impl Store {
         })
     }
 
-    /// Recomputes the buckets of `resolution` in [start, end) from the raw rows, for every
-    /// container, a slice at a time in id order: as many containers as make about
-    /// [`ROWS_PER_STATEMENT`] rows at the default sweep, at most [`SLICE_CONTAINERS`]. After
-    /// each statement the job waits as long as the statement took, so that it takes at most
-    /// half of the database's time from ingest. Containers registered meanwhile have higher
-    /// ids and are still reached.
+    /// Recomputes the buckets of `resolution` in [start, end) from its source (raw rows or
+    /// 5-minute buckets), for every container, a slice at a time in id order: as many
+    /// containers as make about [`ROWS_PER_STATEMENT`] source rows at the default sweep, at
+    /// most [`SLICE_CONTAINERS`]. After each statement the job waits as long as the
+    /// statement took, so that it takes at most half of the database's time from ingest.
+    /// Containers registered meanwhile have higher ids and are still reached.
     async fn recompute(&self, resolution: Resolution, start: i64, end: i64) -> Result<u64> {
-        let rows_per_container = ((end - start) / Resolution::Raw.step_ns()).max(1);
+        let source = resolution.source().expect("raw samples are not rolled up");
+        let rows_per_container = ((end - start) / source.step_ns()).max(1);
         let per_slice = (ROWS_PER_STATEMENT / rows_per_container).clamp(1, SLICE_CONTAINERS as i64);
         // Every slice but the last has `per_slice` containers: they share one statement text.
         let full_slice_sql: Arc<str> = self.rollup_sql(resolution, per_slice as usize).into();
@@ -313,42 +360,61 @@ impl Store {
     }
 
     /// The statement that recomputes `resolution`'s buckets of `containers` containers from
-    /// the raw rows; it binds their ids, then the range's start and end.
+    /// its source; it binds their ids, then the range's start and end.
     fn rollup_sql(&self, resolution: Resolution, containers: usize) -> String {
         let width = resolution.step_ns();
-        let mut columns = vec!["container_id", "bucket_ns", "samples"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
+        let source = resolution.source().expect("raw samples are not rolled up");
+        let from_raw = source == Resolution::Raw;
+        let time = if from_raw { "time_ns" } else { "bucket_ns" };
+        let mut columns = vec![
+            "container_id".to_owned(),
+            "bucket_ns".to_owned(),
+            "samples".to_owned(),
+        ];
         let mut selects = vec![
             "container_id".to_owned(),
             format!(
-                "time_ns - {modulo} AS bucket",
-                modulo = self.modulo("time_ns", width)
+                "{time} - {modulo} AS bucket",
+                modulo = self.modulo(time, width)
             ),
-            "COUNT(*)".to_owned(),
+            if from_raw { "COUNT(*)" } else { "SUM(samples)" }.to_owned(),
         ];
         for (name, raw, absent_bit) in ROLLED {
-            columns.push(format!("{name}_avg"));
-            columns.push(format!("{name}_max"));
-            // Samples that did not measure a group do not count towards it; a bucket where
-            // none did reads 0 and carries the group's `absent` bit.
-            let value = match absent_bit {
-                Some(bit) => format!("CASE WHEN absent & {bit} = 0 THEN {raw} END"),
-                None => (*raw).to_owned(),
+            let (avg, max) = if from_raw {
+                // Samples that did not measure a group do not count towards it.
+                let value = match absent_bit {
+                    Some(bit) => format!("CASE WHEN absent & {bit} = 0 THEN {raw} END"),
+                    None => (*raw).to_owned(),
+                };
+                columns.push(format!("{name}_samples"));
+                selects.push(format!("COUNT({value})"));
+                (format!("AVG({value})"), format!("MAX({value})"))
+            } else {
+                (
+                    format!("SUM({name}_avg * {name}_samples) / NULLIF(SUM({name}_samples), 0)"),
+                    format!("MAX({name}_max)"),
+                )
             };
+            // A bucket where no sample measured a group reads 0 and carries its `absent` bit;
+            // CPU and rates read NULL.
             let (avg, max) = match absent_bit {
-                Some(_) => (
-                    format!("COALESCE(AVG({value}), 0)"),
-                    format!("COALESCE(MAX({value}), 0)"),
-                ),
-                None => (format!("AVG({value})"), format!("MAX({value})")),
+                Some(_) => (format!("COALESCE({avg}, 0)"), format!("COALESCE({max}, 0)")),
+                None => (avg, max),
             };
+            columns.push(format!("{name}_avg"));
             selects.push(avg);
+            columns.push(format!("{name}_max"));
             selects.push(max);
         }
         columns.push("memory_limit_max".to_owned());
-        selects.push("MAX(memory_limit_bytes)".to_owned());
+        selects.push(
+            if from_raw {
+                "MAX(memory_limit_bytes)"
+            } else {
+                "MAX(memory_limit_max)"
+            }
+            .to_owned(),
+        );
         columns.push("absent".to_owned());
         selects.push(
             ABSENT_BITS
@@ -359,11 +425,11 @@ impl Store {
         );
         let updated: Vec<&str> = columns[2..].iter().map(String::as_str).collect();
         format!(
-            "INSERT INTO {table} ({columns}) SELECT {selects} FROM {raw} \
-             WHERE container_id IN ({ids}) AND time_ns >= ? AND time_ns < ? \
+            "INSERT INTO {table} ({columns}) SELECT {selects} FROM {source} \
+             WHERE container_id IN ({ids}) AND {time} >= ? AND {time} < ? \
              GROUP BY container_id, bucket{upsert}",
             table = resolution.table(),
-            raw = by_primary_key(self.backend, Resolution::Raw.table()),
+            source = by_primary_key(self.backend, source.table()),
             ids = vec!["?"; containers].join(", "),
             columns = columns.join(", "),
             selects = selects.join(", "),
@@ -447,8 +513,66 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::DatabaseUrl;
 
     const HOUR: i64 = 3600 * NS_PER_S;
+
+    /// 5-minute buckets written before the per-figure sample counts existed get `samples`
+    /// for each figure they hold and 0 for each they do not (a NULL rate, an `absent`
+    /// group), so the hourly rollup weights them as it weighted raw rows.
+    #[tokio::test]
+    async fn buckets_rolled_up_before_the_counts_existed_count_the_samples_of_what_they_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = dir.path().join("migrations");
+        std::fs::create_dir(&earlier).unwrap();
+        let all = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite");
+        for file in std::fs::read_dir(all).unwrap() {
+            let file = file.unwrap();
+            if file.file_name().to_str().unwrap() < "0046" {
+                std::fs::copy(file.path(), earlier.join(file.file_name())).unwrap();
+            }
+        }
+        let store = Store::connect(&DatabaseUrl::sqlite_in(dir.path()))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(earlier.as_path())
+            .await
+            .unwrap()
+            .run(&store.pool)
+            .await
+            .unwrap();
+        // Bucket 1: no rates, memory absent. Bucket 2: everything measured.
+        for (bucket, cpu, absent) in [(0, None, 4), (300, Some(5.0), 0)] {
+            sqlx::query(
+                "INSERT INTO container_stats_5m (container_id, bucket_ns, samples, \
+                 cpu_percent_avg, cpu_percent_max, memory_usage_avg, memory_usage_max, \
+                 memory_working_set_avg, memory_working_set_max, memory_limit_max, \
+                 net_rx_bytes_per_s_avg, net_rx_bytes_per_s_max, pids_avg, pids_max, absent) \
+                 VALUES (1, ?, 10, ?, ?, 0, 0, 0, 0, 0, ?, ?, 3, 3, ?)",
+            )
+            .bind(bucket * NS_PER_S)
+            .bind(cpu)
+            .bind(cpu)
+            .bind(cpu)
+            .bind(cpu)
+            .bind(absent)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        store.migrate().await.unwrap();
+        let counts: Vec<(i64, i64, i64, i64)> = sqlx::query(
+            "SELECT cpu_percent_samples, memory_usage_samples, net_rx_bytes_per_s_samples, \
+             pids_samples FROM container_stats_5m ORDER BY bucket_ns",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get::<i64, _>(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+        assert_eq!(counts, [(0, 0, 0, 10), (10, 10, 10, 10)]);
+    }
 
     #[test]
     fn the_finest_resolution_that_fits_is_chosen() {
