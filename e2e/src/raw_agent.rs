@@ -93,8 +93,9 @@ impl RawAgent {
         self.send_text(serde_json::to_string(message)?).await
     }
 
+    /// Sends `text` as the real agent does, in WebSocket fragments.
     pub async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
-        self.stream.send(Message::text(text)).await?;
+        dockermon_agent::uplink::fragments::send(&mut self.stream, Message::text(text)).await?;
         Ok(())
     }
 

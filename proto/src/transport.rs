@@ -6,8 +6,9 @@
 //! `Refused`. Then the agent streams [`DataFrame`]s with strictly increasing sequence
 //! numbers; the collector answers `Ack { seq }` once every frame up to `seq` is committed,
 //! and may send [`Command`]s, which the agent answers with a [`CommandResult`]. Every
-//! message is one JSON text frame with a `"type"` field. Frames larger than
-//! [`MAX_FRAME_BYTES`] are a protocol violation.
+//! message is one JSON WebSocket text message with a `"type"` field; the agent sends long
+//! ones in WebSocket fragments of at most 4 KiB, which keeps the collector's per-agent read
+//! buffer small. Messages larger than [`MAX_FRAME_BYTES`] are a protocol violation.
 //!
 //! Outside the numbered stream, an agent sends live profile samples
 //! ([`AgentMessage::ProfileSample`], at most once: the same samples also travel in

@@ -145,7 +145,7 @@ pub(super) async fn open(
     let writer = tokio::spawn(async move {
         while let Some(message) = queue.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
+            if super::fragments::send(&mut sink, message).await.is_err() || closing {
                 break;
             }
         }

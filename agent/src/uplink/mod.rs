@@ -18,6 +18,7 @@
 //! agent's certificate is checked hourly.
 
 mod connection;
+pub mod fragments;
 pub mod identity;
 pub mod spool;
 mod tls_failure;
