@@ -390,8 +390,19 @@ impl Store {
                 selects.push(format!("COUNT({value})"));
                 (format!("AVG({value})"), format!("MAX({value})"))
             } else {
+                // A bucket written without counts (before migration 0046, or by a replica
+                // of an earlier version during a rolling upgrade) reads 0 for each: it
+                // then counts all its samples for each figure it holds.
+                let measured = match absent_bit {
+                    Some(bit) => format!("absent & {bit} = 0"),
+                    None => format!("{name}_avg IS NOT NULL"),
+                };
+                let weight = format!(
+                    "CASE WHEN {name}_samples > 0 THEN {name}_samples \
+                     WHEN {measured} THEN samples ELSE 0 END"
+                );
                 (
-                    format!("SUM({name}_avg * {name}_samples) / NULLIF(SUM({name}_samples), 0)"),
+                    format!("SUM({name}_avg * {weight}) / NULLIF(SUM({weight}), 0)"),
                     format!("MAX({name}_max)"),
                 )
             };
@@ -517,61 +528,66 @@ mod tests {
 
     const HOUR: i64 = 3600 * NS_PER_S;
 
-    /// 5-minute buckets written before the per-figure sample counts existed get `samples`
-    /// for each figure they hold and 0 for each they do not (a NULL rate, an `absent`
-    /// group), so the hourly rollup weights them as it weighted raw rows.
+    /// An hour is the 5-minute buckets' averages weighted by how many samples measured each
+    /// figure; a bucket written without those counts (before migration 0046, or by a replica
+    /// of the previous version during a rolling upgrade) counts all its samples for each
+    /// figure it holds, and none for a figure it lacks.
     #[tokio::test]
-    async fn buckets_rolled_up_before_the_counts_existed_count_the_samples_of_what_they_hold() {
+    async fn an_hour_weights_its_buckets_by_the_samples_that_measured_each_figure() {
         let dir = tempfile::tempdir().unwrap();
-        let earlier = dir.path().join("migrations");
-        std::fs::create_dir(&earlier).unwrap();
-        let all = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite");
-        for file in std::fs::read_dir(all).unwrap() {
-            let file = file.unwrap();
-            if file.file_name().to_str().unwrap() < "0046" {
-                std::fs::copy(file.path(), earlier.join(file.file_name())).unwrap();
-            }
-        }
         let store = Store::connect(&DatabaseUrl::sqlite_in(dir.path()))
             .await
             .unwrap();
-        sqlx::migrate::Migrator::new(earlier.as_path())
-            .await
-            .unwrap()
-            .run(&store.pool)
-            .await
-            .unwrap();
-        // Bucket 1: no rates, memory absent. Bucket 2: everything measured.
-        for (bucket, cpu, absent) in [(0, None, 4), (300, Some(5.0), 0)] {
+        store.migrate().await.unwrap();
+        // (bucket, CPU avg, CPU count, memory avg, memory count, absent): two buckets
+        // without counts (the first measured neither CPU nor memory), one with them (CPU
+        // in half its samples).
+        let buckets = [
+            (0, None, 0, 0.0, 0, 4),
+            (300, Some(5.0), 0, 100.0, 0, 0),
+            (600, Some(1.0), 5, 200.0, 10, 0),
+        ];
+        for (bucket, cpu, cpu_samples, memory, memory_samples, absent) in buckets {
             sqlx::query(
                 "INSERT INTO container_stats_5m (container_id, bucket_ns, samples, \
-                 cpu_percent_avg, cpu_percent_max, memory_usage_avg, memory_usage_max, \
-                 memory_working_set_avg, memory_working_set_max, memory_limit_max, \
-                 net_rx_bytes_per_s_avg, net_rx_bytes_per_s_max, pids_avg, pids_max, absent) \
-                 VALUES (1, ?, 10, ?, ?, 0, 0, 0, 0, 0, ?, ?, 3, 3, ?)",
+                 cpu_percent_avg, cpu_percent_max, cpu_percent_samples, memory_usage_avg, \
+                 memory_usage_max, memory_usage_samples, memory_working_set_avg, \
+                 memory_working_set_max, memory_limit_max, pids_avg, pids_max, pids_samples, \
+                 absent) VALUES (1, ?, 10, ?, ?, ?, ?, ?, ?, 0, 0, 0, 3, 3, ?, ?)",
             )
             .bind(bucket * NS_PER_S)
             .bind(cpu)
             .bind(cpu)
-            .bind(cpu)
-            .bind(cpu)
+            .bind(cpu_samples)
+            .bind(memory)
+            .bind(memory as i64)
+            .bind(memory_samples)
+            .bind(if cpu_samples > 0 { 10 } else { 0 })
             .bind(absent)
             .execute(&store.pool)
             .await
             .unwrap();
         }
-        store.migrate().await.unwrap();
-        let counts: Vec<(i64, i64, i64, i64)> = sqlx::query(
-            "SELECT cpu_percent_samples, memory_usage_samples, net_rx_bytes_per_s_samples, \
-             pids_samples FROM container_stats_5m ORDER BY bucket_ns",
+        let sql = store.rollup_sql(Resolution::OneHour, 1).into();
+        let written = store.recompute_slice(sql, 0, HOUR, &[1]).await.unwrap();
+        assert_eq!(written, 1);
+        let row = sqlx::query(
+            "SELECT samples, cpu_percent_avg, memory_usage_avg, memory_usage_max, pids_avg, \
+             absent FROM container_stats_1h",
         )
-        .fetch_all(&store.pool)
+        .fetch_one(&store.pool)
         .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get::<i64, _>(0), row.get(1), row.get(2), row.get(3)))
-        .collect();
-        assert_eq!(counts, [(0, 0, 0, 10), (10, 10, 10, 10)]);
+        .unwrap();
+        assert_eq!(row.get::<i64, _>(0), 30);
+        let close = |actual: f64, expected: f64| (actual - expected).abs() < 1e-9;
+        let cpu: f64 = row.get(1);
+        assert!(close(cpu, (5.0 * 10.0 + 1.0 * 5.0) / 15.0), "CPU {cpu}");
+        let memory: f64 = row.get(2);
+        assert!(close(memory, 150.0), "memory {memory}");
+        assert_eq!(row.get::<i64, _>(3), 200);
+        let pids: f64 = row.get(4);
+        assert!(close(pids, 3.0), "pids {pids}");
+        assert_eq!(row.get::<i64, _>(5), 0, "memory was measured in the hour");
     }
 
     #[test]
