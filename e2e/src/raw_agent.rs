@@ -99,6 +99,12 @@ impl RawAgent {
         Ok(())
     }
 
+    /// Sends `text` in one WebSocket frame, as agents before fragments did.
+    pub async fn send_text_whole(&mut self, text: String) -> anyhow::Result<()> {
+        self.stream.send(Message::text(text)).await?;
+        Ok(())
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
         self.stream.send(Message::binary(bytes)).await?;
         Ok(())

@@ -5,8 +5,8 @@
 //! size for the life of the connection (tungstenite's does). A frame of 50 containers'
 //! stats is about 36 KiB, so a collector reading whole frames held that much per agent
 //! while the agent was silent between sweeps. In fragments of 4 KiB, the collector's read
-//! buffer stays at its initial 8 KiB (or grows once to 16 KiB): 10,000 agents × 50
-//! containers went from 1.25 GiB to 970 MiB (BENCHMARKS.md).
+//! buffer no longer grows with the agent's messages: 10,000 agents × 50 containers went
+//! from 1.25 GiB to 970 MiB (BENCHMARKS.md).
 
 use futures::{Sink, SinkExt};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;

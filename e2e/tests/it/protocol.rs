@@ -80,14 +80,19 @@ async fn bad_frames_close_only_their_own_connection() {
         "{reason}"
     );
 
-    // Too big: the collector stops reading and closes, possibly while the agent still sends.
-    let (mut oversized, _) = RawAgent::join(address, tls.clone()).await.unwrap();
-    if oversized
-        .send_text("x".repeat(dockermon_proto::transport::MAX_FRAME_BYTES + 1))
-        .await
-        .is_ok()
-    {
-        oversized.closed(SHORT).await.unwrap();
+    // Too big, in fragments (today's agents) or in one frame (older ones): the collector
+    // stops reading and closes, possibly while the agent still sends.
+    for whole in [false, true] {
+        let (mut oversized, _) = RawAgent::join(address, tls.clone()).await.unwrap();
+        let text = "x".repeat(dockermon_proto::transport::MAX_FRAME_BYTES + 1);
+        let sent = if whole {
+            oversized.send_text_whole(text).await
+        } else {
+            oversized.send_text(text).await
+        };
+        if sent.is_ok() {
+            oversized.closed(SHORT).await.unwrap();
+        }
     }
 
     let mut future = RawAgent::connect(address, tls.clone()).await.unwrap();
@@ -127,7 +132,7 @@ async fn bad_frames_close_only_their_own_connection() {
     );
     assert_eq!(readyz(setup.collector.health_address).await, Some(200));
     // A replay of committed frames after reconnecting is acknowledged, not stored again.
-    let (mut again, committed) = RawAgent::join(address, tls).await.unwrap();
+    let (mut again, committed) = RawAgent::join(address, tls.clone()).await.unwrap();
     assert_eq!(
         committed,
         last + 6,
@@ -138,6 +143,28 @@ async fn bad_frames_close_only_their_own_connection() {
     assert_eq!(
         again.next(SHORT).await.unwrap(),
         CollectorMessage::Ack { seq: last + 6 }
+    );
+
+    // An agent from before fragments sends a long frame whole, and it is stored.
+    let (mut older, last) = RawAgent::join(address, tls).await.unwrap();
+    let long = AgentMessage::Data(DataFrame {
+        seq: last + 1,
+        records: (0..200)
+            .map(|i| {
+                Record::Usage(DiskUsage {
+                    time_ns: i,
+                    ..Default::default()
+                })
+            })
+            .collect(),
+        dropped: Dropped::default(),
+    });
+    let text = serde_json::to_string(&long).unwrap();
+    assert!(text.len() > 2 * dockermon_agent::uplink::fragments::FRAGMENT_BYTES);
+    older.send_text_whole(text).await.unwrap();
+    assert_eq!(
+        older.next(SHORT).await.unwrap(),
+        CollectorMessage::Ack { seq: last + 1 }
     );
 }
 
