@@ -651,6 +651,15 @@ fn list_setting(flag: &Option<String>, file: &Option<config_file::List>) -> Vec<
     items.into_iter().filter(|item| !item.is_empty()).collect()
 }
 
+/// A setting as the user wrote it, or its default in days (retention defaults are whole
+/// days).
+fn as_given(flag: &Option<String>, from_file: &Option<String>, value: Duration) -> String {
+    match flag.as_ref().or(from_file.as_ref()) {
+        Some(text) => text.clone(),
+        None => format!("{}d (the default)", value.as_secs() / 86_400),
+    }
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -767,6 +776,23 @@ impl ServeArgs {
             )?,
             ..defaults
         };
+        // Hourly buckets are recomputed from 5-minute buckets whenever a late sample lands
+        // in their hour: 5-minute buckets deleted before the raw samples would leave such
+        // an hour recomputed from part of its buckets.
+        if retention.five_minutes < retention.raw {
+            return Err(invalid(
+                "retention_5m",
+                format!(
+                    "{} is shorter than retention_raw ({}): hourly rollups are computed from 5-minute buckets, which must be kept at least as long as raw samples",
+                    as_given(
+                        &self.retention_5m,
+                        &file.retention_5m,
+                        retention.five_minutes
+                    ),
+                    as_given(&self.retention_raw, &file.retention_raw, retention.raw),
+                ),
+            ));
+        }
         let database = self.database.resolve(file)?;
         let database_dir = database.data_dir.clone();
         let tls_cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
@@ -1432,6 +1458,26 @@ mod tests {
                 .starts_with("database_url: invalid database URL"),
             "{err}"
         );
+        let err = serve(&["--retention-raw", "30d", "--retention-5m", "14d"])
+            .resolve(&FileConfig::default())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "retention_5m: 14d is shorter than retention_raw (30d): hourly rollups are computed from 5-minute buckets, which must be kept at least as long as raw samples",
+        );
+        let err = serve(&["--retention-raw", "100d"])
+            .resolve(&FileConfig::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "retention_5m: 90d (the default) is shorter than retention_raw (100d)"
+            ),
+            "{err}"
+        );
+        // Equal is fine: every raw sample's 5-minute bucket is still there.
+        serve(&["--retention-raw", "30d", "--retention-5m", "30d"])
+            .resolve(&FileConfig::default())
+            .unwrap();
         let err = serve(&["--retention-raw", "10m"])
             .resolve(&FileConfig::default())
             .unwrap_err();

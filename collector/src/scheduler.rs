@@ -24,6 +24,8 @@ const SESSION_RECORDS: Duration = Duration::from_secs(7 * 86_400);
 const LEASE: &str = "scheduler";
 pub const LEASE_TTL: Duration = Duration::from_secs(20);
 pub const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// How long a replica that stops waits to hand its lease back.
+const LEASE_RELEASE: Duration = Duration::from_secs(2);
 
 /// Runs the jobs until `cancel` fires. `leader` says whether this replica holds the
 /// scheduler's lease: the replica that runs the jobs, the resource controller (without
@@ -59,11 +61,15 @@ pub async fn run(
                     retention_tick.reset_immediately();
                 }
             }
+            // A job stops where it is when the collector shuts down: a rollup range left
+            // taken is redone by the next run, retention deletes in chunks, and waiting for a
+            // database that does not answer would hold the shutdown up.
             _ = rollups.tick() => {
                 if leader.load(Ordering::Relaxed) {
-                    match store.run_rollups(now_ns()).await {
-                        Ok(report) => debug!(buckets_5m = report.buckets[0], buckets_1h = report.buckets[1], "rollups done"),
-                        Err(error) => warn!(%error, job = "rollups", "scheduled job failed; it runs again next time"),
+                    match cancel.run_until_cancelled(store.run_rollups(now_ns())).await {
+                        Some(Ok(report)) => debug!(buckets_5m = report.buckets[0], buckets_1h = report.buckets[1], "rollups done"),
+                        Some(Err(error)) => warn!(%error, job = "rollups", "scheduled job failed; it runs again next time"),
+                        None => break,
                     }
                 }
             }
@@ -75,9 +81,10 @@ pub async fn run(
                         let sessions = store.purge_sessions(now - SESSION_RECORDS.as_nanos() as i64).await?;
                         Ok::<_, crate::store::StoreError>((report, sessions))
                     };
-                    match done.await {
-                        Ok((report, sessions)) => info!(deleted = report.deleted, sessions, "retention applied"),
-                        Err(error) => warn!(%error, job = "retention", "scheduled job failed; it runs again next time"),
+                    match cancel.run_until_cancelled(done).await {
+                        Some(Ok((report, sessions))) => info!(deleted = report.deleted, sessions, "retention applied"),
+                        Some(Err(error)) => warn!(%error, job = "retention", "scheduled job failed; it runs again next time"),
+                        None => break,
                     }
                 }
             }
@@ -107,13 +114,15 @@ async fn hold_lease(
         // A renewal that hangs must not leave this replica believing it leads while the
         // lease runs out under it.
         let attempt = store.acquire_lease(LEASE, &holder, now_ns(), LEASE_TTL.as_nanos() as i64);
-        let held = match tokio::time::timeout(LEASE_RENEW, attempt).await {
-            Ok(Ok(held)) => held,
-            Ok(Err(error)) => {
+        let attempt = cancel.run_until_cancelled(tokio::time::timeout(LEASE_RENEW, attempt));
+        let held = match attempt.await {
+            None => break,
+            Some(Ok(Ok(held))) => held,
+            Some(Ok(Err(error))) => {
                 warn!(%error, lease = LEASE, "cannot take or renew the scheduler's lease");
                 false
             }
-            Err(_) => {
+            Some(Err(_)) => {
                 warn!(
                     lease = LEASE,
                     "the database did not answer the scheduler's lease renewal in time"
@@ -132,5 +141,16 @@ async fn hold_lease(
         }
     }
     leader.store(false, Ordering::Relaxed);
-    let _ = store.release_lease(LEASE, &holder).await;
+    // Best effort, so that another replica takes over at once; a database that does not
+    // answer gets the lease back when it runs out.
+    let release = store.release_lease(LEASE, &holder);
+    if !matches!(
+        tokio::time::timeout(LEASE_RELEASE, release).await,
+        Ok(Ok(()))
+    ) {
+        info!(
+            lease = LEASE,
+            "could not release the scheduler's lease; it runs out within {LEASE_TTL:?}"
+        );
+    }
 }

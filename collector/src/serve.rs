@@ -51,6 +51,9 @@ use crate::ws::{self, Feed, WsState};
 const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the database is checked once running.
 const DATABASE_CHECK: Duration = Duration::from_secs(5);
+/// How long a collector told to stop waits for its work to end: well within Kubernetes'
+/// default 30 s between SIGTERM and SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     for path in dockermon_agent::process::shared_files(&config.database.data_dir) {
@@ -338,11 +341,27 @@ pub async fn serve(config: ServeConfig, cancel: CancellationToken) -> anyhow::Re
 
     cancel.cancelled().await;
     tracker.close();
-    tracker.wait().await;
-    store.close().await;
+    stop_within(&tracker, &store).await;
     match operator_failed.lock().expect("operator error lock").take() {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Waits up to [`SHUTDOWN_GRACE`] for the tasks to end and the database connections to
+/// close. Whatever is left then waits on something that does not answer (a database or
+/// broker gone): nothing of it needs keeping, since agents resend what was not
+/// acknowledged, so the collector exits rather than outlast its orchestrator's patience.
+async fn stop_within(tracker: &TaskTracker, store: &Store) {
+    let stopped = async {
+        tracker.wait().await;
+        store.close().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
+        warn!(
+            tasks = tracker.len(),
+            "still waiting on the database or the broker after {SHUTDOWN_GRACE:?}; exiting anyway"
+        );
     }
 }
 
@@ -424,7 +443,10 @@ async fn watch_database(store: Store, readiness: Readiness, cancel: Cancellation
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(DATABASE_CHECK) => {}
         }
-        match store.ping().await {
+        let Some(answer) = cancel.run_until_cancelled(store.ping()).await else {
+            return;
+        };
+        match answer {
             Ok(()) => {
                 if !readiness.works(Dependency::Database) {
                     info!("database reachable again");

@@ -396,12 +396,13 @@ impl FleetMetrics {
             let update = tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = known_hosts.tick() => {
-                    match store.hosts().await {
-                        Ok(hosts) => {
+                    match cancel.run_until_cancelled(store.hosts()).await {
+                        None => return,
+                        Some(Ok(hosts)) => {
                             *self.known.lock().expect("known hosts lock") =
                                 hosts.into_iter().map(|h| (h.id, h.name)).collect();
                         }
-                        Err(error) => debug!(%error, "cannot read the known hosts"),
+                        Some(Err(error)) => debug!(%error, "cannot read the known hosts"),
                     }
                     continue;
                 }

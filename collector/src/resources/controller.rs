@@ -51,7 +51,12 @@ pub async fn run(
         if !leader.load(Ordering::Relaxed) {
             continue;
         }
-        if let Err(error) = pass(&context).await {
+        // Every pass starts over from the resources, so one cut short by shutdown loses
+        // nothing.
+        let Some(passed) = cancel.run_until_cancelled(pass(&context)).await else {
+            break;
+        };
+        if let Err(error) = passed {
             warn!(error = %dockermon_agent::process::error_chain(&error), "resource controller pass failed; retrying");
         }
     }

@@ -233,7 +233,13 @@ async fn watch_revocations(service: Arc<AgentService>, cancel: CancellationToken
             () = tokio::time::sleep(REVOCATION_CHECK) => {}
         }
         let checked_at = now_ns();
-        match service.store.revocations_since(since).await {
+        let Some(revoked) = cancel
+            .run_until_cancelled(service.store.revocations_since(since))
+            .await
+        else {
+            return;
+        };
+        match revoked {
             Ok((hosts, serials)) => {
                 if !hosts.is_empty() || !serials.is_empty() {
                     service.registry.close_matching(
