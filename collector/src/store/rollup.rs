@@ -15,11 +15,9 @@
 //! when read ([`Store::rolled_up_to`]).
 //!
 //! A chunk is recomputed a slice of containers at a time (about [`ROWS_PER_STATEMENT`]
-//! source rows), each statement followed by a pause: at 10,000 agents × 50 containers a
-//! 5-minute bucket holds 5 million raw rows, and one statement over all of them ran for 40 s
-//! and held ingest up while it did. The pauses spread a run over [`SPREAD`] (see
-//! [`pause_after`]), so the job takes a quarter to a half of the database's time from
-//! ingest while it runs, the smaller share whenever it is on schedule.
+//! source rows), each statement followed by a pause as long as it took: at 10,000 agents × 50
+//! containers a 5-minute bucket holds 5 million raw rows, and one statement over all of them
+//! ran for 40 s and held ingest up while it did.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,13 +46,6 @@ const ROWS_PER_STATEMENT: i64 = 20_000;
 /// The most containers one statement recomputes (a 5-minute bucket at 30-second sweeps is
 /// 10 rows per container, 10,000 in all).
 pub const SLICE_CONTAINERS: usize = 1000;
-/// What a run of the job aims to spread its statements over: a new 5-minute bucket is due
-/// every 5 minutes, so a run that ends within 3 leaves room for the hourly rollup and for
-/// slower statements.
-const SPREAD: Duration = Duration::from_secs(180);
-/// The longest pause after a statement, in multiples of the time the statement took: a
-/// run of small statements (a small fleet) is not stretched to [`SPREAD`].
-const MAX_PAUSE_FACTOR: u32 = 3;
 /// Rows deleted per statement by retention, so no statement holds locks for long.
 const DELETE_CHUNK: u32 = 10_000;
 
@@ -179,17 +170,6 @@ pub struct RetentionReport {
     pub deleted: u64,
 }
 
-/// The pause after a rollup statement that took `took`, with `slices_left` statements
-/// (this one included) to spread over `time_left`: what is left of this slice's share of
-/// the time, but at least as long as the statement took (the job never takes more than
-/// half of the database's time) and at most [`MAX_PAUSE_FACTOR`] times that.
-fn pause_after(took: Duration, time_left: Duration, slices_left: u32) -> Duration {
-    let share = time_left / slices_left.max(1);
-    share
-        .saturating_sub(took)
-        .clamp(took, took * MAX_PAUSE_FACTOR)
-}
-
 /// The statement that lowers the dirty mark of a rollup (bound: its `rollup_state` name,
 /// then the time from which its buckets are out of date), creating the mark if need be.
 pub(super) fn lower_dirty_mark(backend: Backend) -> &'static str {
@@ -223,7 +203,6 @@ impl Store {
     /// [`SETTLE`] before `now_ns`.
     pub async fn run_rollups(&self, now_ns: i64) -> Result<RollupReport> {
         let mut report = RollupReport::default();
-        let pace_until = Instant::now() + SPREAD;
         for (i, resolution) in [Resolution::FiveMinutes, Resolution::OneHour]
             .into_iter()
             .enumerate()
@@ -237,7 +216,7 @@ impl Store {
             let mut start = from - from.rem_euclid(width);
             while start < limit {
                 let end = (start + CHUNK_BUCKETS * width).min(limit);
-                report.buckets[i] += self.recompute(resolution, start, end, pace_until).await?;
+                report.buckets[i] += self.recompute(resolution, start, end).await?;
                 start = end;
             }
             // What is rolled up from these buckets is now out of date from `from` on.
@@ -330,23 +309,13 @@ impl Store {
     /// Recomputes the buckets of `resolution` in [start, end) from its source (raw rows or
     /// 5-minute buckets), for every container, a slice at a time in id order: as many
     /// containers as make about [`ROWS_PER_STATEMENT`] source rows at the default sweep, at
-    /// most [`SLICE_CONTAINERS`]. After each statement the job pauses ([`pause_after`]) so
-    /// that the slices left end by `pace_until`. Containers registered meanwhile have
-    /// higher ids and are still reached.
-    async fn recompute(
-        &self,
-        resolution: Resolution,
-        start: i64,
-        end: i64,
-        pace_until: Instant,
-    ) -> Result<u64> {
+    /// most [`SLICE_CONTAINERS`]. After each statement the job waits as long as the
+    /// statement took, so that it takes at most half of the database's time from ingest.
+    /// Containers registered meanwhile have higher ids and are still reached.
+    async fn recompute(&self, resolution: Resolution, start: i64, end: i64) -> Result<u64> {
         let source = resolution.source().expect("raw samples are not rolled up");
         let rows_per_container = ((end - start) / source.step_ns()).max(1);
         let per_slice = (ROWS_PER_STATEMENT / rows_per_container).clamp(1, SLICE_CONTAINERS as i64);
-        let containers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM containers")
-            .fetch_one(&self.pool)
-            .await?;
-        let mut slices_left = ((containers + per_slice - 1) / per_slice).max(1) as u32;
         // Every slice but the last has `per_slice` containers: they share one statement text.
         let full_slice_sql: Arc<str> = self.rollup_sql(resolution, per_slice as usize).into();
         let mut buckets = 0;
@@ -368,9 +337,7 @@ impl Store {
             };
             let began = Instant::now();
             buckets += self.recompute_slice(sql, start, end, &slice).await?;
-            let time_left = pace_until.saturating_duration_since(began);
-            tokio::time::sleep(pause_after(began.elapsed(), time_left, slices_left)).await;
-            slices_left = slices_left.saturating_sub(1).max(1);
+            tokio::time::sleep(began.elapsed()).await;
             after = last;
         }
     }
@@ -560,22 +527,6 @@ mod tests {
     use crate::store::DatabaseUrl;
 
     const HOUR: i64 = 3600 * NS_PER_S;
-
-    #[test]
-    fn the_job_spreads_its_statements_over_the_time_left_within_bounds() {
-        let ms = Duration::from_millis;
-        // On schedule: 100 slices of 200 ms in 180 s have 1.8 s each, 1.6 s of it a pause,
-        // capped at three times the statement (a quarter of the database's time).
-        assert_eq!(pause_after(ms(200), ms(180_000), 100), ms(600));
-        // A share just above the statement: the floor, as long as the statement took.
-        assert_eq!(pause_after(ms(200), ms(30_000), 100), ms(200));
-        // Between the bounds: the rest of the share.
-        assert_eq!(pause_after(ms(200), ms(50_000), 100), ms(300));
-        // Past the time: still never more than half of the database's time.
-        assert_eq!(pause_after(ms(200), Duration::ZERO, 1), ms(200));
-        // A fast statement of a small fleet is not stretched to the whole spread.
-        assert_eq!(pause_after(ms(1), ms(180_000), 1), ms(3));
-    }
 
     /// An hour is the 5-minute buckets' averages weighted by how many samples measured each
     /// figure; a bucket written without those counts (before migration 0046, or by a replica
