@@ -12,7 +12,6 @@ use tokio::process::Command;
 use crate::binaries::binaries;
 use crate::process::RecordedProcess;
 use crate::tcp::free_loopback_address;
-use crate::wait::eventually;
 
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -111,13 +110,21 @@ impl Collector {
             .args(&self.extra)
             .env_remove("DOCKERMON_DATABASE_URL");
         let process = RecordedProcess::spawn(command)?;
-        process.wait_for_stderr(WAIT, "agents listening").await?;
-        self.process = Some(process);
         let health = self.health_address;
-        eventually(WAIT, "the collector to be ready", || async move {
-            (readyz(health).await == Some(200)).then_some(())
+        let last_answer = std::sync::Mutex::new(None);
+        let ready = process
+            .until(WAIT, "the collector to be ready", || async {
+                let answer = readyz_answer(health).await;
+                let ready = matches!(answer, Some((200, _)));
+                *last_answer.lock().expect("answer lock") = answer;
+                ready.then_some(())
+            })
+            .await;
+        self.process = Some(process);
+        ready.with_context(|| {
+            let answer = last_answer.into_inner().expect("answer lock");
+            format!("its last /readyz answer: {answer:?}")
         })
-        .await
     }
 
     /// `SIGKILL`: no shutdown, no flushing, as in a crash.

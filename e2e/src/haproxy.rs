@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use crate::fleet::Collector;
 use crate::process::RecordedProcess;
-use crate::tcp::{free_loopback_address, listening};
+use crate::tcp::free_loopback_address;
 
 pub struct LoadBalancer {
     /// Where agents connect (TLS passes through to a replica's agent listener).
@@ -68,9 +68,11 @@ impl LoadBalancer {
             process,
         };
         for address in [agent_address, ws_address] {
-            listening(address, "haproxy")
+            balancer
+                .process
+                .wait_listening(address)
                 .await
-                .with_context(|| balancer.process.stderr())?;
+                .context("haproxy does not start")?;
         }
         Ok(balancer)
     }

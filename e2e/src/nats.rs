@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::process::Command;
 
 use crate::process::RecordedProcess;
-use crate::tcp::{free_loopback_address, listening};
+use crate::tcp::free_loopback_address;
 
 pub struct NatsServer {
     pub address: SocketAddr,
@@ -39,8 +39,9 @@ impl NatsServer {
         let process = RecordedProcess::spawn(command).context(
             "cannot start nats-server (Debian's `nats-server` package; .ci/run installs it)",
         )?;
+        let listening = process.wait_listening(self.address).await;
         self.process = Some(process);
-        listening(self.address, "nats-server").await
+        listening.context("nats-server does not start")
     }
 
     /// Kills the server (`SIGKILL`): every client loses its connection at once.

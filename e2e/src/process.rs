@@ -1,6 +1,8 @@
 //! A child process whose stdout is JSON lines (the agent's `--output stdout`), recorded
 //! as it arrives, with its stderr kept for failure messages.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,22 +74,71 @@ impl RecordedProcess {
         what: &str,
         mut check: impl FnMut(&[Value]) -> Option<T>,
     ) -> anyhow::Result<T> {
-        eventually(timeout, what, || {
+        self.until(timeout, what, || {
             let found = check(&self.records.lock().expect("records lock"));
             async move { found }
         })
         .await
-        .with_context(|| format!("stderr so far:\n{}", self.tail_of_stderr()))
     }
 
     /// Waits until stderr contains `needle`.
     pub async fn wait_for_stderr(&self, timeout: Duration, needle: &str) -> anyhow::Result<()> {
-        eventually(timeout, needle, || {
+        self.until(timeout, needle, || {
             let found = self.stderr.lock().expect("stderr lock").contains(needle);
             async move { found.then_some(()) }
         })
         .await
-        .with_context(|| format!("stderr so far:\n{}", self.tail_of_stderr()))
+    }
+
+    /// Polls `check` until it returns `Some`, as [`eventually`] does, but fails at once
+    /// when the process has exited (its output closed) without `check` holding: a process
+    /// that died (a port taken, a bad flag) does not make a test wait out `timeout`.
+    /// Errors carry the tail of the process's stderr.
+    pub async fn until<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let outcome = eventually(timeout, what, || {
+            // Read before checking: once closed, `check` has seen all the output.
+            let exited = self.output_closed();
+            let checked = check();
+            async move {
+                match checked.await {
+                    Some(value) => Some(Ok(value)),
+                    None if exited => {
+                        Some(Err(anyhow::anyhow!("the process exited before {what}")))
+                    }
+                    None => None,
+                }
+            }
+        })
+        .await
+        .and_then(|outcome| outcome);
+        outcome.with_context(|| format!("stderr so far:\n{}", self.tail_of_stderr()))
+    }
+
+    /// Waits up to 30 s until the process (a server just started) accepts connections on
+    /// `address`; fails at once if it exited.
+    pub async fn wait_listening(&self, address: SocketAddr) -> anyhow::Result<()> {
+        let what = format!("it to listen on {address}");
+        self.until(Duration::from_secs(30), &what, || async move {
+            tokio::net::TcpStream::connect(address)
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Whether the process has closed stdout and stderr (it exited) and both were read.
+    fn output_closed(&self) -> bool {
+        self.readers.iter().all(|reader| reader.is_finished())
     }
 
     /// `SIGKILL` and wait for the process to be gone.
@@ -127,5 +178,53 @@ async fn read_lines(stream: impl AsyncRead + Unpin, mut each: impl FnMut(String)
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         each(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> RecordedProcess {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        RecordedProcess::spawn(command).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_wait_on_a_process_that_exited_fails_at_once_with_its_stderr() {
+        let process = shell("echo 'cannot bind 127.0.0.1:9: address in use' >&2; exit 1");
+        // Far longer than the test may take: only the exit can end the wait in time.
+        let wait = process.until(
+            Duration::from_secs(3600),
+            "something that never holds",
+            || async { None::<()> },
+        );
+        let error = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("the wait ends when the process exits")
+            .unwrap_err();
+        let error = format!("{error:#}");
+        assert!(
+            error.contains("exited before something that never holds"),
+            "{error}"
+        );
+        assert!(error.contains("address in use"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn what_a_process_printed_before_exiting_is_still_found() {
+        let process = shell("echo '{\"n\": 1}'; echo 'agents listening' >&2; exit 0");
+        process
+            .wait_for_stderr(Duration::from_secs(60), "agents listening")
+            .await
+            .unwrap();
+        let n = process
+            .wait_for(Duration::from_secs(60), "a record", |records| {
+                records.first().map(|record| record["n"].clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

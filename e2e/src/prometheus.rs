@@ -11,7 +11,6 @@ use tokio::process::Command;
 use crate::http;
 use crate::process::RecordedProcess;
 use crate::tcp::free_loopback_address;
-use crate::wait::eventually;
 
 pub struct Prometheus {
     pub address: SocketAddr,
@@ -46,21 +45,21 @@ impl Prometheus {
         let process = RecordedProcess::spawn(command).context(
             "cannot start prometheus (Debian's `prometheus` package; .ci/run installs it)",
         )?;
-        let prometheus = Prometheus {
+        process
+            .until(
+                Duration::from_secs(60),
+                "prometheus to be ready",
+                || async {
+                    let (status, _) = http::request(address, "GET", "/-/ready", None, None).await?;
+                    (status == 200).then_some(())
+                },
+            )
+            .await?;
+        Ok(Prometheus {
             address,
             _process: process,
             _dir: dir,
-        };
-        eventually(
-            Duration::from_secs(60),
-            "prometheus to be ready",
-            || async {
-                let (status, _) = http::request(address, "GET", "/-/ready", None, None).await?;
-                (status == 200).then_some(())
-            },
-        )
-        .await?;
-        Ok(prometheus)
+        })
     }
 
     /// An instant query's result vector (`data.result`), or the error Prometheus gives.
