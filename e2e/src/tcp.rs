@@ -2,15 +2,70 @@
 //! ("the database is down, then up" without touching the database), or freeze: connections
 //! stay open but nothing gets through, as when a network path dies silently.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-/// A loopback address with a port nothing listens on right now, for a process under test
-/// to bind (the kernel does not hand out a just-released port again at once).
+/// The lowest port [`free_loopback_address`] hands out.
+const FIRST_RESERVED_PORT: u16 = 10_000;
+
+/// The lock files of the ports this test process reserved, held until it exits.
+static RESERVED: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+/// A loopback address with a port reserved for this test process (until it exits) that
+/// nothing listens on, for a process under test to bind, also again after a restart.
+///
+/// Not a port from binding port 0 and letting it go: the kernel hands those out of its
+/// ephemeral range (`net.ipv4.ip_local_port_range`), as it does the local port of every
+/// outgoing connection, so another test running in parallel could take the port before
+/// the process under test binds it, and that process would fail to start. The ports
+/// here lie below the ephemeral range, where the kernel never picks, and each is held by
+/// a lock file (`flock`) under the temporary directory, so tests running in parallel
+/// processes never pick the same one. If the ephemeral range leaves too little room
+/// below it, this falls back to port 0.
 pub fn free_loopback_address() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+    let range = below_ephemeral_ports();
+    if range.len() < 1_000 {
+        return std::net::TcpListener::bind("127.0.0.1:0")?.local_addr();
+    }
+    let dir = std::env::temp_dir().join("dockermon-e2e-ports");
+    std::fs::create_dir_all(&dir)?;
+    let start = rand::random_range(range.clone());
+    for port in (start..range.end).chain(range.start..start) {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::Error(error)) => return Err(error),
+        }
+        // Something outside the tests may listen there (or a connection linger).
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        RESERVED.lock().expect("reserved ports lock").push(lock);
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free loopback port in {range:?}"),
+    ))
+}
+
+/// The ports from [`FIRST_RESERVED_PORT`] up to the kernel's ephemeral range.
+fn below_ephemeral_ports() -> Range<u16> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    FIRST_RESERVED_PORT..ephemeral_start.max(FIRST_RESERVED_PORT)
 }
 
 /// Waits up to 30 s until `what` (a server just started) accepts connections on `address`.
@@ -115,5 +170,37 @@ async fn pump(
         if frozen.wait_for(|f| !f).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let range = below_ephemeral_ports();
+        let addresses: Vec<SocketAddr> =
+            (0..50).map(|_| free_loopback_address().unwrap()).collect();
+        let ports: std::collections::BTreeSet<u16> = addresses.iter().map(|a| a.port()).collect();
+        assert_eq!(ports.len(), addresses.len(), "{addresses:?}");
+        for address in &addresses {
+            assert!(
+                range.contains(&address.port()),
+                "{address} not in {range:?}"
+            );
+            std::net::TcpListener::bind(address).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_reserved_port_stays_locked_against_other_test_processes() {
+        let address = free_loopback_address().unwrap();
+        let lock = std::env::temp_dir()
+            .join("dockermon-e2e-ports")
+            .join(address.port().to_string());
+        // Another process opens the lock file on its own and finds it taken.
+        let other = File::open(lock).unwrap();
+        assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
     }
 }
