@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::tcp::accepts_connections;
 use crate::wait::eventually;
 
 pub struct RecordedProcess {
@@ -128,10 +129,7 @@ impl RecordedProcess {
     pub async fn wait_listening(&self, address: SocketAddr) -> anyhow::Result<()> {
         let what = format!("it to listen on {address}");
         self.until(Duration::from_secs(30), &what, || async move {
-            tokio::net::TcpStream::connect(address)
-                .await
-                .ok()
-                .map(|_| ())
+            accepts_connections(address).await.then_some(())
         })
         .await
     }

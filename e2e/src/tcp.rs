@@ -32,15 +32,14 @@ pub fn free_loopback_address() -> std::io::Result<SocketAddr> {
     if range.len() < 1_000 {
         return std::net::TcpListener::bind("127.0.0.1:0")?.local_addr();
     }
-    let dir = std::env::temp_dir().join("dockermon-e2e-ports");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(port_locks())?;
     let start = rand::random_range(range.clone());
     for port in (start..range.end).chain(range.start..start) {
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(port.to_string()))?;
+            .open(port_locks().join(port.to_string()))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => continue,
@@ -59,6 +58,11 @@ pub fn free_loopback_address() -> std::io::Result<SocketAddr> {
     ))
 }
 
+/// Where the lock files of reserved ports live, one per port, named by its number.
+fn port_locks() -> std::path::PathBuf {
+    std::env::temp_dir().join("dockermon-e2e-ports")
+}
+
 /// The ports from [`FIRST_RESERVED_PORT`] up to the kernel's ephemeral range.
 fn below_ephemeral_ports() -> Range<u16> {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -73,14 +77,14 @@ pub async fn listening(address: SocketAddr, what: &str) -> anyhow::Result<()> {
     crate::wait::eventually(
         std::time::Duration::from_secs(30),
         &format!("{what} to listen on {address}"),
-        || async move {
-            tokio::net::TcpStream::connect(address)
-                .await
-                .ok()
-                .map(|_| ())
-        },
+        || async move { accepts_connections(address).await.then_some(()) },
     )
     .await
+}
+
+/// Whether something accepts TCP connections on `address` right now.
+pub async fn accepts_connections(address: SocketAddr) -> bool {
+    TcpStream::connect(address).await.is_ok()
 }
 
 pub struct TcpProxy {
@@ -196,9 +200,7 @@ mod tests {
     #[test]
     fn a_reserved_port_stays_locked_against_other_test_processes() {
         let address = free_loopback_address().unwrap();
-        let lock = std::env::temp_dir()
-            .join("dockermon-e2e-ports")
-            .join(address.port().to_string());
+        let lock = port_locks().join(address.port().to_string());
         // Another process opens the lock file on its own and finds it taken.
         let other = File::open(lock).unwrap();
         assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
